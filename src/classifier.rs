@@ -1,0 +1,347 @@
+//! The shipped classifier: `model.json` + weights + taxonomy -> probabilities.
+//!
+//! Data flows one way: model input -> logits -> training-class probabilities ->
+//! inference-node probabilities -> a [`Prediction`] (what the CLI and the UI show).
+
+use crate::model::{Net, NetConfig};
+use crate::preprocess::PreprocessConfig;
+use crate::taxonomy::{Taxonomy, TaxonomyError};
+use burn::prelude::*;
+use burn::store::{BurnpackStore, HalfPrecisionAdapter, ModuleSnapshot};
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the `model.json` layout this build reads and writes.
+pub const META_FORMAT: u32 = 1;
+
+/// Errors loading or running the classifier.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error("model.json: {0}")]
+    Meta(String),
+    #[error("weights file {file}: {message}")]
+    Weights { file: String, message: String },
+    #[error("taxonomy: {0}")]
+    Taxonomy(#[from] TaxonomyError),
+    #[error("input has {got} floats, expected a multiple of {per_image}")]
+    InputSize { got: usize, per_image: usize },
+}
+
+/// What was written about the weights file, so a mismatched file is caught before use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WeightsInfo {
+    /// File name, relative to `model.json`.
+    pub file: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
+    /// Storage precision of conv and linear weights ("f16" or "f32"); batch norm stays f32.
+    pub precision: String,
+}
+
+/// Everything needed to use the weights: `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelMeta {
+    /// Layout version of this file ([`META_FORMAT`]).
+    pub format: u32,
+    /// Model name and version, shown in the UI.
+    pub name: String,
+    /// Network architecture.
+    pub architecture: NetConfig,
+    /// Preprocessing the weights were trained with.
+    pub preprocess: PreprocessConfig,
+    /// Training classes, in logit order: taxonomy node ids.
+    pub training_classes: Vec<String>,
+    /// `maxClassSize` used by the partitioning algorithm.
+    pub max_class_size: usize,
+    /// Version of the taxonomy the classes refer to.
+    pub taxonomy_version: String,
+    /// Added to the logits before the softmax (logit adjustment, Menon et al. 2021): removes the
+    /// class prior the network saw in training, so probabilities are balanced across classes.
+    pub logit_adjustment: Vec<f32>,
+    /// Average the prediction over horizontal and vertical flips.
+    pub test_time_flips: bool,
+    /// P(malignant) at or above which the UI says "see a dermatologist".
+    pub high_risk_threshold: f32,
+    /// The weights file.
+    pub weights: WeightsInfo,
+}
+
+/// One image's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Prediction {
+    /// Training-class probabilities (sum to 1), in `model.json` order.
+    pub classes: Vec<ClassProb>,
+    /// Inference-node probabilities (benign, malignant, second-level classes).
+    pub nodes: Vec<ClassProb>,
+    /// P(malignant), the screening number.
+    pub malignant: f32,
+    /// Whether `malignant` reaches the model's high-risk threshold.
+    pub high_risk: bool,
+}
+
+/// A node id, its display name and probability.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClassProb {
+    pub id: String,
+    pub name: String,
+    pub probability: f32,
+}
+
+impl Prediction {
+    /// Training classes sorted by probability, most likely first.
+    pub fn ranked(&self) -> Vec<&ClassProb> {
+        let mut v: Vec<_> = self.classes.iter().collect();
+        v.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        v
+    }
+}
+
+/// SHA-256 as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Saves weights as burnpack, conv/linear weights in f16 when `half` is set. Returns the bytes.
+pub fn weights_to_bytes(net: &Net, half: bool) -> Result<Vec<u8>, ClassifierError> {
+    let mut store = BurnpackStore::from_bytes(None);
+    if half {
+        store = store.with_to_adapter(HalfPrecisionAdapter::new());
+    }
+    net.save_into(&mut store).map_err(|e| ClassifierError::Weights {
+        file: "<memory>".into(),
+        message: e.to_string(),
+    })?;
+    let bytes = store.get_bytes().map_err(|e| ClassifierError::Weights {
+        file: "<memory>".into(),
+        message: e.to_string(),
+    })?;
+    Ok(bytes.to_vec())
+}
+
+/// Loads burnpack weights (f16 or f32) into a network of the given architecture.
+pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, file: &str, device: &Device) -> Result<Net, ClassifierError> {
+    let mut net = config.init(device);
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)))
+        .with_from_adapter(HalfPrecisionAdapter::new());
+    let err = |message: String| ClassifierError::Weights { file: file.to_string(), message };
+    let result = net.load_from(&mut store).map_err(|e| err(e.to_string()))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(err(format!(
+            "does not match the architecture in model.json ({} errors, {} missing, {} unexpected tensors; first: {})",
+            result.errors.len(),
+            result.missing.len(),
+            result.unused.len(),
+            result
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .or_else(|| result.missing.first().map(|m| format!("missing {}", m.0)))
+                .or_else(|| result.unused.first().map(|u| format!("unexpected {u}")))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(net)
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&z| (z - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+/// A loaded, ready classifier.
+#[derive(Debug)]
+pub struct Classifier {
+    net: Net,
+    meta: ModelMeta,
+    taxonomy: Taxonomy,
+    nodes: Vec<String>,
+    node_map: Vec<Vec<usize>>,
+    malignant_map: Vec<usize>,
+    device: Device,
+}
+
+impl Classifier {
+    /// Checks `model.json` against the weights bytes (size, hash) and the taxonomy, then loads.
+    pub fn from_parts(meta: ModelMeta, weights: Vec<u8>, taxonomy: Taxonomy, device: Device) -> Result<Self, ClassifierError> {
+        if meta.format != META_FORMAT {
+            return Err(ClassifierError::Meta(format!(
+                "format {} is not supported by this build (reads format {META_FORMAT})",
+                meta.format
+            )));
+        }
+        if meta.taxonomy_version != taxonomy.version() {
+            return Err(ClassifierError::Meta(format!(
+                "trained against taxonomy version {}, but the taxonomy is version {}",
+                meta.taxonomy_version,
+                taxonomy.version()
+            )));
+        }
+        let n = meta.training_classes.len();
+        if meta.architecture.num_classes != n || meta.logit_adjustment.len() != n {
+            return Err(ClassifierError::Meta(format!(
+                "{} training classes but {} logits and {} logit adjustments",
+                n,
+                meta.architecture.num_classes,
+                meta.logit_adjustment.len()
+            )));
+        }
+        let file = meta.weights.file.clone();
+        if weights.len() as u64 != meta.weights.bytes {
+            return Err(ClassifierError::Weights {
+                file,
+                message: format!("{} bytes, but model.json expects {}", weights.len(), meta.weights.bytes),
+            });
+        }
+        let hash = sha256_hex(&weights);
+        if hash != meta.weights.sha256 {
+            return Err(ClassifierError::Weights {
+                file,
+                message: format!("SHA-256 {hash} does not match model.json ({})", meta.weights.sha256),
+            });
+        }
+        let nodes = taxonomy.default_inference_nodes(&meta.training_classes);
+        let node_map = taxonomy.aggregation_map(&meta.training_classes, &nodes)?;
+        let malignant_map = taxonomy
+            .aggregation_map(&meta.training_classes, &["malignant".to_string()])?
+            .remove(0);
+        let net = net_from_bytes(&meta.architecture, weights, &file, &device)?;
+        Ok(Self {
+            net,
+            meta,
+            taxonomy,
+            nodes,
+            node_map,
+            malignant_map,
+            device,
+        })
+    }
+
+    /// Loads `model.json` and its weights from a directory, with the bundled taxonomy.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: &std::path::Path, device: Device) -> Result<Self, ClassifierError> {
+        let meta_path = dir.join("model.json");
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ClassifierError::File {
+                file: p.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let meta: ModelMeta = serde_json::from_slice(&read(&meta_path)?).map_err(|e| ClassifierError::File {
+            file: meta_path.display().to_string(),
+            message: format!("not a valid model.json: {e}"),
+        })?;
+        let weights_path = dir.join(&meta.weights.file);
+        let weights = read(&weights_path)?;
+        let mut meta = meta;
+        meta.weights.file = weights_path.display().to_string();
+        Self::from_parts(meta, weights, Taxonomy::bundled(), device)
+    }
+
+    /// The model's metadata.
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// The taxonomy in use.
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// Inference nodes reported next to the training classes.
+    pub fn inference_nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// The network (for saliency and embeddings).
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Builds the input tensor for a batch of preprocessed images, adding flipped copies when
+    /// test-time flips are on: `[views * n, 3, s, s]`, views first.
+    pub fn input_tensor(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), ClassifierError> {
+        let per = self.meta.preprocess.input_len();
+        if inputs.is_empty() || inputs.len() % per != 0 {
+            return Err(ClassifierError::InputSize { got: inputs.len(), per_image: per });
+        }
+        let n = inputs.len() / per;
+        let s = self.meta.preprocess.input_size as usize;
+        let x = Tensor::<4>::from_data(TensorData::new(inputs.to_vec(), [n, 3, s, s]), &self.device);
+        let x = if self.meta.test_time_flips {
+            Tensor::cat(vec![x.clone(), x.clone().flip([3]), x.flip([2])], 0)
+        } else {
+            x
+        };
+        Ok((x, n))
+    }
+
+    /// Turns raw logits of `[views * n, classes]` (from [`Self::input_tensor`]) into predictions.
+    pub fn predictions_from_logits(&self, logits: &[f32], n: usize) -> Vec<Prediction> {
+        let k = self.meta.training_classes.len();
+        let views = logits.len() / (n * k);
+        (0..n)
+            .map(|i| {
+                let mut probs = vec![0.0f32; k];
+                for v in 0..views {
+                    let row = &logits[(v * n + i) * k..(v * n + i + 1) * k];
+                    let adjusted: Vec<f32> = row.iter().zip(&self.meta.logit_adjustment).map(|(z, a)| z + a).collect();
+                    for (p, q) in probs.iter_mut().zip(softmax(&adjusted)) {
+                        *p += q / views as f32;
+                    }
+                }
+                self.prediction_from_probs(&probs)
+            })
+            .collect()
+    }
+
+    /// Aggregates training-class probabilities to the inference nodes.
+    pub fn prediction_from_probs(&self, probs: &[f32]) -> Prediction {
+        let name = |id: &str| self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default();
+        let classes = self
+            .meta
+            .training_classes
+            .iter()
+            .zip(probs)
+            .map(|(id, &p)| ClassProb { id: id.clone(), name: name(id), probability: p })
+            .collect();
+        let nodes = self
+            .nodes
+            .iter()
+            .zip(&self.node_map)
+            .map(|(id, members)| ClassProb {
+                id: id.clone(),
+                name: name(id),
+                probability: members.iter().map(|&k| probs[k]).sum(),
+            })
+            .collect();
+        let malignant: f32 = self.malignant_map.iter().map(|&k| probs[k]).sum();
+        Prediction {
+            classes,
+            nodes,
+            malignant,
+            high_risk: malignant >= self.meta.high_risk_threshold,
+        }
+    }
+
+    /// Classifies preprocessed inputs (`n * 3 * s * s` floats) synchronously.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, ClassifierError> {
+        let (x, n) = self.input_tensor(inputs)?;
+        let logits = self.net.forward(x).into_data();
+        let logits = logits.try_to_vec::<f32>().expect("logits are f32");
+        Ok(self.predictions_from_logits(&logits, n))
+    }
+}

@@ -1,0 +1,232 @@
+//! Validation and evaluation reports: metrics at the training-class and inference level, the
+//! paper's two binary tasks and malignant vs benign, and (natively) SVG plots.
+
+use crate::eval;
+use crate::taxonomy::{Taxonomy, TaxonomyError};
+use serde::Serialize;
+
+/// The binary tasks scored in every report: (name, positive node, negative node).
+pub const BINARY_TASKS: [(&str, &str, &str); 3] = [
+    ("carcinoma_vs_keratosis", "malignant_epidermal", "benign_epidermal"),
+    ("melanoma_vs_nevus", "malignant_melanocytic", "benign_melanocytic"),
+    ("malignant_vs_benign", "malignant", "benign"),
+];
+
+/// Specificities at which sensitivity is reported.
+pub const SPECIFICITIES: [f64; 3] = [0.80, 0.90, 0.95];
+
+/// A labelled confusion matrix, `matrix[true][predicted]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confusion {
+    pub level: String,
+    pub labels: Vec<String>,
+    pub matrix: Vec<Vec<u64>>,
+    pub balanced_accuracy: f64,
+}
+
+/// One binary task's ROC analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct BinaryTask {
+    pub name: String,
+    pub positive: String,
+    pub negative: String,
+    pub positives: usize,
+    pub negatives: usize,
+    /// Score: P(positive) / (P(positive) + P(negative)) over the images of the two classes.
+    pub auc: Option<f64>,
+    /// 95% stratified percentile bootstrap interval (2,000 replicates).
+    pub auc_ci95: Option<(f64, f64)>,
+    pub sensitivity_at_specificity: Vec<(f64, f64)>,
+    pub roc: Vec<eval::RocPoint>,
+}
+
+/// Everything measured on one labelled set.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub images: usize,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub per_class_recall: Vec<(String, Option<f64>)>,
+    pub confusion: Vec<Confusion>,
+    pub binary_tasks: Vec<BinaryTask>,
+}
+
+impl Summary {
+    /// AUC of a binary task by name.
+    pub fn auc(&self, task: &str) -> Option<f64> {
+        self.binary_tasks.iter().find(|t| t.name == task).and_then(|t| t.auc)
+    }
+}
+
+/// Scores `probs` (training-class probabilities per image) against `labels` (training-class
+/// index per image).
+pub fn summarise(
+    classes: &[String],
+    taxonomy: &Taxonomy,
+    labels: &[usize],
+    probs: &[Vec<f32>],
+) -> Result<Summary, TaxonomyError> {
+    let k = classes.len();
+    let predicted: Vec<usize> = probs.iter().map(|p| eval::argmax(p)).collect();
+    let m = eval::confusion(labels, &predicted, k);
+    let correct = labels.iter().zip(&predicted).filter(|(a, b)| a == b).count();
+    let recall = eval::per_class_recall(&m);
+    let mut confusion = vec![Confusion {
+        level: "training classes".into(),
+        labels: classes.to_vec(),
+        matrix: m.clone(),
+        balanced_accuracy: eval::balanced_accuracy(&m),
+    }];
+    let root = taxonomy.root().to_string();
+    let top: Vec<String> = taxonomy.children(&root)?.into_iter().map(str::to_string).collect();
+    let second: Vec<String> = top
+        .iter()
+        .flat_map(|t| taxonomy.children(t).unwrap_or_default())
+        .map(str::to_string)
+        .collect();
+    for (level, nodes) in [("first level", top), ("second level", second)] {
+        // Keep the nodes the model can score and that hold at least one training class.
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| classes.iter().any(|c| taxonomy.is_within(c, n).unwrap_or(false)))
+            .collect();
+        let Ok(map) = taxonomy.aggregation_map(classes, &nodes) else {
+            continue; // training classes coarser than this level
+        };
+        let node_of_class: Vec<usize> = (0..k)
+            .map(|c| map.iter().position(|members| members.contains(&c)).unwrap_or(0))
+            .collect();
+        let truth: Vec<usize> = labels.iter().map(|&l| node_of_class[l]).collect();
+        let pred: Vec<usize> = probs
+            .iter()
+            .map(|p| {
+                let agg: Vec<f32> = map.iter().map(|mem| mem.iter().map(|&c| p[c]).sum()).collect();
+                eval::argmax(&agg)
+            })
+            .collect();
+        let mm = eval::confusion(&truth, &pred, nodes.len());
+        confusion.push(Confusion {
+            level: level.into(),
+            labels: nodes,
+            balanced_accuracy: eval::balanced_accuracy(&mm),
+            matrix: mm,
+        });
+    }
+    let mut binary_tasks = Vec::new();
+    for (name, pos, neg) in BINARY_TASKS {
+        let pos_members = taxonomy.aggregation_map(classes, &[pos.to_string()])?.remove(0);
+        let neg_members = taxonomy.aggregation_map(classes, &[neg.to_string()])?.remove(0);
+        let mut scores = Vec::new();
+        let mut truth = Vec::new();
+        for (p, &l) in probs.iter().zip(labels) {
+            let (is_pos, is_neg) = (pos_members.contains(&l), neg_members.contains(&l));
+            if !is_pos && !is_neg {
+                continue;
+            }
+            let pp: f32 = pos_members.iter().map(|&c| p[c]).sum();
+            let pn: f32 = neg_members.iter().map(|&c| p[c]).sum();
+            scores.push(f64::from(pp) / (f64::from(pp + pn)).max(1e-12));
+            truth.push(is_pos);
+        }
+        let roc = eval::roc_curve(&scores, &truth);
+        binary_tasks.push(BinaryTask {
+            name: name.into(),
+            positive: pos.into(),
+            negative: neg.into(),
+            positives: truth.iter().filter(|&&t| t).count(),
+            negatives: truth.iter().filter(|&&t| !t).count(),
+            auc: eval::auc(&scores, &truth),
+            auc_ci95: eval::auc_bootstrap_ci(&scores, &truth, 2000, 17),
+            sensitivity_at_specificity: SPECIFICITIES
+                .iter()
+                .map(|&s| (s, eval::sensitivity_at_specificity(&roc, s)))
+                .collect(),
+            roc,
+        });
+    }
+    Ok(Summary {
+        images: labels.len(),
+        accuracy: correct as f64 / labels.len().max(1) as f64,
+        balanced_accuracy: eval::balanced_accuracy(&m),
+        per_class_recall: classes.iter().cloned().zip(recall).collect(),
+        confusion,
+        binary_tasks,
+    })
+}
+
+/// Writes one SVG per binary task (ROC with AUC and interval) and one per confusion matrix.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_plots(summary: &Summary, dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use plotters::prelude::*;
+    let mut written = Vec::new();
+    for task in &summary.binary_tasks {
+        let path = dir.join(format!("roc_{}.svg", task.name));
+        {
+            let root = SVGBackend::new(&path, (520, 520)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let title = match (task.auc, task.auc_ci95) {
+                (Some(a), Some((lo, hi))) => format!("{}: AUC {a:.3} (95% CI {lo:.3}-{hi:.3})", task.name),
+                _ => format!("{}: not enough cases", task.name),
+            };
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(48)
+                .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
+            chart
+                .configure_mesh()
+                .x_desc("1 - specificity")
+                .y_desc("sensitivity")
+                .draw()?;
+            chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], &BLACK.mix(0.3)))?;
+            chart
+                .draw_series(LineSeries::new(task.roc.iter().map(|p| (p.fpr, p.tpr)), BLUE.stroke_width(2)))?
+                .label(format!("{} positives, {} negatives", task.positives, task.negatives))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+            chart.configure_series_labels().border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw()?;
+            root.present()?;
+        }
+        written.push(path);
+    }
+    for c in &summary.confusion {
+        let path = dir.join(format!("confusion_{}.svg", c.level.replace(' ', "_")));
+        {
+            let n = c.labels.len();
+            let cell = 64u32.max(360 / n.max(1) as u32);
+            let (w, h) = (170 + cell * n as u32, 110 + cell * n as u32);
+            let root = SVGBackend::new(&path, (w, h)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let style = ("sans-serif", 13).into_font();
+            root.draw(&Text::new(
+                format!("Confusion ({}), balanced accuracy {:.3}; rows: truth", c.level, c.balanced_accuracy),
+                (8, 8),
+                style.clone(),
+            ))?;
+            for (i, row) in c.matrix.iter().enumerate() {
+                let total: u64 = row.iter().sum::<u64>().max(1);
+                let y = 60 + i as i32 * cell as i32;
+                root.draw(&Text::new(c.labels[i].clone(), (8, y + cell as i32 / 2 - 6), style.clone()))?;
+                for (j, &v) in row.iter().enumerate() {
+                    let x = 160 + j as i32 * cell as i32;
+                    let frac = v as f64 / total as f64;
+                    let shade = RGBColor(
+                        (255.0 - 200.0 * frac) as u8,
+                        (255.0 - 140.0 * frac) as u8,
+                        255,
+                    );
+                    root.draw(&Rectangle::new([(x, y), (x + cell as i32 - 2, y + cell as i32 - 2)], shade.filled()))?;
+                    root.draw(&Text::new(format!("{v}"), (x + 6, y + cell as i32 / 2 - 6), style.clone()))?;
+                }
+            }
+            for (j, l) in c.labels.iter().enumerate() {
+                let x = 160 + j as i32 * cell as i32;
+                let short: String = l.chars().take(10).collect();
+                root.draw(&Text::new(short, (x + 2, 40), ("sans-serif", 11).into_font()))?;
+            }
+            root.present()?;
+        }
+        written.push(path);
+    }
+    Ok(written)
+}

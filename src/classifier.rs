@@ -123,13 +123,25 @@ pub fn weights_to_bytes(net: &Net, half: bool) -> Result<Vec<u8>, ClassifierErro
     Ok(bytes.to_vec())
 }
 
-/// Loads burnpack weights (f16 or f32) into a network of the given architecture.
-pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, file: &str, device: &Device) -> Result<Net, ClassifierError> {
+/// Loads burnpack weights into a network of the given architecture; `half` when conv and
+/// linear weights are stored in f16 (they are widened to f32 on load).
+pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, half: bool, file: &str, device: &Device) -> Result<Net, ClassifierError> {
     let mut net = config.init(device);
-    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)))
-        .with_from_adapter(HalfPrecisionAdapter::new());
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
+    if half {
+        // The adapter converts in whichever direction the stored dtype implies, so it must
+        // only see f16 files.
+        store = store.with_from_adapter(HalfPrecisionAdapter::new());
+    }
     let err = |message: String| ClassifierError::Weights { file: file.to_string(), message };
-    let result = net.load_from(&mut store).map_err(|e| err(e.to_string()))?;
+    let result = net.load_from(&mut store).map_err(|e| {
+        let mut detail = e.to_string();
+        if detail.len() > 300 {
+            detail.truncate(detail.char_indices().nth(300).map_or(detail.len(), |(i, _)| i));
+            detail.push_str("...");
+        }
+        err(format!("does not match the architecture in model.json: {detail}"))
+    })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(err(format!(
             "does not match the architecture in model.json ({} errors, {} missing, {} unexpected tensors; first: {})",
@@ -145,7 +157,9 @@ pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, file: &str, device: &D
                 .unwrap_or_default()
         )));
     }
-    Ok(net)
+    // Freshly built modules are in training mode (batch-statistics batch norm, dropout on);
+    // loaded weights are for inference.
+    Ok(net.valid())
 }
 
 /// Numerically stable softmax.
@@ -212,7 +226,14 @@ impl Classifier {
         let malignant_map = taxonomy
             .aggregation_map(&meta.training_classes, &["malignant".to_string()])?
             .remove(0);
-        let net = net_from_bytes(&meta.architecture, weights, &file, &device)?;
+        let half = match meta.weights.precision.as_str() {
+            "f16" => true,
+            "f32" => false,
+            other => {
+                return Err(ClassifierError::Meta(format!("unknown weights precision '{other}' (expected f16 or f32)")))
+            }
+        };
+        let net = net_from_bytes(&meta.architecture, weights, half, &file, &device)?;
         Ok(Self {
             net,
             meta,

@@ -297,6 +297,7 @@ fn evaluate(images: &Path, labels: &Path, out: &Path, model: &Path) -> Result<bo
     });
     std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
     let plots = report::write_plots(&summary, out)?;
+    report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
     println!("{} images, balanced accuracy {:.3}, accuracy {:.3}", summary.images, summary.balanced_accuracy, summary.accuracy);
     for (c, r) in &summary.per_class_recall {
         println!("  recall {c:>6}: {}", r.map_or("n/a".into(), |r| format!("{r:.3}")));

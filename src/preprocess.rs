@@ -64,8 +64,14 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| PreprocessError::Format(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(PreprocessError::Format("unrecognised file signature".into()));
+    match reader.format() {
+        None => return Err(PreprocessError::Format("unrecognised file signature".into())),
+        // The JPEG decoder fills a cut-off scan with grey instead of failing; a photo that
+        // lost its end must not be classified as if it were whole.
+        Some(image::ImageFormat::Jpeg) if !has_jpeg_end(bytes) => {
+            return Err(PreprocessError::Decode("JPEG ends before its end-of-image marker".into()))
+        }
+        Some(_) => {}
     }
     let mut decoder = reader
         .into_decoder()
@@ -85,6 +91,13 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Decode(e.to_string()))?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
+}
+
+/// Whether a JPEG stream's end-of-image marker (FF D9) is present near the end of the file
+/// (some writers pad after it).
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Wraps a raw RGBA frame (what a browser canvas gives) as an RGB image.
@@ -170,6 +183,13 @@ mod tests {
         assert!(decode(&good).is_ok());
         let truncated = &good[..good.len() / 2];
         assert!(matches!(decode(truncated), Err(PreprocessError::Decode(_))));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode_image(&RgbImage::from_fn(256, 256, |x, y| Rgb([x as u8, y as u8, 7])))
+            .unwrap();
+        assert!(decode(&jpeg).is_ok());
+        let cut = &jpeg[..jpeg.len() * 2 / 3];
+        assert!(matches!(decode(cut), Err(PreprocessError::Decode(_))), "truncated JPEG refused");
         let tiny = png(&RgbImage::new(1, 1));
         assert!(matches!(decode(&tiny), Err(PreprocessError::TooSmall { width: 1, height: 1 })));
     }

@@ -230,3 +230,45 @@ pub fn write_plots(summary: &Summary, dir: &std::path::Path) -> anyhow::Result<V
     }
     Ok(written)
 }
+
+/// Writes `index.html`: the headline numbers and the plots, for a browser.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], dir: &std::path::Path) -> std::io::Result<()> {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut h = String::new();
+    h.push_str("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">");
+    h.push_str(&format!("<title>{}</title>", esc(title)));
+    h.push_str("<style>body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#111}td,th{padding:4px 10px;border-bottom:1px solid #ccc;text-align:left}img{max-width:100%;margin:8px}</style>");
+    h.push_str(&format!("<h1>{}</h1>", esc(title)));
+    h.push_str("<p><strong>Screening aid, not a diagnosis.</strong> Numbers below are measured on the labelled images given to <code>dermscreen evaluate</code>.</p>");
+    h.push_str(&format!(
+        "<p>{} images; balanced accuracy <strong>{:.3}</strong>; accuracy {:.3}.</p>",
+        summary.images, summary.balanced_accuracy, summary.accuracy
+    ));
+    h.push_str("<h2>Binary tasks</h2><table><tr><th>task</th><th>positives</th><th>negatives</th><th>AUC</th><th>95% CI</th><th>sensitivity at specificity</th></tr>");
+    for t in &summary.binary_tasks {
+        let ci = t.auc_ci95.map_or("n/a".into(), |(a, b)| format!("{a:.3}-{b:.3}"));
+        let sens: Vec<String> = t.sensitivity_at_specificity.iter().map(|(sp, se)| format!("{se:.2} @ {sp:.2}")).collect();
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.name),
+            t.positives,
+            t.negatives,
+            t.auc.map_or("n/a".into(), |a| format!("{a:.3}")),
+            ci,
+            sens.join(", ")
+        ));
+    }
+    h.push_str("</table><h2>Recall per training class</h2><table><tr><th>class</th><th>recall</th></tr>");
+    for (c, r) in &summary.per_class_recall {
+        h.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(c), r.map_or("n/a".into(), |r| format!("{r:.3}"))));
+    }
+    h.push_str("</table><h2>Plots</h2>");
+    for p in plots {
+        if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+            h.push_str(&format!("<img src=\"{0}\" alt=\"{0}\">", esc(name)));
+        }
+    }
+    h.push_str("<p><a href=\"metrics.json\">metrics.json</a></p></html>\n");
+    std::fs::write(dir.join("index.html"), h)
+}

@@ -519,14 +519,35 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         },
     };
     std::fs::write(out.join("model.json"), serde_json::to_vec_pretty(&meta)?)?;
+    // Score validation through the shipped classifier (f16 weights, test-time flips, logit
+    // adjustment), and through the same classifier with f32 weights to show what f16 costs.
     let shipped = Classifier::load_dir(out, Device::flex())?;
+    let f32_weights = classifier::weights_to_bytes(&valid, false)?;
+    let mut meta32 = meta.clone();
+    meta32.weights = WeightsInfo {
+        file: "<f32 in memory>".into(),
+        bytes: f32_weights.len() as u64,
+        sha256: classifier::sha256_hex(&f32_weights),
+        precision: "f32".into(),
+    };
+    let full = Classifier::from_parts(meta32, f32_weights, taxonomy.clone(), Device::flex())?;
     let mut probs = Vec::new();
+    let mut probs32 = Vec::new();
     for chunk in val_inputs.chunks(64 * per) {
-        for p in shipped.classify_inputs(chunk)? {
-            probs.push(p.classes.iter().map(|c| c.probability).collect::<Vec<f32>>());
+        for (c, dst) in [(&shipped, &mut probs), (&full, &mut probs32)] {
+            for p in c.classify_inputs(chunk)? {
+                dst.push(p.classes.iter().map(|c| c.probability).collect::<Vec<f32>>());
+            }
         }
     }
+    let max_diff = probs
+        .iter()
+        .flatten()
+        .zip(probs32.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     let summary = report::summarise(&training_classes, &taxonomy, &val_labels, &probs)?;
+    let summary32 = report::summarise(&training_classes, &taxonomy, &val_labels, &probs32)?;
     let metrics = serde_json::json!({
         "split": {
             "seed": cfg.seed,
@@ -536,12 +557,21 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
             "grouped_by": "lesion_id",
         },
         "validation": summary,
+        "f32_weights": {
+            "max_abs_probability_difference_vs_f16": max_diff,
+            "balanced_accuracy": summary32.balanced_accuracy,
+            "auc_melanoma_vs_nevus": summary32.auc("melanoma_vs_nevus"),
+            "auc_carcinoma_vs_keratosis": summary32.auc("carcinoma_vs_keratosis"),
+            "auc_malignant_vs_benign": summary32.auc("malignant_vs_benign"),
+        },
         "history": state.history,
     });
     std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
     eprintln!(
-        "shipped-model validation (f16, test-time flips): balanced accuracy {:.3}, AUC mel/nv {}, AUC kc/bkl {}; wrote {}",
+        "shipped-model validation (f16, test-time flips): balanced accuracy {:.3} (f32: {:.3}, max |p16 - p32| {:.1e}), AUC mel/nv {}, AUC kc/bkl {}; wrote {}",
         summary.balanced_accuracy,
+        summary32.balanced_accuracy,
+        max_diff,
         fmt_opt(summary.auc("melanoma_vs_nevus")),
         fmt_opt(summary.auc("carcinoma_vs_keratosis")),
         out.display()

@@ -1,0 +1,68 @@
+//! Benchmarks for `./build.sh bench`: one JSON object per line on stdout, so runs can be
+//! compared as ratios within one run (absolute times on shared machines wander).
+//!
+//! Usage: `cargo run --release --example bench [-- DATA_DIR [ITERATIONS]]`
+
+use burn::prelude::Device;
+use dermscreen::classifier::Classifier;
+use dermscreen::preprocess;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn emit(name: &str, unit: &str, value: f64, extra: serde_json::Value) {
+    let mut v = serde_json::json!({ "bench": name, "unit": unit, "value": (value * 1000.0).round() / 1000.0 });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    println!("{v}");
+}
+
+/// Median of `iters` timings of `f`, in seconds.
+fn median_secs(iters: usize, mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..iters)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let data = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "../shared/data/ham10000".into()));
+    let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let classifier = Classifier::load_dir(&PathBuf::from("model"), Device::flex()).expect("load model/");
+    let pre = classifier.meta().preprocess;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
+        .expect("HAM10000 images folder")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.truncate(64);
+    let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let info = serde_json::json!({ "input_size": pre.input_size, "test_time_flips": classifier.meta().test_time_flips });
+
+    let decode = median_secs(iters, || {
+        for b in &bytes {
+            std::hint::black_box(pre.to_input(&preprocess::decode(b).unwrap()));
+        }
+    });
+    emit("decode_preprocess_200x150_jpeg", "ms/image", 1e3 * decode / bytes.len() as f64, info.clone());
+
+    let inputs: Vec<Vec<f32>> = bytes.iter().map(|b| pre.to_input(&preprocess::decode(b).unwrap())).collect();
+    classifier.classify_inputs(&inputs[0]).unwrap(); // warm-up
+    let single = median_secs(iters, || {
+        std::hint::black_box(classifier.classify_inputs(&inputs[0]).unwrap());
+    });
+    emit("classify_batch1_flex", "ms/image", 1e3 * single, info.clone());
+
+    let batch: Vec<f32> = inputs.iter().take(32).flatten().copied().collect();
+    let batched = median_secs(iters.div_ceil(3), || {
+        std::hint::black_box(classifier.classify_inputs(&batch).unwrap());
+    });
+    emit("classify_batch32_flex", "images/s", 32.0 / batched, info.clone());
+    emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info);
+}

@@ -1,0 +1,171 @@
+//! The shipped model, loaded as the CLI and the browser load it, on real HAM10000 images.
+
+mod common;
+
+use burn::prelude::Device;
+use dermscreen::classifier::{Classifier, ClassifierError, ModelMeta};
+use dermscreen::preprocess;
+use dermscreen::report;
+use dermscreen::taxonomy::Taxonomy;
+
+fn load() -> Classifier {
+    Classifier::load_dir(&common::model_dir(), Device::flex()).expect("shipped model loads")
+}
+
+fn input(classifier: &Classifier, id: &str) -> Vec<f32> {
+    let bytes = std::fs::read(common::image(id)).unwrap();
+    classifier.meta().preprocess.to_input(&preprocess::decode(&bytes).unwrap())
+}
+
+#[test]
+fn shipped_model_reports_the_seven_diagnoses_and_sums_to_one() {
+    let c = load();
+    assert_eq!(
+        c.meta().training_classes,
+        ["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"],
+        "the shipped training classes are HAM10000's seven dx codes"
+    );
+    let (id, _) = &common::validation_split()[0];
+    let p = &c.classify_inputs(&input(&c, id)).unwrap()[0];
+    let total: f32 = p.classes.iter().map(|x| x.probability).sum();
+    assert!((total - 1.0).abs() < 1e-4, "class probabilities sum to {total}");
+    let node = |id: &str| p.nodes.iter().find(|n| n.id == id).unwrap().probability;
+    assert!((node("benign") + node("malignant") - 1.0).abs() < 1e-4);
+    assert!((node("malignant") - p.malignant).abs() < 1e-6);
+    let mel = p.classes.iter().find(|x| x.id == "mel").unwrap().probability;
+    assert!((node("malignant_melanocytic") - mel).abs() < 1e-6);
+}
+
+/// Inference mode: an image's result does not depend on what else is in the batch (batch norm
+/// uses its running statistics, dropout is off).
+#[test]
+fn result_does_not_depend_on_the_batch() {
+    let c = load();
+    let split = common::validation_split();
+    let inputs: Vec<Vec<f32>> = split.iter().take(5).map(|(id, _)| input(&c, id)).collect();
+    let alone = c.classify_inputs(&inputs[0]).unwrap().remove(0);
+    let again = c.classify_inputs(&inputs[0]).unwrap().remove(0);
+    let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
+    let batched = c.classify_inputs(&flat).unwrap().remove(0);
+    for ((a, b), r) in alone.classes.iter().zip(&batched.classes).zip(&again.classes) {
+        assert!((a.probability - b.probability).abs() < 1e-5, "{}: {} alone, {} in a batch", a.id, a.probability, b.probability);
+        assert_eq!(a.probability, r.probability, "deterministic");
+    }
+}
+
+/// Held-out lesions (the model's validation split): the shipped weights must keep clearly
+/// better than chance performance. Thresholds sit below the model card's measured numbers to
+/// leave room for the subsample, not for a broken model.
+#[test]
+fn held_out_images_get_sensible_diagnoses() {
+    let c = load();
+    let split = common::validation_split();
+    let subset: Vec<_> = split.iter().step_by(4).collect();
+    let classes = c.meta().training_classes.clone();
+    let mut labels = Vec::new();
+    let mut probs = Vec::new();
+    for chunk in subset.chunks(32) {
+        let flat: Vec<f32> = chunk.iter().flat_map(|(id, _)| input(&c, id)).collect();
+        for (p, (_, dx)) in c.classify_inputs(&flat).unwrap().iter().zip(chunk) {
+            probs.push(p.classes.iter().map(|x| x.probability).collect::<Vec<_>>());
+            labels.push(classes.iter().position(|k| k == dx).unwrap());
+        }
+    }
+    let s = report::summarise(&classes, c.taxonomy(), &labels, &probs).unwrap();
+    eprintln!(
+        "{} held-out images: balanced accuracy {:.3}, AUC mel/nv {:?}, AUC kc/bkl {:?}, AUC malignant {:?}",
+        s.images,
+        s.balanced_accuracy,
+        s.auc("melanoma_vs_nevus"),
+        s.auc("carcinoma_vs_keratosis"),
+        s.auc("malignant_vs_benign")
+    );
+    assert!(s.balanced_accuracy > 0.5, "balanced accuracy {}", s.balanced_accuracy);
+    assert!(s.auc("melanoma_vs_nevus").unwrap() > 0.85);
+    assert!(s.auc("carcinoma_vs_keratosis").unwrap() > 0.8);
+    assert!(s.auc("malignant_vs_benign").unwrap() > 0.85);
+}
+
+/// A JPEG whose pixels are stored rotated, with EXIF orientation 6 ("rotate 90° clockwise to
+/// display"), must be classified like the upright original.
+#[test]
+fn exif_orientation_is_applied_before_classification() {
+    let c = load();
+    let (id, _) = &common::validation_split()[3];
+    let original = preprocess::decode(&std::fs::read(common::image(id)).unwrap()).unwrap();
+    let stored = image::imageops::rotate270(&original);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(&stored)
+        .unwrap();
+    let tagged = with_exif_orientation(&jpeg, 6);
+    let upright = preprocess::decode(&tagged).unwrap();
+    assert_eq!(upright.dimensions(), original.dimensions(), "orientation applied");
+    let untagged = preprocess::decode(&jpeg).unwrap();
+    assert_eq!(untagged.dimensions(), (original.height(), original.width()));
+    let pre = c.meta().preprocess;
+    let a = &c.classify_inputs(&pre.to_input(&original)).unwrap()[0];
+    let b = &c.classify_inputs(&pre.to_input(&upright)).unwrap()[0];
+    for (x, y) in a.classes.iter().zip(&b.classes) {
+        assert!((x.probability - y.probability).abs() < 0.05, "{}: {} vs {}", x.id, x.probability, y.probability);
+    }
+}
+
+/// Inserts a minimal big-endian EXIF block with one Orientation entry after the SOI marker.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\x00\x2a\x00\x00\x00\x08");
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut seg = b"Exif\x00\x00".to_vec();
+    seg.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((seg.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&seg);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn shipped_parts() -> (ModelMeta, Vec<u8>) {
+    let dir = common::model_dir();
+    let meta: ModelMeta = serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    let weights = std::fs::read(dir.join(&meta.weights.file)).unwrap();
+    (meta, weights)
+}
+
+#[test]
+fn corrupt_or_mismatched_weights_are_refused_with_the_reason() {
+    let (meta, weights) = shipped_parts();
+    let mut flipped = weights.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xFF;
+    let err = Classifier::from_parts(meta.clone(), flipped, Taxonomy::bundled(), Device::flex()).unwrap_err();
+    assert!(matches!(err, ClassifierError::Weights { .. }), "{err}");
+    assert!(err.to_string().contains("model.bpk") && err.to_string().contains("SHA-256"), "{err}");
+
+    let short = weights[..weights.len() - 10].to_vec();
+    let err = Classifier::from_parts(meta.clone(), short, Taxonomy::bundled(), Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("bytes"), "{err}");
+
+    // Right hash, wrong architecture: the weights do not fit the network.
+    let mut wider = meta.clone();
+    wider.architecture.stage_channels[0] *= 2;
+    let err = Classifier::from_parts(wider, weights.clone(), Taxonomy::bundled(), Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("does not match the architecture"), "{err}");
+
+    let mut other_tax = meta.clone();
+    other_tax.taxonomy_version = "1999.1".into();
+    let err = Classifier::from_parts(other_tax, weights, Taxonomy::bundled(), Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("taxonomy version"), "{err}");
+}
+
+#[test]
+fn missing_model_folder_names_the_file() {
+    let err = Classifier::load_dir(std::path::Path::new("no/such/model"), Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("no/such/model/model.json"), "{err}");
+}

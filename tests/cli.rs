@@ -1,0 +1,198 @@
+//! The `dermscreen` command as a user runs it: output formats, folders, bad files, evaluate.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dermscreen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+        .current_dir(common::root())
+        .args(args)
+        .output()
+        .expect("run dermscreen")
+}
+
+fn held_out(n: usize) -> Vec<(String, String)> {
+    common::validation_split().into_iter().step_by(97).take(n).collect()
+}
+
+fn copy_images(dir: &Path, ids: &[(String, String)]) -> Vec<PathBuf> {
+    ids.iter()
+        .map(|(id, _)| {
+            let to = dir.join(format!("{id}.jpg"));
+            std::fs::copy(common::image(id), &to).unwrap();
+            to
+        })
+        .collect()
+}
+
+#[test]
+fn csv_has_the_documented_header_and_probabilities() {
+    let dir = common::temp_dir("csv");
+    let ids = held_out(3);
+    let files = copy_images(&dir, &ids[..2]);
+    let out = dermscreen(&[
+        "classify",
+        "--format",
+        "csv",
+        files[0].to_str().unwrap(),
+        files[1].to_str().unwrap(),
+        common::image(&ids[2].0).to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header,
+        [
+            "image", "df", "vasc", "bkl", "nv", "akiec", "bcc", "mel", "benign", "benign_dermal", "benign_epidermal",
+            "benign_melanocytic", "malignant", "malignant_epidermal", "malignant_melanocytic"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(&rows[0][0], ids[0].0.as_str(), "image is the file name without extension");
+    for row in &rows {
+        assert!(row.iter().skip(1).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
+        let v: Vec<f64> = row.iter().skip(1).map(|x| x.parse().unwrap()).collect();
+        let classes: f64 = v[..7].iter().sum();
+        assert!((classes - 1.0).abs() < 1e-3, "classes sum to {classes}");
+        assert!((v[7] + v[11] - 1.0).abs() < 1e-3, "benign + malignant = 1");
+        assert!((v[11] - (v[4] + v[5] + v[6])).abs() < 1e-3, "malignant = akiec + bcc + mel");
+    }
+}
+
+#[test]
+fn folders_are_walked_and_json_matches_csv() {
+    let dir = common::temp_dir("walk");
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    let ids = held_out(3);
+    copy_images(&dir, &ids[..1]);
+    copy_images(&dir.join("nested"), &ids[1..3]);
+    std::fs::write(dir.join("notes.txt"), "not an image, and not picked up from a folder").unwrap();
+    let json = dermscreen(&["classify", "--format", "json", dir.to_str().unwrap()]);
+    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let csv_out = dermscreen(&["classify", "--format", "csv", dir.to_str().unwrap()]);
+    let text = String::from_utf8(csv_out.stdout).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    for (row, rec) in rows.iter().zip(rdr.records()) {
+        let rec = rec.unwrap();
+        assert_eq!(row["image"].as_str().unwrap(), &rec[0]);
+        let mel_json = row["classes"].as_array().unwrap().iter().find(|c| c["id"] == "mel").unwrap()["probability"]
+            .as_f64()
+            .unwrap();
+        let mel_csv: f64 = rec[7].parse().unwrap();
+        assert!((mel_json - mel_csv).abs() < 1e-5);
+        assert!(row["malignant"].as_f64().is_some() && row["high_risk"].is_boolean());
+    }
+}
+
+#[test]
+fn bad_files_get_an_error_line_and_the_rest_are_still_classified() {
+    let dir = common::temp_dir("bad");
+    let ids = held_out(2);
+    let good = copy_images(&dir, &ids);
+    let empty = dir.join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.join("letter.jpg");
+    std::fs::write(&text, b"Dear doctor, this is not a picture.").unwrap();
+    let truncated = dir.join("truncated.jpg");
+    let bytes = std::fs::read(&good[0]).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let tiny = dir.join("tiny.png");
+    image::RgbImage::new(1, 1).save(&tiny).unwrap();
+    let huge = dir.join("huge.png");
+    image::GrayImage::new(8000, 6000).save(&huge).unwrap();
+    let missing = dir.join("missing.jpg");
+
+    let mut args = vec!["classify".to_string(), "--format".into(), "csv".into()];
+    for p in [&good[0], &empty, &text, &truncated, &tiny, &huge, &missing, &good[1]] {
+        args.push(p.display().to_string());
+    }
+    let out = dermscreen(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "non-zero exit after bad files; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for (file, why) in [
+        (&empty, "empty file"),
+        (&text, "not a supported image"),
+        (&truncated, "corrupt or truncated"),
+        (&tiny, "too small"),
+        (&huge, "too large"),
+        (&missing, "no such file"),
+    ] {
+        let line = stderr.lines().find(|l| l.contains(&*file.display().to_string()));
+        assert!(line.is_some_and(|l| l.contains(why)), "expected '{why}' for {}; stderr:\n{stderr}", file.display());
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3, "header + the two good images:\n{stdout}");
+    assert!(stdout.contains(&ids[0].0) && stdout.contains(&ids[1].0));
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let out = dermscreen(&["classify", "--model", "no-such-model", common::image(&held_out(1)[0].0).to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-model/model.json"), "{stderr}");
+}
+
+#[test]
+fn text_output_says_it_is_a_screening_aid() {
+    let out = dermscreen(&["classify", common::image(&held_out(1)[0].0).to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("malignant") && text.contains("top:"), "{text}");
+    assert!(text.contains("not a diagnosis"), "{text}");
+}
+
+#[test]
+fn evaluate_writes_metrics_and_plots() {
+    let dir = common::temp_dir("evaluate");
+    let split = common::validation_split();
+    // Enough of every class for each binary task to have both sides.
+    let mut chosen = Vec::new();
+    for dx in ["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"] {
+        chosen.extend(split.iter().filter(|(_, d)| d == dx).take(8).cloned());
+    }
+    let labels = dir.join("labels.csv");
+    let mut w = csv::Writer::from_path(&labels).unwrap();
+    w.write_record(["image", "dx"]).unwrap();
+    for (id, dx) in &chosen {
+        w.write_record([id, dx]).unwrap();
+    }
+    w.flush().unwrap();
+    let out_dir = dir.join("report");
+    let images = common::data_dir().join("images");
+    let out = dermscreen(&[
+        "evaluate",
+        "--images",
+        images.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    let summary = &metrics["summary"];
+    assert_eq!(summary["images"], 56);
+    let tasks = summary["binary_tasks"].as_array().unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["carcinoma_vs_keratosis", "melanoma_vs_nevus", "malignant_vs_benign"]);
+    for t in tasks {
+        let auc = t["auc"].as_f64().unwrap();
+        let ci = t["auc_ci95"].as_array().unwrap();
+        assert!(ci[0].as_f64().unwrap() <= auc && auc <= ci[1].as_f64().unwrap());
+    }
+    assert_eq!(summary["confusion"][0]["labels"].as_array().unwrap().len(), 7);
+    for f in ["roc_melanoma_vs_nevus.svg", "roc_carcinoma_vs_keratosis.svg", "confusion_training_classes.svg"] {
+        let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{f}");
+    }
+}

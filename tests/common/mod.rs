@@ -1,0 +1,53 @@
+//! Shared helpers for the integration tests: where the data and the shipped model live.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped model folder.
+pub fn model_dir() -> PathBuf {
+    root().join("model")
+}
+
+/// HAM10000: `$DERMSCREEN_DATA`, else `../shared/data/ham10000` beside the checkout. The images
+/// are never copied into the repository, so tests that need them read them from here and fail
+/// with this message when they are missing.
+pub fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("DERMSCREEN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data/ham10000"));
+    assert!(
+        dir.join("metadata.csv").is_file(),
+        "HAM10000 not found at {} (set DERMSCREEN_DATA to the folder with metadata.csv and images/)",
+        dir.display()
+    );
+    dir
+}
+
+/// Path of one HAM10000 image.
+pub fn image(id: &str) -> PathBuf {
+    data_dir().join("images").join(format!("{id}.jpg"))
+}
+
+/// The shipped model's validation split (image, dx): lesions the model never saw in training.
+pub fn validation_split() -> Vec<(String, String)> {
+    let mut rdr = csv::Reader::from_path(model_dir().join("validation_split.csv")).expect("model/validation_split.csv");
+    rdr.records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[1].to_string())
+        })
+        .collect()
+}
+
+/// A fresh temporary folder under target/.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = root().join("target/test-tmp").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,39 @@
+//! The trainer end to end on a small slice of HAM10000: it trains, checkpoints, resumes, and
+//! writes a model the classifier loads. (Speed and quality are the real run's business.)
+#![cfg(feature = "train")]
+
+mod common;
+
+use burn::prelude::Device;
+use dermscreen::classifier::Classifier;
+use dermscreen::train::{run, TrainConfig};
+
+#[test]
+fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
+    let out = common::temp_dir("train");
+    let cfg = TrainConfig {
+        data: common::data_dir(),
+        epochs: 1,
+        batch_size: 8,
+        input_size: 32,
+        max_steps_per_epoch: Some(2),
+        limit_train: Some(300),
+        val_fraction: 0.05,
+        ..Default::default()
+    };
+    run(cfg.clone(), &out, false).unwrap();
+    for f in ["model.bpk", "model.json", "metrics.json", "val_labels.csv", "checkpoint/model.bpk", "checkpoint/optimizer.bpk"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    // Resume to two epochs: the history continues rather than restarting.
+    run(TrainConfig { epochs: 2, ..cfg }, &out, true).unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    let epochs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2]);
+    let c = Classifier::load_dir(&out, Device::flex()).unwrap();
+    assert_eq!(c.meta().training_classes.len(), 7);
+    assert_eq!(c.meta().preprocess.input_size, 32);
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["split"]["grouped_by"], "lesion_id");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -20,7 +20,8 @@ pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Vec<RocPoint> {
     idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let p = positive.iter().filter(|&&x| x).count() as f64;
     let n = positive.len() as f64 - p;
-    let mut out = vec![RocPoint { fpr: 0.0, tpr: 0.0, threshold: f64::INFINITY }];
+    // f64::MAX rather than infinity so the point survives JSON.
+    let mut out = vec![RocPoint { fpr: 0.0, tpr: 0.0, threshold: f64::MAX }];
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut i = 0;
     while i < idx.len() {

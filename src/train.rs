@@ -44,7 +44,14 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: Option<usize>,
     /// Use at most this many training images (smoke tests).
     pub limit_train: Option<usize>,
+    /// Share of malignant validation lesions the "high risk" threshold must flag.
+    #[serde(default = "default_target_sensitivity")]
+    pub target_sensitivity: f64,
     pub net: Option<NetConfig>,
+}
+
+fn default_target_sensitivity() -> f64 {
+    0.85
 }
 
 impl Default for TrainConfig {
@@ -64,6 +71,7 @@ impl Default for TrainConfig {
             max_class_size: None,
             max_steps_per_epoch: None,
             limit_train: None,
+            target_sensitivity: default_target_sensitivity(),
             net: None,
         }
     }
@@ -548,6 +556,21 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         .fold(0f32, f32::max);
     let summary = report::summarise(&training_classes, &taxonomy, &val_labels, &probs)?;
     let summary32 = report::summarise(&training_classes, &taxonomy, &val_labels, &probs32)?;
+    // A screening aid should rather send too many people to a dermatologist than too few: the
+    // "high risk" threshold is the highest P(malignant) that still flags the target share of
+    // malignant validation lesions (chosen on validation, so expect a little less on new data).
+    let mut meta = meta;
+    if let Some(task) = summary.binary_tasks.iter().find(|t| t.name == "malignant_vs_benign") {
+        if let Some(point) = task.roc.iter().find(|p| p.tpr >= cfg.target_sensitivity) {
+            meta.high_risk_threshold = ((point.threshold * 100.0).floor() / 100.0).clamp(0.01, 0.99) as f32;
+            std::fs::write(out.join("model.json"), serde_json::to_vec_pretty(&meta)?)?;
+        }
+    }
+    let operating_point = summary
+        .binary_tasks
+        .iter()
+        .find(|t| t.name == "malignant_vs_benign")
+        .and_then(|t| t.roc.iter().rev().find(|p| p.threshold >= f64::from(meta.high_risk_threshold)).copied());
     let metrics = serde_json::json!({
         "split": {
             "seed": cfg.seed,
@@ -557,6 +580,11 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
             "grouped_by": "lesion_id",
         },
         "validation": summary,
+        "high_risk_threshold": meta.high_risk_threshold,
+        "high_risk_operating_point": operating_point.map(|p| serde_json::json!({
+            "sensitivity": p.tpr,
+            "specificity": 1.0 - p.fpr,
+        })),
         "f32_weights": {
             "max_abs_probability_difference_vs_f16": max_diff,
             "balanced_accuracy": summary32.balanced_accuracy,

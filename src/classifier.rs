@@ -295,7 +295,7 @@ impl Classifier {
     /// test-time flips are on: `[views * n, 3, s, s]`, views first.
     pub fn input_tensor(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), ClassifierError> {
         let per = self.meta.preprocess.input_len();
-        if inputs.is_empty() || inputs.len() % per != 0 {
+        if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
             return Err(ClassifierError::InputSize { got: inputs.len(), per_image: per });
         }
         let n = inputs.len() / per;

@@ -78,7 +78,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
     /// Side of the square network input.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 112)]
     input_size: u32,
     #[arg(long, default_value_t = 20_171_025)]
     seed: u64,

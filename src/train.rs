@@ -64,7 +64,7 @@ impl Default for TrainConfig {
             weight_decay: 0.05,
             warmup_epochs: 1.0,
             label_smoothing: 0.1,
-            input_size: 128,
+            input_size: 112,
             balance_alpha: 0.5,
             val_fraction: 0.2,
             seed: 20_171_025,

@@ -35,8 +35,18 @@ cmd_test() {
     need_data
     export DERMSCREEN_DATA="$DATA"
     # One feature set for all tests (the trainer's smoke test included), so the dependencies
-    # are compiled once.
-    cargo test --features train --no-fail-fast 2>&1
+    # are compiled once. The library has no doc tests; leaving them out keeps the last
+    # summary line a real one.
+    local log status
+    log="$(mktemp)"
+    set +e
+    cargo test --features train --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    set -e
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+    rm -f "$log"
+    return "$status"
 }
 
 cmd_evaluate() {

@@ -259,13 +259,13 @@ fn lr_at(cfg: &TrainConfig, step: usize, steps_per_epoch: usize) -> f64 {
     cfg.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
 }
 
-/// The training device: CUDA with the `cuda` feature, else Burn's CPU backend (flex).
+/// The training device: a Vulkan GPU with the `vulkan` feature, else Burn's CPU backend (flex).
 pub fn training_device() -> Device {
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "vulkan")]
     {
-        Device::cuda(0).autodiff()
+        Device::vulkan(burn::tensor::DeviceKind::DefaultDevice).autodiff()
     }
-    #[cfg(not(feature = "cuda"))]
+    #[cfg(not(feature = "vulkan"))]
     {
         Device::flex().autodiff()
     }

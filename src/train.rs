@@ -560,16 +560,12 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     // "high risk" threshold is the highest P(malignant) that still flags the target share of
     // malignant validation lesions (chosen on validation, so expect a little less on new data).
     let mut meta = meta;
-    if let Some(task) = summary.binary_tasks.iter().find(|t| t.name == "malignant_vs_benign") {
-        if let Some(point) = task.roc.iter().find(|p| p.tpr >= cfg.target_sensitivity) {
-            meta.high_risk_threshold = ((point.threshold * 100.0).floor() / 100.0).clamp(0.01, 0.99) as f32;
-            std::fs::write(out.join("model.json"), serde_json::to_vec_pretty(&meta)?)?;
-        }
+    let malignant_task = summary.binary_tasks.iter().find(|t| t.name == "malignant_vs_benign");
+    if let Some(point) = malignant_task.and_then(|t| t.roc.iter().find(|p| p.tpr >= cfg.target_sensitivity)) {
+        meta.high_risk_threshold = ((point.threshold * 100.0).floor() / 100.0).clamp(0.01, 0.99) as f32;
+        std::fs::write(out.join("model.json"), serde_json::to_vec_pretty(&meta)?)?;
     }
-    let operating_point = summary
-        .binary_tasks
-        .iter()
-        .find(|t| t.name == "malignant_vs_benign")
+    let operating_point = malignant_task
         .and_then(|t| t.roc.iter().rev().find(|p| p.threshold >= f64::from(meta.high_risk_threshold)).copied());
     let metrics = serde_json::json!({
         "split": {

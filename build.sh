@@ -2,9 +2,10 @@
 # dermscreen build entry point. Every step a fresh Debian machine needs is here, so nothing is
 # hidden in anyone's shell history.
 #
-#   ./build.sh test              run every test (what CI runs)
-#   ./build.sh serve [PORT]      build the CLI and serve the validation report of the shipped model
-#   ./build.sh bench             benchmarks, one JSON object per line
+#   ./build.sh serve [PORT]      build the web app and serve it on http://127.0.0.1:PORT/ (default 8000)
+#   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
+#   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
+#   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
 #   ./build.sh train NAME [...]  train a model into runs/NAME (extra args go to `dermscreen train`)
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
 set -euo pipefail
@@ -30,20 +31,103 @@ need_data() {
     fi
 }
 
+# Runs as root or through sudo, whichever this machine has.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The wasm target, wasm-bindgen-cli at exactly the version Cargo.lock pins for the
+# wasm-bindgen crate (their formats must match), and Node.js for the browser tests.
+need_web_tools() {
+    need_rust
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        rustup target add wasm32-unknown-unknown
+    fi
+    local want have
+    want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)"
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+    if [ "$have" != "$want" ]; then
+        echo "build.sh: installing wasm-bindgen-cli $want (found '${have:-none}'); a few minutes, once" >&2
+        # Not --locked: a dependency version in its lock file is no longer served by crates.io.
+        cargo install wasm-bindgen-cli --version "=$want"
+    fi
+}
+
+# Debian's Chromium and its WebDriver, for the wasm and end-to-end tests, and Node.js.
+need_browser() {
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+        echo "build.sh: installing Debian's chromium and chromium-driver" >&2
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+    fi
+    export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
+}
+
+# The web app: the library as wasm (release), its JS bindings, the static files of www/ and
+# the shipped model, into target/site/. The service worker is stamped with a hash of all of
+# it, so any change (a new model included) replaces what browsers cached.
+cmd_site() {
+    need_web_tools
+    cargo rustc --lib --profile web --target wasm32-unknown-unknown --crate-type cdylib
+    local site=target/site
+    rm -rf "$site"
+    mkdir -p "$site/model"
+    cp -r www/. "$site/"
+    wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$site/pkg" \
+        target/wasm32-unknown-unknown/web/dermscreen.wasm
+    cp model/model.json model/model.bpk "$site/model/"
+    (
+        cd "$site"
+        local files build
+        files="$(find . -type f ! -name sw.js | sed 's|^\./||' | LC_ALL=C sort)"
+        build="$(echo "$files" | xargs cat | sha256sum | cut -c1-16)"
+        # The app's own pages and code; not embed.html's host-page code.
+        local list
+        list="$(echo "$files" | grep -v '^embed\.' | sed 's|.*|"&"|' | paste -sd, -)"
+        sed -i "s|^const BUILD = .*|const BUILD = '$build';|; s|^const FILES = .*|const FILES = ['./', $list];|" sw.js
+    )
+    echo "build.sh: web app in $site/ ($(du -sh "$site" | cut -f1)); wasm $(stat -c %s "$site/pkg/dermscreen_bg.wasm") bytes"
+}
+
+need_e2e() {
+    need_browser
+    npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+}
+
 cmd_test() {
     need_rust
     need_data
+    need_web_tools
+    need_browser
     export DERMSCREEN_DATA="$DATA"
-    # One feature set for all tests (the trainer's smoke test included), so the dependencies
-    # are compiled once. The library has no doc tests; leaving them out keeps the last
-    # summary line a real one.
-    local log status
+    local log status=0
     log="$(mktemp)"
     set +e
-    cargo test --features train --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
-    status=${PIPESTATUS[0]}
+    # Native: one feature set for all tests (the trainer's smoke test included), so the
+    # dependencies are compiled once. The library has no doc tests.
+    cargo test --features train --no-fail-fast --lib --bins --tests 2>&1 | tee -a "$log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    # The browser engine in headless Chromium, on the CPU backend and WebGPU. This Chromium has
+    # a WebGPU adapter with --enable-unsafe-webgpu (webdriver.json), so WebGPU may not skip.
+    # The web profile: its dependencies are shared with the site build below.
+    DERMSCREEN_REQUIRE_WEBGPU=1 cargo test --profile web --target wasm32-unknown-unknown --test web 2>&1 | tee -a "$log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    # End to end: the built site in headless Chromium, against the CLI built above.
+    ( set -e; cmd_site; need_e2e ) 2>&1 | tee -a "$log"
+    if [ "${PIPESTATUS[0]}" = 0 ]; then
+        DERMSCREEN_CLI=target/debug/dermscreen npm test --prefix tests/e2e 2>&1 | tee -a "$log"
+        [ "${PIPESTATUS[0]}" = 0 ] || status=1
+        echo "build.sh: screenshots in target/e2e/"
+    else
+        status=1
+    fi
     set -e
     awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         /^# pass / { p += $3 } /^# fail / { f += $3 }
          END { printf "total: %d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
     return "$status"
@@ -58,9 +142,9 @@ cmd_evaluate() {
 
 cmd_serve() {
     local port="${1:-8000}"
-    cmd_evaluate
-    echo "Serving the shipped model's validation report at http://127.0.0.1:$port/ (Ctrl-C to stop)"
-    cd report
+    cmd_site
+    echo "Serving the web app at http://127.0.0.1:$port/ (Ctrl-C to stop). Phones need https:// for the camera."
+    cd target/site
     exec python3 -m http.server "$port" --bind 127.0.0.1
 }
 
@@ -68,6 +152,10 @@ cmd_bench() {
     need_rust
     need_data
     cargo run --release --quiet --example bench -- "$DATA" "${1:-10}"
+    cargo build --release --quiet
+    cmd_site >&2
+    need_e2e >&2
+    DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI=target/release/dermscreen node tests/e2e/bench.mjs "${1:-10}"
 }
 
 cmd_train() {
@@ -81,11 +169,12 @@ cmd_train() {
 case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     serve) shift; cmd_serve "$@" ;;
+    site) shift; cmd_site "$@" ;;
     bench) shift; cmd_bench "$@" ;;
     train) shift; cmd_train "$@" ;;
     evaluate) shift; cmd_evaluate "$@" ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

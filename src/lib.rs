@@ -4,7 +4,7 @@
 //! training-class probabilities -> inference-node probabilities ([`taxonomy`]) -> a
 //! [`classifier::Prediction`]. [`eval`] and [`report`] score predictions against labels;
 //! [`dataset`] reads HAM10000 and splits it by lesion; `train` (feature `train`) fits the
-//! network.
+//! network; `web` (wasm32 only) is the browser engine.
 
 pub mod classifier;
 pub mod dataset;
@@ -15,3 +15,5 @@ pub mod report;
 pub mod taxonomy;
 #[cfg(feature = "train")]
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,294 @@
+//! The browser engine: the same classifier, compiled to wasm32 and driven from JavaScript.
+//!
+//! [`Engine`] runs on WebGPU (burn-wgpu) when the browser gives an adapter and on Burn's flex
+//! CPU backend (SIMD128, one thread) otherwise. Everything that can fail returns a rejected
+//! promise whose `Error.message` reads as a sentence; results are read back from the GPU only
+//! asynchronously. The JSON a result carries is the CLI's `--format json` object.
+
+use crate::classifier::{Classifier, ModelMeta, Prediction};
+use crate::preprocess;
+use crate::taxonomy::Taxonomy;
+use burn::prelude::*;
+use burn::tensor::wgpu::WgpuBackend;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+/// Name of the global function the panic hook calls, so the JavaScript wrapper can reject the
+/// promises a trap would otherwise leave pending forever.
+const PANIC_CALLBACK: &str = "__dermscreenPanic";
+
+#[wasm_bindgen(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let global = js_sys::global();
+        if let Ok(f) = js_sys::Reflect::get(&global, &PANIC_CALLBACK.into()) {
+            if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+                let _ = f.call1(&JsValue::NULL, &info.to_string().into());
+            }
+        }
+    }));
+}
+
+thread_local! {
+    // WebGPU can be initialised only once per page, so the outcome (device or reason) is kept.
+    static WEBGPU: RefCell<Option<Result<Device, String>>> = const { RefCell::new(None) };
+}
+
+/// The page's WebGPU device, initialised on first use; `Err` says why there is none.
+async fn webgpu_device() -> Result<Device, String> {
+    if let Some(known) = WEBGPU.with(|w| w.borrow().clone()) {
+        return known;
+    }
+    let result = Device::wgpu_options()
+        .graphics_api(WgpuBackend::WebGpu)
+        .init_async()
+        .await
+        .map_err(|e| format!("WebGPU unavailable: {e}"));
+    WEBGPU.with(|w| *w.borrow_mut() = Some(result.clone()));
+    result
+}
+
+/// Which backend to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// WebGPU when an adapter is there, else the CPU.
+    Auto,
+    /// WebGPU or an error.
+    WebGpu,
+    /// The CPU backend.
+    Cpu,
+}
+
+impl BackendChoice {
+    /// Parses "auto", "webgpu" or "cpu".
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "" => Ok(Self::Auto),
+            "webgpu" => Ok(Self::WebGpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("unknown backend '{other}' (expected auto, webgpu or cpu)")),
+        }
+    }
+}
+
+/// A node of the tree the UI draws: display name and parent, for the model's classes and nodes.
+#[derive(Serialize)]
+struct TreeNode {
+    id: String,
+    name: String,
+    parent: Option<String>,
+    training_class: bool,
+}
+
+/// What the UI needs to know about the loaded model.
+#[derive(Serialize)]
+struct ModelInfo<'a> {
+    name: &'a str,
+    input_size: u32,
+    high_risk_threshold: f32,
+    taxonomy_version: &'a str,
+    weights_bytes: u64,
+    weights_sha256: &'a str,
+    tree: Vec<TreeNode>,
+}
+
+/// A loaded classifier on its device. Clones share the same model.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct Engine {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    classifier: Classifier,
+    backend: &'static str,
+    fallback_reason: Option<String>,
+}
+
+fn js_err(message: impl std::fmt::Display) -> JsValue {
+    JsError::new(&message.to_string()).into()
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(js_err)
+}
+
+/// The CLI's `--format json` row for one image.
+#[derive(Serialize)]
+struct CliRow<'a> {
+    image: &'a str,
+    path: &'a str,
+    #[serde(flatten)]
+    prediction: &'a Prediction,
+}
+
+fn stem(name: &str) -> &str {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    match base.rfind('.') {
+        Some(i) if i > 0 => &base[..i],
+        _ => base,
+    }
+}
+
+/// Rust-side API (also what the wasm-bindgen tests call).
+impl Engine {
+    /// Checks `model.json` against the weights (size, SHA-256, taxonomy) and loads them on the
+    /// chosen backend.
+    pub async fn open(model_json: &str, weights: Vec<u8>, choice: BackendChoice) -> Result<Engine, String> {
+        let meta: ModelMeta =
+            serde_json::from_str(model_json).map_err(|e| format!("model.json is not valid: {e}"))?;
+        let (device, backend, fallback_reason) = match choice {
+            BackendChoice::Cpu => (Device::flex(), "cpu", None),
+            BackendChoice::WebGpu => (webgpu_device().await?, "webgpu", None),
+            BackendChoice::Auto => match webgpu_device().await {
+                Ok(d) => (d, "webgpu", None),
+                Err(reason) => (Device::flex(), "cpu", Some(reason)),
+            },
+        };
+        let classifier =
+            Classifier::from_parts(meta, weights, Taxonomy::bundled(), device).map_err(|e| e.to_string())?;
+        Ok(Engine {
+            inner: Rc::new(Inner { classifier, backend, fallback_reason }),
+        })
+    }
+
+    /// The backend in use: "webgpu" or "cpu".
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend
+    }
+
+    /// The loaded classifier.
+    pub fn classifier(&self) -> &Classifier {
+        &self.inner.classifier
+    }
+
+    /// Runs the network on preprocessed inputs and reads the logits back asynchronously.
+    pub async fn predict_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, String> {
+        let c = &self.inner.classifier;
+        let (x, n) = c.input_tensor(inputs).map_err(|e| e.to_string())?;
+        let data = c
+            .net()
+            .forward(x)
+            .into_data_async()
+            .await
+            .map_err(|e| format!("reading the result back failed: {e:?}"))?;
+        let logits = data
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| format!("unexpected logits: {e:?}"))?;
+        Ok(c.predictions_from_logits(&logits, n))
+    }
+
+    /// Decodes an image file (JPEG, PNG, WebP; EXIF orientation applied) and classifies it.
+    pub async fn predict_file(&self, bytes: &[u8]) -> Result<Prediction, String> {
+        let img = preprocess::decode(bytes).map_err(|e| e.to_string())?;
+        self.predict_image(&img).await
+    }
+
+    /// Classifies an RGBA frame (a canvas's `ImageData`).
+    pub async fn predict_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Prediction, String> {
+        let img = preprocess::from_rgba(width, height, rgba).map_err(|e| e.to_string())?;
+        self.predict_image(&img).await
+    }
+
+    async fn predict_image(&self, img: &image::RgbImage) -> Result<Prediction, String> {
+        let input = self.inner.classifier.meta().preprocess.to_input(img);
+        let mut out = self.predict_inputs(&input).await?;
+        Ok(out.remove(0))
+    }
+}
+
+/// JavaScript API.
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a model. `backend` is "auto" (WebGPU, else CPU), "webgpu" or "cpu". Rejects with a
+    /// readable message when `model.json` and the weights do not match or no backend works.
+    #[wasm_bindgen(js_name = load)]
+    pub async fn load_js(model_json: String, weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
+        let choice = BackendChoice::parse(&backend).map_err(js_err)?;
+        Engine::open(&model_json, weights, choice).await.map_err(js_err)
+    }
+
+    /// "webgpu" or "cpu".
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.inner.backend.to_string()
+    }
+
+    /// Why WebGPU was not used under "auto", if it was not.
+    #[wasm_bindgen(getter, js_name = fallbackReason)]
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.inner.fallback_reason.clone()
+    }
+
+    /// Model name, high-risk threshold, input size and the taxonomy nodes the results refer to.
+    #[wasm_bindgen(js_name = modelInfo)]
+    pub fn model_info(&self) -> Result<JsValue, JsValue> {
+        let c = &self.inner.classifier;
+        let meta = c.meta();
+        let tax = c.taxonomy();
+        let tree = c
+            .inference_nodes()
+            .iter()
+            .map(|id| (id, false))
+            .chain(meta.training_classes.iter().map(|id| (id, true)))
+            .filter_map(|(id, training_class)| {
+                tax.node(id).ok().map(|n| TreeNode {
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                    parent: n.parent.clone(),
+                    training_class,
+                })
+            })
+            .collect();
+        to_js(&ModelInfo {
+            name: &meta.name,
+            input_size: meta.preprocess.input_size,
+            high_risk_threshold: meta.high_risk_threshold,
+            taxonomy_version: &meta.taxonomy_version,
+            weights_bytes: meta.weights.bytes,
+            weights_sha256: &meta.weights.sha256,
+            tree,
+        })
+    }
+
+    /// Runs the network once on a blank input so shaders compile and buffers are allocated
+    /// before the first photo. Resolves to the time it took in milliseconds.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self) -> js_sys::Promise {
+        let engine = self.clone();
+        future_to_promise(async move {
+            let t0 = js_sys::Date::now();
+            let n = engine.inner.classifier.meta().preprocess.input_len();
+            engine.predict_inputs(&vec![0.0; n]).await.map_err(js_err)?;
+            Ok((js_sys::Date::now() - t0).into())
+        })
+    }
+
+    /// Classifies an image file's bytes. Resolves to the CLI's JSON object for it (`image` is
+    /// `name` without its extension, `path` is `name`).
+    #[wasm_bindgen(js_name = classifyFile)]
+    pub fn classify_file(&self, bytes: Vec<u8>, name: String) -> js_sys::Promise {
+        let engine = self.clone();
+        future_to_promise(async move {
+            let p = engine.predict_file(&bytes).await.map_err(js_err)?;
+            to_js(&CliRow { image: stem(&name), path: &name, prediction: &p })
+        })
+    }
+
+    /// Classifies an RGBA frame of `width` x `height` (a canvas's `ImageData.data`).
+    #[wasm_bindgen(js_name = classifyRgba)]
+    pub fn classify_rgba(&self, rgba: Vec<u8>, width: u32, height: u32, name: String) -> js_sys::Promise {
+        let engine = self.clone();
+        future_to_promise(async move {
+            let p = engine.predict_rgba(&rgba, width, height).await.map_err(js_err)?;
+            to_js(&CliRow { image: stem(&name), path: &name, prediction: &p })
+        })
+    }
+}

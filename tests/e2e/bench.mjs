@@ -1,0 +1,46 @@
+// Browser benchmark (run by `./build.sh bench`): one JSON object per line.
+// For each backend: time from navigation to a ready engine (wasm, weights, device, warm-up), and
+// per-image latency of classify() (decode + preprocess + 3 test-time views + readback) over
+// validation images, after one untimed image. Also the size of what a first visit downloads.
+import { readFileSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { SITE, classifyInPage, launch, openApp, sampleImages, serveSite } from './harness.mjs';
+
+const n = Number(process.argv[2] ?? 10);
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+const wasm = join(SITE, 'pkg/dermscreen_bg.wasm');
+console.log(JSON.stringify({
+  bench: 'web_download',
+  wasm_bytes: statSync(wasm).size,
+  wasm_gzip_bytes: gzipSync(readFileSync(wasm), { level: 9 }).length,
+  weights_bytes: statSync(join(SITE, 'model/model.bpk')).size,
+}));
+
+const site = await serveSite();
+const samples = sampleImages(Math.ceil((n + 1) / 7)).slice(0, n + 1);
+const browser = await launch({ webgpu: true });
+try {
+  for (const backend of ['webgpu', 'cpu']) {
+    const context = await browser.newContext();
+    const { page, ready } = await openApp(context, site.url, { backend });
+    await classifyInPage(page, samples[0].file);
+    const times = [];
+    for (const s of samples.slice(1)) times.push((await classifyInPage(page, s.file)).ms);
+    console.log(JSON.stringify({
+      bench: 'browser_classify',
+      backend,
+      browser: `${browser.version()} headless${backend === 'webgpu' ? ', SwiftShader WebGPU adapter' : ', wasm SIMD128, 1 thread'}`,
+      images: times.length,
+      ready_ms: Math.round(ready.loadMs),
+      warm_up_ms: Math.round(ready.warmUpMs),
+      ms_per_image_median: Number(median(times).toFixed(1)),
+      ms_per_image_min: Number(Math.min(...times).toFixed(1)),
+    }));
+    await context.close();
+  }
+} finally {
+  await browser.close();
+  site.server.close();
+}

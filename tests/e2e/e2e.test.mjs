@@ -1,0 +1,268 @@
+// End-to-end tests of the web app as a user meets it, in Debian's headless Chromium:
+// the page loads the shipped model, classifies photos chosen through the UI, matches the native
+// CLI on both backends, refuses bad files without losing the last result, handles a missing and a
+// working camera, works offline after the first visit, and runs embedded in a host page with a
+// strict CSP. Screenshots go to target/e2e/.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, launch, maxDiff, openApp, sampleImages, serveSite,
+} from './harness.mjs';
+
+mkdirSync(OUT, { recursive: true });
+const samples = sampleImages(1);
+let site;
+let cli;
+
+before(async () => {
+  site = await serveSite();
+  cli = cliResults(samples);
+});
+after(() => site.server.close());
+
+/** The first half of a file: a photo cut off in transfer. */
+const halfOf = (path) => { const b = readFileSync(path); return b.subarray(0, b.length >> 1); };
+const fileInput = (page) => page.locator('derm-screen input[type=file]');
+const resultText = (page) => page.locator('derm-screen .result').innerText();
+
+describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
+  let browser;
+  before(async () => { browser = await launch({ webgpu: true }); });
+  after(() => browser.close());
+
+  test('loads, picks the faster backend, and classifies a photo chosen with the file picker', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
+    const { page, ready, problems } = await openApp(context, site.url);
+    // This Chromium's only adapter is SwiftShader (software): auto then prefers the CPU and says why.
+    if (ready.backend === 'cpu') {
+      assert.match(ready.fallbackReason, /software emulation/);
+      await page.locator('derm-screen .status').getByText('processor (CPU) (the only WebGPU adapter is a software emulation').waitFor();
+    } else {
+      await page.locator('derm-screen .status').getByText('WebGPU').waitFor();
+    }
+    const s = samples.find((x) => x.dx === 'mel');
+    const event = page.evaluate(() => new Promise((resolve) => {
+      document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => resolve({ detail: e.detail, at: performance.now() }), { once: true });
+    }));
+    await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+    const { detail, at } = await event;
+    const shown = await resultText(page);
+    assert.match(shown, /(Higher|Lower) risk: \d+(\.\d)?% chance this is malignant/);
+    assert.match(shown, new RegExp(`${Math.round(100 * detail.malignant)}%`));
+    const top = [...detail.classes].sort((a, b) => b.probability - a.probability)[0];
+    assert.ok(shown.includes(top.name), `top diagnosis ${top.name} shown`);
+    if (detail.high_risk) assert.match(shown, /See a dermatologist/);
+    assert.equal(detail.image, s.image);
+    assert.ok(maxDiff(detail, cli.get(s.image)) <= PARITY_TOLERANCE);
+    // The live region holds the result, so screen readers announce it.
+    assert.equal(await page.locator('derm-screen .result').getAttribute('aria-live'), 'polite');
+    await page.locator('derm-screen details.tree summary').click();
+    await page.screenshot({ path: join(OUT, 'phone-360-result.png'), fullPage: true });
+    writeFileSync(join(OUT, 'first-result.json'), JSON.stringify({ backend: ready.backend, loadMs: ready.loadMs, warmUpMs: ready.warmUpMs, pageLoadToFirstResultMs: at }, null, 2));
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  for (const backend of ['webgpu', 'cpu']) {
+    test(`${backend}: browser results equal the native CLI within ${PARITY_TOLERANCE} for one image of each diagnosis`, async () => {
+      const context = await browser.newContext();
+      const { page, ready } = await openApp(context, site.url, { backend });
+      assert.equal(ready.backend, backend);
+      let worst = 0;
+      for (const s of samples) {
+        const { result } = await classifyInPage(page, s.file);
+        const d = maxDiff(result, cli.get(s.image));
+        worst = Math.max(worst, d);
+        assert.ok(d <= PARITY_TOLERANCE, `${s.image} (${s.dx}): differs from the CLI by ${d}`);
+      }
+      console.log(`# ${backend}: largest difference from the CLI over ${samples.length} images: ${worst.toExponential(2)}`);
+      await context.close();
+    });
+  }
+
+  test('bad files get a clear message and the last result stays', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page } = await openApp(context, site.url);
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
+    await page.locator('derm-screen .result').waitFor();
+    const before = await resultText(page);
+    const errors = [];
+    await page.exposeFunction('recordError', (d) => errors.push(d));
+    await page.evaluate(() => document.querySelector('derm-screen').addEventListener('dermscreen:error', (e) => window.recordError(e.detail)));
+    const cases = [
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo'), expect: /not a supported image/ },
+      { name: 'empty.jpg', mimeType: 'image/jpeg', buffer: Buffer.alloc(0), expect: /empty file/ },
+      { name: 'cut.jpg', mimeType: 'image/jpeg', buffer: halfOf(join(DATA, 'images', samples[1].file)), expect: /corrupt or truncated/ },
+      { name: 'dot.png', mimeType: 'image/png', buffer: Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64'), expect: /too small: 1x1/ },
+    ];
+    for (const c of cases) {
+      await fileInput(page).setInputFiles({ name: c.name, mimeType: c.mimeType, buffer: c.buffer });
+      const alert = page.locator('derm-screen .error');
+      await alert.getByText(c.name).waitFor();
+      assert.match(await alert.innerText(), c.expect);
+      assert.equal(await resultText(page), before, 'the previous result is still shown');
+    }
+    assert.equal(errors.length, cases.length);
+    assert.ok(errors.every((e) => e.kind === 'input'));
+    await page.screenshot({ path: join(OUT, 'phone-360-bad-file.png'), fullPage: true });
+    await context.close();
+  });
+
+  test('the WebGPU backend, chosen explicitly, runs through the UI', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const { page, ready, problems } = await openApp(context, site.url, { backend: 'webgpu' });
+    assert.equal(ready.backend, 'webgpu');
+    await page.locator('derm-screen .status').getByText('WebGPU').waitFor();
+    const s = samples.find((x) => x.dx === 'akiec');
+    await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+    await page.locator('derm-screen .status').getByText('(WebGPU)').waitFor();
+    await page.screenshot({ path: join(OUT, 'desktop-webgpu-result.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test('no camera: the page says so and offers the file picker', async () => {
+    const context = await browser.newContext();
+    const { page } = await openApp(context, site.url);
+    await page.locator('derm-screen .start-camera').click();
+    const notice = page.locator('derm-screen .camera-notice');
+    await notice.waitFor();
+    assert.match(await notice.innerText(), /(No camera was found|Camera access was denied).*choose a photo instead/i);
+    assert.equal(await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className), 'pick');
+    await context.close();
+  });
+
+  test('keyboard only: Tab reaches the photo picker and Enter opens it', async () => {
+    const context = await browser.newContext();
+    const { page } = await openApp(context, site.url);
+    const chooser = page.waitForEvent('filechooser');
+    let reached = false;
+    for (let i = 0; i < 8 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className === 'pick');
+    }
+    assert.ok(reached, 'the picker button is reachable with Tab');
+    await page.keyboard.press('Enter');
+    const fc = await chooser;
+    await fc.setFiles(join(DATA, 'images', samples[2].file));
+    await page.locator('derm-screen .result').waitFor();
+    await context.close();
+  });
+
+  test('works offline after the first visit (service worker)', async () => {
+    const context = await browser.newContext();
+    const { page } = await openApp(context, site.url);
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    await context.setOffline(true);
+    await page.reload();
+    assert.ok(await page.evaluate(async () => (await document.querySelector('derm-screen').ready).backend));
+    const event = page.evaluate(() => new Promise((resolve) => {
+      document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => resolve(e.detail), { once: true });
+    }));
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples[3].file));
+    assert.ok(maxDiff(await event, cli.get(samples[3].image)) <= PARITY_TOLERANCE);
+    await context.close();
+  });
+
+  test('a new build with a new model replaces the cached one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dermscreen-site-'));
+    cpSync(SITE, dir, { recursive: true });
+    const own = await serveSite(dir);
+    try {
+      const context = await browser.newContext();
+      const { page, ready } = await openApp(context, own.url);
+      await page.evaluate(() => navigator.serviceWorker.ready);
+      const first = await page.evaluate(() => caches.keys());
+      assert.equal(first.length, 1);
+      // Publish a "new model" (same weights, renamed) and a service worker stamped for it.
+      const meta = JSON.parse(readFileSync(join(dir, 'model/model.json'), 'utf8'));
+      writeFileSync(join(dir, 'model/model.json'), JSON.stringify({ ...meta, name: `${meta.name}-next` }));
+      const sw = readFileSync(join(dir, 'sw.js'), 'utf8').replace(/^const BUILD = .*$/m, "const BUILD = 'next-build';");
+      writeFileSync(join(dir, 'sw.js'), sw);
+      await page.evaluate(async () => {
+        const reg = await navigator.serviceWorker.getRegistration();
+        await reg.update();
+        const next = reg.installing ?? reg.waiting;
+        if (next && next.state !== 'activated') {
+          await new Promise((resolve) => next.addEventListener('statechange', () => next.state === 'activated' && resolve()));
+        }
+      });
+      await page.reload();
+      const name = await page.evaluate(async () => (await document.querySelector('derm-screen').ready).model.name);
+      assert.equal(name, `${meta.name}-next`);
+      assert.deepEqual(await page.evaluate(() => caches.keys()), ['dermscreen-next-build']);
+      await context.close();
+    } finally {
+      own.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('embedded in a host page with a strict CSP: events carry the CLI JSON', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    const csp = [];
+    page.on('console', (m) => { if (/Content Security Policy|Refused/.test(m.text())) csp.push(m.text()); });
+    await page.goto(`${site.url}/embed.html`);
+    assert.equal(await page.evaluate(async () => {
+      const { DermScreen } = await import('./derm-screen.js');
+      return DermScreen.isSupported();
+    }), true);
+    await page.evaluate(() => document.querySelector('derm-screen').ready);
+    const s = samples.find((x) => x.dx === 'bcc');
+    await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+    await page.locator('#log').getByText('dermscreen:result').waitFor();
+    const logged = JSON.parse((await page.locator('#log').innerText()).split('\n')[0].replace('dermscreen:result ', ''));
+    const reference = cli.get(s.image);
+    assert.deepEqual(Object.keys(logged).sort(), Object.keys(reference).sort());
+    assert.ok(maxDiff(logged, reference) <= PARITY_TOLERANCE);
+    assert.deepEqual(csp, [], 'no CSP violations');
+    await page.screenshot({ path: join(OUT, 'desktop-embed.png'), fullPage: true });
+    await context.close();
+  });
+});
+
+describe('without WebGPU, with a camera (fake device)', () => {
+  let browser;
+  before(async () => { browser = await launch({ webgpu: false, fakeCamera: true }); });
+  after(() => browser.close());
+
+  test('falls back to the CPU and says so', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const { page, ready, problems } = await openApp(context, site.url);
+    assert.equal(ready.backend, 'cpu');
+    assert.match(ready.fallbackReason ?? '', /WebGPU/);
+    await page.locator('derm-screen .status').getByText('processor (CPU)').waitFor();
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples.find((x) => x.dx === 'nv').file));
+    await page.locator('derm-screen .result').waitFor();
+    await page.screenshot({ path: join(OUT, 'desktop-cpu-result.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test('camera: live preview with the square guide, capture classifies the frame', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, permissions: ['camera'] });
+    const { page } = await openApp(context, site.url);
+    await page.locator('derm-screen .start-camera').click();
+    await page.locator('derm-screen video').waitFor();
+    await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
+    assert.equal(await page.locator('derm-screen .guide').isVisible(), true);
+    // The fake camera has no torch, so no torch button is offered.
+    assert.equal(await page.locator('derm-screen .torch').isVisible(), false);
+    await page.screenshot({ path: join(OUT, 'phone-360-camera.png') });
+    const event = page.evaluate(() => new Promise((resolve) => {
+      document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => resolve(e.detail), { once: true });
+    }));
+    await page.locator('derm-screen .capture').click();
+    const detail = await event;
+    assert.match(detail.image, /^camera-/);
+    assert.equal(detail.classes.length, 7);
+    await page.locator('derm-screen .stop-camera').click();
+    assert.equal(await page.locator('derm-screen video').isVisible(), false);
+    await context.close();
+  });
+});

@@ -1,0 +1,128 @@
+// Shared pieces of the browser tests and the browser benchmark: a static server for the built
+// site (target/site, from `./build.sh site`), Debian's Chromium through playwright-core, sample
+// HAM10000 images from the validation split, and the native CLI's results for them.
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { extname, join, normalize, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const SITE = process.env.DERMSCREEN_SITE ?? join(ROOT, 'target/site');
+export const DATA = resolve(ROOT, process.env.DERMSCREEN_DATA ?? '../shared/data/ham10000');
+export const CLI = process.env.DERMSCREEN_CLI ?? join(ROOT, 'target/debug/dermscreen');
+export const OUT = join(ROOT, 'target/e2e');
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** Largest difference allowed between a probability in the browser and in the native CLI. */
+export const PARITY_TOLERANCE = 1e-3;
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
+  '.json': 'application/json', '.wasm': 'application/wasm', '.webmanifest': 'application/manifest+json',
+  '.png': 'image/png', '.svg': 'image/svg+xml', '.jpg': 'image/jpeg', '.bpk': 'application/octet-stream',
+};
+
+/**
+ * Serves the site on an ephemeral localhost port (a secure context, as service workers and the
+ * camera need). `/__samples/NAME` serves HAM10000 images to the tests only; the site never sees them.
+ */
+export async function serveSite(root = SITE) {
+  const server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const file = path.startsWith('/__samples/')
+      ? join(DATA, 'images', normalize(path.slice('/__samples/'.length)).replace(/^(\.\.[/\\])+/, ''))
+      : join(root, normalize(path).replace(/^(\.\.[/\\])+/, ''), path.endsWith('/') ? 'index.html' : '');
+    try {
+      if (!(await stat(file)).isFile()) throw new Error('not a file');
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+const QUIET = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+  '--disable-quic', '--disable-default-apps'];
+
+/**
+ * Launches headless Chromium. `webgpu`: with --enable-unsafe-webgpu (headless Chromium here then
+ * offers a SwiftShader adapter); without it the browser has no WebGPU, as on many phones.
+ * `fakeCamera`: a synthetic camera that the page may use without a prompt.
+ */
+export function launch({ webgpu = true, fakeCamera = false } = {}) {
+  const args = [...QUIET];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  if (fakeCamera) args.push('--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream');
+  return chromium.launch({ executablePath: CHROMIUM, args });
+}
+
+/** Validation images, one per diagnosis, read from the split that shipped with the model. */
+export function sampleImages(perClass = 1) {
+  const lines = readFileSync(join(ROOT, 'model/validation_split.csv'), 'utf8').trim().split('\n');
+  const header = lines[0].split(',');
+  const [ii, di] = [header.indexOf('image'), header.indexOf('dx')];
+  const seen = new Map();
+  const picked = [];
+  for (const line of lines.slice(1)) {
+    const cols = line.split(',');
+    const n = seen.get(cols[di]) ?? 0;
+    if (n < perClass) {
+      seen.set(cols[di], n + 1);
+      picked.push({ image: cols[ii], dx: cols[di], file: `${cols[ii]}.jpg` });
+    }
+  }
+  return picked;
+}
+
+/** The native CLI's `classify --format json` rows for these images, keyed by image id. */
+export function cliResults(samples) {
+  const paths = samples.map((s) => join(DATA, 'images', s.file));
+  const out = execFileSync(CLI, ['classify', '--format', 'json', '--model', join(ROOT, 'model'), ...paths], { encoding: 'utf8' });
+  return new Map(JSON.parse(out).map((r) => [r.image, r]));
+}
+
+/** Largest absolute difference over every class and node probability of two results. */
+export function maxDiff(a, b) {
+  const probs = (r) => new Map([...r.classes, ...r.nodes].map((c) => [c.id, c.probability]));
+  const [pa, pb] = [probs(a), probs(b)];
+  let worst = Math.abs(a.malignant - b.malignant);
+  for (const [id, p] of pa) {
+    if (!pb.has(id)) return Infinity;
+    worst = Math.max(worst, Math.abs(p - pb.get(id)));
+  }
+  return pa.size === pb.size ? worst : Infinity;
+}
+
+/** Opens the app (optionally on one backend) and waits until the element is ready. */
+export async function openApp(context, url, { backend, path = '/' } = {}) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
+  await page.goto(`${url}${path}${backend ? `?backend=${backend}` : ''}`);
+  const ready = await page.evaluate(async () => {
+    const el = document.querySelector('derm-screen');
+    const r = await el.ready;
+    return { backend: r.backend, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name };
+  });
+  return { page, ready, problems };
+}
+
+/** Classifies a sample image through the element's API; returns the result and the time taken. */
+export function classifyInPage(page, file) {
+  return page.evaluate(async (file) => {
+    const el = document.querySelector('derm-screen');
+    const blob = await (await fetch(`/__samples/${file}`)).blob();
+    const result = await el.classify(blob, file);
+    return { result, ms: el.lastTiming.ms };
+  }, file);
+}

@@ -1,0 +1,126 @@
+//! The browser engine in headless Chromium (wasm-bindgen tests, run by `./build.sh test`):
+//! the shipped weights load on the CPU backend and on WebGPU, a lesion-like image gives a full
+//! result, both backends agree, and bad input is refused with a readable reason.
+#![cfg(target_arch = "wasm32")]
+
+use dermscreen::web::{BackendChoice, Engine};
+use image::{ImageFormat, Rgb, RgbImage};
+use std::io::Cursor;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const MODEL_JSON: &str = include_str!("../model/model.json");
+const WEIGHTS: &[u8] = include_bytes!("../model/model.bpk");
+/// Largest difference allowed between any probability on WebGPU and on the CPU backend.
+const BACKEND_TOLERANCE: f32 = 1e-3;
+
+/// A dark, irregular blot on skin-coloured ground: HAM10000 pixels may not be committed, so
+/// the browser tests draw their own lesion. Real images are compared with the CLI in the e2e test.
+fn lesion_png(size: u32) -> Vec<u8> {
+    let c = size as f32 / 2.0;
+    let img = RgbImage::from_fn(size, size, |x, y| {
+        let (dx, dy) = (x as f32 - c, y as f32 - c);
+        let r = (dx * dx + dy * dy).sqrt() / c;
+        let wobble = 0.08 * (5.0 * dy.atan2(dx)).sin();
+        if r < 0.45 + wobble {
+            Rgb([92, 58, 44])
+        } else {
+            Rgb([214, 160, 140])
+        }
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn cpu() -> Engine {
+    Engine::open(MODEL_JSON, WEIGHTS.to_vec(), BackendChoice::Cpu).await.expect("shipped model loads")
+}
+
+fn assert_complete(p: &dermscreen::classifier::Prediction) {
+    let ids: Vec<&str> = p.classes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"]);
+    let sum: f32 = p.classes.iter().map(|c| c.probability).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
+    let node = |id: &str| p.nodes.iter().find(|n| n.id == id).unwrap().probability;
+    assert!((node("benign") + node("malignant") - 1.0).abs() < 1e-4);
+    assert!((node("malignant") - p.malignant).abs() < 1e-6);
+}
+
+#[wasm_bindgen_test]
+async fn cpu_backend_classifies_a_lesion_image() {
+    let engine = cpu().await;
+    assert_eq!(engine.backend_name(), "cpu");
+    let p = engine.predict_file(&lesion_png(300)).await.unwrap();
+    assert_complete(&p);
+}
+
+#[wasm_bindgen_test]
+async fn rgba_frames_match_encoded_files() {
+    let engine = cpu().await;
+    let png = lesion_png(240);
+    let rgb = image::load_from_memory(&png).unwrap().to_rgba8();
+    let from_file = engine.predict_file(&png).await.unwrap();
+    let from_frame = engine.predict_rgba(rgb.as_raw(), 240, 240).await.unwrap();
+    assert_eq!(from_file, from_frame);
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_matches_the_cpu_backend() {
+    let gpu = match Engine::open(MODEL_JSON, WEIGHTS.to_vec(), BackendChoice::WebGpu).await {
+        Ok(e) => e,
+        // build.sh sets DERMSCREEN_REQUIRE_WEBGPU for Chromium started with --enable-unsafe-webgpu,
+        // which has an adapter here; elsewhere a browser without one skips, saying why.
+        Err(reason) if option_env!("DERMSCREEN_REQUIRE_WEBGPU").is_none() => {
+            web_sys::console::log_1(&format!("SKIPPED webgpu_matches_the_cpu_backend: {reason}").into());
+            return;
+        }
+        Err(reason) => panic!("no WebGPU adapter although one is required: {reason}"),
+    };
+    assert_eq!(gpu.backend_name(), "webgpu");
+    let cpu = cpu().await;
+    for size in [300, 113] {
+        let png = lesion_png(size);
+        let a = gpu.predict_file(&png).await.unwrap();
+        let b = cpu.predict_file(&png).await.unwrap();
+        assert_complete(&a);
+        for (x, y) in a.classes.iter().chain(&a.nodes).zip(b.classes.iter().chain(&b.nodes)) {
+            assert!(
+                (x.probability - y.probability).abs() <= BACKEND_TOLERANCE,
+                "{}: webgpu {} vs cpu {}",
+                x.id,
+                x.probability,
+                y.probability
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_images_are_refused_with_a_reason() {
+    let engine = cpu().await;
+    let err = engine.predict_file(&[]).await.unwrap_err();
+    assert!(err.contains("empty"), "{err}");
+    let err = engine.predict_file(b"<html>not a photo</html>").await.unwrap_err();
+    assert!(err.contains("not a supported image"), "{err}");
+    let err = engine.predict_file(&lesion_png(1)).await.unwrap_err();
+    assert!(err.contains("too small"), "{err}");
+    let png = lesion_png(300);
+    let err = engine.predict_file(&png[..png.len() / 2]).await.unwrap_err();
+    assert!(!err.is_empty());
+    let err = engine.predict_rgba(&[0; 12], 2, 2).await.unwrap_err();
+    assert!(err.contains("2x2") || err.contains("bytes"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn mismatched_weights_are_refused() {
+    let err = Engine::open(MODEL_JSON, WEIGHTS[..1000].to_vec(), BackendChoice::Cpu).await.err().unwrap();
+    assert!(err.contains("bytes, but model.json expects"), "{err}");
+    let mut tampered = WEIGHTS.to_vec();
+    tampered[5000] ^= 1;
+    let err = Engine::open(MODEL_JSON, tampered, BackendChoice::Cpu).await.err().unwrap();
+    assert!(err.contains("SHA-256"), "{err}");
+    let err = Engine::open("{\"format\": 1}", WEIGHTS.to_vec(), BackendChoice::Cpu).await.err().unwrap();
+    assert!(err.contains("model.json is not valid"), "{err}");
+}

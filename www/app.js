@@ -1,0 +1,30 @@
+// The standalone app page: the <derm-screen> element, plus offline use through a service worker.
+// ?backend=cpu|webgpu on the page address picks the backend (for comparisons); default auto.
+
+const screen = document.getElementById('screen');
+const backend = new URLSearchParams(location.search).get('backend');
+if (backend) screen.setAttribute('backend', backend);
+// Defined only now, so the element reads the backend attribute when it starts.
+await import('./derm-screen.js');
+
+if ('serviceWorker' in navigator) {
+  const note = document.querySelector('.offline');
+  // Only a page that an older version already controlled has an update to announce.
+  const updating = navigator.serviceWorker.controller !== null;
+  navigator.serviceWorker.register('sw.js').then(
+    (reg) => {
+      reg.addEventListener('updatefound', () => {
+        const next = reg.installing;
+        next?.addEventListener('statechange', () => {
+          if (next.state === 'activated' && updating) {
+            note.textContent = 'A new version was downloaded; it is used from the next visit.';
+          }
+        });
+      });
+      navigator.serviceWorker.ready.then(() => {
+        note.textContent = 'Saved on this device: works offline from now on.';
+      });
+    },
+    (e) => { note.textContent = `Offline use is not available (${e.message}).`; },
+  );
+}

@@ -119,7 +119,7 @@ cmd_test() {
     # End to end: the built site in headless Chromium, against the CLI built above.
     ( set -e; cmd_site; need_e2e ) 2>&1 | tee -a "$log"
     if [ "${PIPESTATUS[0]}" = 0 ]; then
-        DERMSCREEN_CLI=target/debug/dermscreen npm test --prefix tests/e2e 2>&1 | tee -a "$log"
+        DERMSCREEN_CLI="$PWD/target/debug/dermscreen" npm test --prefix tests/e2e 2>&1 | tee -a "$log"
         [ "${PIPESTATUS[0]}" = 0 ] || status=1
         echo "build.sh: screenshots in target/e2e/"
     else
@@ -127,8 +127,8 @@ cmd_test() {
     fi
     set -e
     awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-         /^# pass / { p += $3 } /^# fail / { f += $3 }
-         END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+         /^# pass / { p += $3 } /^# fail / { tf += $3 } /^not ok / { tn += 1 }
+         END { f += (tn > tf ? tn : tf); printf "total: %d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
     return "$status"
 }
@@ -155,7 +155,7 @@ cmd_bench() {
     cargo build --release --quiet
     cmd_site >&2
     need_e2e >&2
-    DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI=target/release/dermscreen node tests/e2e/bench.mjs "${1:-10}"
+    DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI="$PWD/target/release/dermscreen" node tests/e2e/bench.mjs "${1:-10}"
 }
 
 cmd_train() {

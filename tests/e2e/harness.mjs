@@ -11,7 +11,7 @@ import { chromium } from 'playwright-core';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const SITE = process.env.DERMSCREEN_SITE ?? join(ROOT, 'target/site');
 export const DATA = resolve(ROOT, process.env.DERMSCREEN_DATA ?? '../shared/data/ham10000');
-export const CLI = process.env.DERMSCREEN_CLI ?? join(ROOT, 'target/debug/dermscreen');
+export const CLI = resolve(ROOT, process.env.DERMSCREEN_CLI ?? 'target/debug/dermscreen');
 export const OUT = join(ROOT, 'target/e2e');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { crc32, deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
   DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, launch, maxDiff, openApp, sampleImages, serveSite,
@@ -23,6 +24,18 @@ before(async () => {
 });
 after(() => site.server.close());
 
+/** A PNG that claims `width` x `height` (a 50-megapixel photo); refused from its header. */
+function bigPng(width, height) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = 8; ihdr[9] = 2;
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.alloc(width * 3 + 1))), chunk('IEND', Buffer.alloc(0))]);
+}
 /** The first half of a file: a photo cut off in transfer. */
 const halfOf = (path) => { const b = readFileSync(path); return b.subarray(0, b.length >> 1); };
 const fileInput = (page) => page.locator('derm-screen input[type=file]');
@@ -96,6 +109,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo'), expect: /not a supported image/ },
       { name: 'empty.jpg', mimeType: 'image/jpeg', buffer: Buffer.alloc(0), expect: /empty file/ },
       { name: 'cut.jpg', mimeType: 'image/jpeg', buffer: halfOf(join(DATA, 'images', samples[1].file)), expect: /corrupt or truncated/ },
+      { name: 'huge.png', mimeType: 'image/png', buffer: bigPng(8660, 5774), expect: /too large: 8660x5774 px/ },
       { name: 'dot.png', mimeType: 'image/png', buffer: Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64'), expect: /too small: 1x1/ },
     ];
     for (const c of cases) {
@@ -157,6 +171,14 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const { page } = await openApp(context, site.url);
     await page.evaluate(() => navigator.serviceWorker.ready);
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    // Installable: the manifest names the app and its icons are there.
+    const manifest = await page.evaluate(async () => {
+      const m = await (await fetch(document.querySelector('link[rel=manifest]').href)).json();
+      const icons = await Promise.all(m.icons.map(async (i) => (await fetch(i.src)).ok));
+      return { name: m.name, display: m.display, icons: m.icons.map((i) => i.sizes), ok: icons.every(Boolean) };
+    });
+    assert.equal(manifest.display, 'standalone');
+    assert.ok(manifest.icons.includes('192x192') && manifest.icons.includes('512x512') && manifest.ok);
     await context.setOffline(true);
     await page.reload();
     assert.ok(await page.evaluate(async () => (await document.querySelector('derm-screen').ready).backend));

@@ -92,6 +92,34 @@ pub struct ClassProb {
     pub probability: f32,
 }
 
+/// One image's result as `dermscreen classify --format json` prints it and the browser's
+/// `dermscreen:result` event carries it: the image's name and path, then the prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult<'a> {
+    /// File name without folders or extension.
+    pub image: String,
+    /// The path (CLI) or file name (browser) as given.
+    pub path: String,
+    #[serde(flatten)]
+    pub prediction: &'a Prediction,
+}
+
+impl<'a> ImageResult<'a> {
+    /// The row for the image at `path`.
+    pub fn new(path: impl Into<String>, prediction: &'a Prediction) -> Self {
+        let path = path.into();
+        Self { image: image_stem(&path), path, prediction }
+    }
+}
+
+/// A file's name without folders or extension: how results name their image.
+pub fn image_stem(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 impl Prediction {
     /// Training classes sorted by probability, most likely first.
     pub fn ranked(&self) -> Vec<&ClassProb> {

@@ -16,9 +16,8 @@ mod native {
     use anyhow::{bail, Context, Result};
     use burn::prelude::Device;
     use clap::{Parser, Subcommand, ValueEnum};
-    use dermscreen::classifier::{Classifier, Prediction};
+    use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
     use dermscreen::{preprocess, report};
-    use serde::Serialize;
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
@@ -144,18 +143,6 @@ mod native {
         (files, errors)
     }
 
-    fn stem(path: &Path) -> String {
-        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-    }
-
-    #[derive(Serialize)]
-    struct JsonResult<'a> {
-        image: String,
-        path: String,
-        #[serde(flatten)]
-        prediction: &'a Prediction,
-    }
-
     fn load_classifier(model: &Path) -> Result<Classifier> {
         Classifier::load_dir(model, Device::flex()).with_context(|| format!("loading the model from {}", model.display()))
     }
@@ -228,21 +215,17 @@ mod native {
                 header.extend(classifier.inference_nodes().iter().cloned());
                 w.write_record(&header)?;
                 for ((path, _), p) in inputs.iter().zip(&predictions) {
-                    let mut row = vec![stem(path)];
+                    let mut row = vec![image_stem(&path.to_string_lossy())];
                     row.extend(p.classes.iter().chain(&p.nodes).map(|c| format!("{:.6}", c.probability)));
                     w.write_record(&row)?;
                 }
                 w.flush()?;
             }
             Format::Json => {
-                let rows: Vec<JsonResult> = inputs
+                let rows: Vec<ImageResult> = inputs
                     .iter()
                     .zip(&predictions)
-                    .map(|((path, _), p)| JsonResult {
-                        image: stem(path),
-                        path: path.display().to_string(),
-                        prediction: p,
-                    })
+                    .map(|((path, _), p)| ImageResult::new(path.display().to_string(), p))
                     .collect();
                 serde_json::to_writer_pretty(&mut out, &rows)?;
                 writeln!(out)?;

@@ -5,7 +5,7 @@
 //! promise whose `Error.message` reads as a sentence; results are read back from the GPU only
 //! asynchronously. The JSON a result carries is the CLI's `--format json` object.
 
-use crate::classifier::{Classifier, ModelMeta, Prediction};
+use crate::classifier::{Classifier, ImageResult, ModelMeta, Prediction};
 use crate::preprocess;
 use crate::taxonomy::Taxonomy;
 use burn::prelude::*;
@@ -117,23 +117,6 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(js_err)
-}
-
-/// The CLI's `--format json` row for one image.
-#[derive(Serialize)]
-struct CliRow<'a> {
-    image: &'a str,
-    path: &'a str,
-    #[serde(flatten)]
-    prediction: &'a Prediction,
-}
-
-fn stem(name: &str) -> &str {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    match base.rfind('.') {
-        Some(i) if i > 0 => &base[..i],
-        _ => base,
-    }
 }
 
 /// Rust-side API (also what the wasm-bindgen tests call).
@@ -278,7 +261,7 @@ impl Engine {
         let engine = self.clone();
         future_to_promise(async move {
             let p = engine.predict_file(&bytes).await.map_err(js_err)?;
-            to_js(&CliRow { image: stem(&name), path: &name, prediction: &p })
+            to_js(&ImageResult::new(name, &p))
         })
     }
 
@@ -288,7 +271,7 @@ impl Engine {
         let engine = self.clone();
         future_to_promise(async move {
             let p = engine.predict_rgba(&rgba, width, height).await.map_err(js_err)?;
-            to_js(&CliRow { image: stem(&name), path: &name, prediction: &p })
+            to_js(&ImageResult::new(name, &p))
         })
     }
 }

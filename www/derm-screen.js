@@ -374,17 +374,23 @@ export class DermScreen extends HTMLElement {
     return result;
   }
 
-  async classifyFromUi(blob, name) {
+  classifyFromUi(blob, name) {
+    return this.fromUi(name, () => this.classify(blob, name),
+      (e) => `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP at least 32 pixels wide.`);
+  }
+
+  /** Runs one check started from the page: one at a time, with its status and any error shown. */
+  async fromUi(label, work, explain) {
     if (this.busy) return;
     this.busy = true;
     this.clearError();
-    this.setStatus(`Checking ${name}…`);
+    this.setStatus(`Checking ${label}…`);
     try {
-      await this.classify(blob, name);
+      await work();
       this.setStatus(`Done in ${Math.round(this.lastTiming.ms)} ms (${this.loaded.backend === 'webgpu' ? 'WebGPU' : 'CPU'}).`);
     } catch (e) {
       this.setStatus('That photo could not be checked.');
-      this.showError('input', `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP at least 32 pixels wide.`);
+      this.showError('input', explain(e));
     } finally {
       this.busy = false;
     }
@@ -523,17 +529,10 @@ export class DermScreen extends HTMLElement {
     const frame = ctx.getImageData(0, 0, out, out);
     const preview = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.9));
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    this.busy = true;
-    this.clearError();
-    try {
+    await this.fromUi('the camera photo', async () => {
       const { engine } = await this.ready;
       await this.run(() => engine.classifyRgba(new Uint8Array(frame.data.buffer), out, out, name), preview, name);
-      this.setStatus(`Done in ${Math.round(this.lastTiming.ms)} ms.`);
-    } catch (e) {
-      this.showError('input', `The camera photo could not be checked: ${e.message}`);
-    } finally {
-      this.busy = false;
-    }
+    }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, launch, maxDiff, openApp, sampleImages, serveSite,
+  DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, launch, maxDiff, nextResult, openApp, sampleImages, serveSite,
 } from './harness.mjs';
 
 mkdirSync(OUT, { recursive: true });
@@ -57,9 +57,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await page.locator('derm-screen .status').getByText('WebGPU').waitFor();
     }
     const s = samples.find((x) => x.dx === 'mel');
-    const event = page.evaluate(() => new Promise((resolve) => {
-      document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => resolve({ detail: e.detail, at: performance.now() }), { once: true });
-    }));
+    const event = nextResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
     const { detail, at } = await event;
     const shown = await resultText(page);
@@ -182,9 +180,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.setOffline(true);
     await page.reload();
     assert.ok(await page.evaluate(async () => (await document.querySelector('derm-screen').ready).backend));
-    const event = page.evaluate(() => new Promise((resolve) => {
-      document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => resolve(e.detail), { once: true });
-    }));
+    const event = nextResult(page).then((r) => r.detail);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples[3].file));
     assert.ok(maxDiff(await event, cli.get(samples[3].image)) <= PARITY_TOLERANCE);
     await context.close();
@@ -276,9 +272,7 @@ describe('without WebGPU, with a camera (fake device)', () => {
     // The fake camera has no torch, so no torch button is offered.
     assert.equal(await page.locator('derm-screen .torch').isVisible(), false);
     await page.screenshot({ path: join(OUT, 'phone-360-camera.png') });
-    const event = page.evaluate(() => new Promise((resolve) => {
-      document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => resolve(e.detail), { once: true });
-    }));
+    const event = nextResult(page).then((r) => r.detail);
     await page.locator('derm-screen .capture').click();
     const detail = await event;
     assert.match(detail.image, /^camera-/);

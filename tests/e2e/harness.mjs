@@ -31,9 +31,11 @@ const TYPES = {
 export async function serveSite(root = SITE) {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    // normalize() keeps a leading ../ only; dropping it keeps every request inside its folder.
+    const inside = (dir, rel) => join(dir, normalize(rel).replace(/^(\.\.[/\\])+/, ''));
     const file = path.startsWith('/__samples/')
-      ? join(DATA, 'images', normalize(path.slice('/__samples/'.length)).replace(/^(\.\.[/\\])+/, ''))
-      : join(root, normalize(path).replace(/^(\.\.[/\\])+/, ''), path.endsWith('/') ? 'index.html' : '');
+      ? inside(join(DATA, 'images'), path.slice('/__samples/'.length))
+      : join(inside(root, path), path.endsWith('/') ? 'index.html' : '');
     try {
       if (!(await stat(file)).isFile()) throw new Error('not a file');
       const body = await readFile(file);
@@ -125,4 +127,12 @@ export function classifyInPage(page, file) {
     const result = await el.classify(blob, file);
     return { result, ms: el.lastTiming.ms };
   }, file);
+}
+
+/** Resolves to the `detail` (and page time) of the element's next `dermscreen:result` event. */
+export function nextResult(page) {
+  return page.evaluate(() => new Promise((resolve) => {
+    document.querySelector('derm-screen').addEventListener('dermscreen:result',
+      (e) => resolve({ detail: e.detail, at: performance.now() }), { once: true });
+  }));
 }

@@ -5,7 +5,6 @@
 
 use burn::prelude::Device;
 use dermscreen::classifier::Classifier;
-use dermscreen::preprocess;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,6 +35,7 @@ fn main() {
     let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let classifier = Classifier::load_dir(&PathBuf::from("model"), Device::flex()).expect("load model/");
     let pre = classifier.meta().preprocess;
+    let input = |b: &[u8]| classifier.input_from_bytes(b).expect("a HAM10000 image decodes");
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
         .expect("HAM10000 images folder")
         .map(|e| e.unwrap().path())
@@ -47,12 +47,12 @@ fn main() {
 
     let decode = median_secs(iters, || {
         for b in &bytes {
-            std::hint::black_box(pre.to_input(&preprocess::decode(b).unwrap()));
+            std::hint::black_box(input(b));
         }
     });
     emit("decode_preprocess_200x150_jpeg", "ms/image", 1e3 * decode / bytes.len() as f64, info.clone());
 
-    let inputs: Vec<Vec<f32>> = bytes.iter().map(|b| pre.to_input(&preprocess::decode(b).unwrap())).collect();
+    let inputs: Vec<Vec<f32>> = bytes.iter().map(|b| input(b)).collect();
     classifier.classify_inputs(&inputs[0]).unwrap(); // warm-up
     let single = median_secs(iters, || {
         std::hint::black_box(classifier.classify_inputs(&inputs[0]).unwrap());

@@ -4,7 +4,7 @@
 //! inference-node probabilities -> a [`Prediction`] (what the CLI and the UI show).
 
 use crate::model::{Net, NetConfig};
-use crate::preprocess::PreprocessConfig;
+use crate::preprocess::{self, PreprocessConfig, PreprocessError};
 use crate::taxonomy::{Taxonomy, TaxonomyError};
 use burn::prelude::*;
 use burn::store::{BurnpackStore, HalfPrecisionAdapter, ModuleSnapshot};
@@ -15,19 +15,38 @@ use sha2::{Digest, Sha256};
 /// Version of the `model.json` layout this build reads and writes.
 pub const META_FORMAT: u32 = 1;
 
-/// Errors loading or running the classifier.
+/// A cause that comes from another crate's error type (the weights store), kept for its chain.
+type BoxedSource = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors loading or running the classifier. Causes stay attached as sources; the CLI and the
+/// browser turn the chain into one sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifierError {
-    #[error("{file}: {message}")]
-    File { file: String, message: String },
+    #[error("{file}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model.json is not valid")]
+    InvalidMeta(#[source] serde_json::Error),
     #[error("model.json: {0}")]
     Meta(String),
     #[error("weights file {file}: {message}")]
     Weights { file: String, message: String },
-    #[error("taxonomy: {0}")]
+    #[error("weights file {file}: {what}")]
+    Store {
+        file: String,
+        what: &'static str,
+        #[source]
+        source: BoxedSource,
+    },
+    #[error("taxonomy")]
     Taxonomy(#[from] TaxonomyError),
     #[error("input has {got} floats, expected a multiple of {per_image}")]
     InputSize { got: usize, per_image: usize },
+    #[error("the network's output could not be read: {0}")]
+    Logits(String),
 }
 
 /// What was written about the weights file, so a mismatched file is caught before use.
@@ -69,6 +88,13 @@ pub struct ModelMeta {
     pub high_risk_threshold: f32,
     /// The weights file.
     pub weights: WeightsInfo,
+}
+
+impl ModelMeta {
+    /// Parses `model.json` (the one parser for the CLI and the browser).
+    pub fn from_json(text: &[u8]) -> Result<Self, ClassifierError> {
+        serde_json::from_slice(text).map_err(ClassifierError::InvalidMeta)
+    }
 }
 
 /// One image's result.
@@ -121,6 +147,11 @@ pub fn image_stem(path: &str) -> String {
 }
 
 impl Prediction {
+    /// Training-class probabilities in `model.json` order.
+    pub fn class_probs(&self) -> Vec<f32> {
+        self.classes.iter().map(|c| c.probability).collect()
+    }
+
     /// Training classes sorted by probability, most likely first.
     pub fn ranked(&self) -> Vec<&ClassProb> {
         let mut v: Vec<_> = self.classes.iter().collect();
@@ -140,14 +171,9 @@ pub fn weights_to_bytes(net: &Net, half: bool) -> Result<Vec<u8>, ClassifierErro
     if half {
         store = store.with_to_adapter(HalfPrecisionAdapter::new());
     }
-    net.save_into(&mut store).map_err(|e| ClassifierError::Weights {
-        file: "<memory>".into(),
-        message: e.to_string(),
-    })?;
-    let bytes = store.get_bytes().map_err(|e| ClassifierError::Weights {
-        file: "<memory>".into(),
-        message: e.to_string(),
-    })?;
+    let err = |source: BoxedSource| ClassifierError::Store { file: "<memory>".into(), what: "could not be written", source };
+    net.save_into(&mut store).map_err(|e| err(e.into()))?;
+    let bytes = store.get_bytes().map_err(|e| err(e.into()))?;
     Ok(bytes.to_vec())
 }
 
@@ -162,13 +188,10 @@ pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, half: bool, file: &str
         store = store.with_from_adapter(HalfPrecisionAdapter::new());
     }
     let err = |message: String| ClassifierError::Weights { file: file.to_string(), message };
-    let result = net.load_from(&mut store).map_err(|e| {
-        let mut detail = e.to_string();
-        if detail.len() > 300 {
-            detail.truncate(detail.char_indices().nth(300).map_or(detail.len(), |(i, _)| i));
-            detail.push_str("...");
-        }
-        err(format!("does not match the architecture in model.json: {detail}"))
+    let result = net.load_from(&mut store).map_err(|e| ClassifierError::Store {
+        file: file.to_string(),
+        what: "does not match the architecture in model.json",
+        source: e.into(),
     })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(err(format!(
@@ -276,20 +299,12 @@ impl Classifier {
     /// Loads `model.json` and its weights from a directory, with the bundled taxonomy.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: &std::path::Path, device: Device) -> Result<Self, ClassifierError> {
-        let meta_path = dir.join("model.json");
         let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| ClassifierError::File {
-                file: p.display().to_string(),
-                message: e.to_string(),
-            })
+            std::fs::read(p).map_err(|source| ClassifierError::Read { file: p.display().to_string(), source })
         };
-        let meta: ModelMeta = serde_json::from_slice(&read(&meta_path)?).map_err(|e| ClassifierError::File {
-            file: meta_path.display().to_string(),
-            message: format!("not a valid model.json: {e}"),
-        })?;
+        let mut meta = ModelMeta::from_json(&read(&dir.join("model.json"))?)?;
         let weights_path = dir.join(&meta.weights.file);
         let weights = read(&weights_path)?;
-        let mut meta = meta;
         meta.weights.file = weights_path.display().to_string();
         Self::from_parts(meta, weights, Taxonomy::bundled(), device)
     }
@@ -309,19 +324,29 @@ impl Classifier {
         &self.nodes
     }
 
-    /// The network (for saliency and embeddings).
-    pub fn net(&self) -> &Net {
-        &self.net
+    /// Decodes an encoded image (JPEG, PNG, WebP; EXIF orientation applied) into one model
+    /// input: `3 * s * s` floats, CHW.
+    pub fn input_from_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
+        Ok(self.meta.preprocess.to_input(&preprocess::decode(bytes)?))
     }
 
-    /// The device the network runs on.
-    pub fn device(&self) -> &Device {
-        &self.device
+    /// Turns an RGBA frame of `width` x `height` (a canvas's pixels) into one model input.
+    pub fn input_from_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Vec<f32>, PreprocessError> {
+        Ok(self.meta.preprocess.to_input(&preprocess::from_rgba(width, height, rgba)?))
+    }
+
+    /// Runs the network on `n` preprocessed inputs (`n * 3 * s * s` floats). Returns the logits,
+    /// `[views * n, classes]` and still on the device, and `n`; the caller reads them back
+    /// (synchronously natively, asynchronously in the browser) and hands them to
+    /// [`Self::predictions`].
+    pub fn logits(&self, inputs: &[f32]) -> Result<(Tensor<2>, usize), ClassifierError> {
+        let (x, n) = self.input_tensor(inputs)?;
+        Ok((self.net.forward(x), n))
     }
 
     /// Builds the input tensor for a batch of preprocessed images, adding flipped copies when
     /// test-time flips are on: `[views * n, 3, s, s]`, views first.
-    pub fn input_tensor(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), ClassifierError> {
+    fn input_tensor(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), ClassifierError> {
         let per = self.meta.preprocess.input_len();
         if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
             return Err(ClassifierError::InputSize { got: inputs.len(), per_image: per });
@@ -337,8 +362,16 @@ impl Classifier {
         Ok((x, n))
     }
 
-    /// Turns raw logits of `[views * n, classes]` (from [`Self::input_tensor`]) into predictions.
-    pub fn predictions_from_logits(&self, logits: &[f32], n: usize) -> Vec<Prediction> {
+    /// Turns logits read back from [`Self::logits`] (`[views * n, classes]`) into `n` predictions.
+    pub fn predictions(&self, logits: TensorData, n: usize) -> Result<Vec<Prediction>, ClassifierError> {
+        let logits = logits
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
+        Ok(self.predictions_from_logits(&logits, n))
+    }
+
+    fn predictions_from_logits(&self, logits: &[f32], n: usize) -> Vec<Prediction> {
         let k = self.meta.training_classes.len();
         let views = logits.len() / (n * k);
         (0..n)
@@ -357,7 +390,7 @@ impl Classifier {
     }
 
     /// Aggregates training-class probabilities to the inference nodes.
-    pub fn prediction_from_probs(&self, probs: &[f32]) -> Prediction {
+    fn prediction_from_probs(&self, probs: &[f32]) -> Prediction {
         let name = |id: &str| self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default();
         let classes = self
             .meta
@@ -388,9 +421,7 @@ impl Classifier {
     /// Classifies preprocessed inputs (`n * 3 * s * s` floats) synchronously.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, ClassifierError> {
-        let (x, n) = self.input_tensor(inputs)?;
-        let logits = self.net.forward(x).into_data();
-        let logits = logits.try_to_vec::<f32>().expect("logits are f32");
-        Ok(self.predictions_from_logits(&logits, n))
+        let (logits, n) = self.logits(inputs)?;
+        self.predictions(logits.into_data(), n)
     }
 }

@@ -62,11 +62,6 @@ impl NetConfig {
             relu: Relu::new(),
         }
     }
-
-    /// Width of the last hidden layer (the embedding used for t-SNE).
-    pub fn embedding_dim(&self) -> usize {
-        *self.stage_channels.last().unwrap_or(&self.stem_channels)
-    }
 }
 
 /// Convolution + batch norm, padded to keep the size at stride 1.
@@ -138,8 +133,8 @@ pub struct Net {
 }
 
 impl Net {
-    /// The last hidden layer: global-average-pooled features, `[batch, embedding_dim]`.
-    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+    /// The last hidden layer: global-average-pooled features, `[batch, channels of the last stage]`.
+    fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.pool.forward(self.relu.forward(self.stem.forward(x)));
         for b in &self.blocks {
             x = b.forward(x);
@@ -150,10 +145,5 @@ impl Net {
     /// Logits over the training classes, `[batch, num_classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.dropout.forward(self.embed(x)))
-    }
-
-    /// Logits from precomputed embeddings (lets callers get both without a second pass).
-    pub fn head(&self, embedding: Tensor<2>) -> Tensor<2> {
-        self.head.forward(embedding)
     }
 }

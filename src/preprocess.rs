@@ -12,15 +12,18 @@ pub const MIN_SIDE: u32 = 32;
 /// Largest image we decode, in pixels (40 megapixels); bigger files are refused before decoding.
 pub const MAX_PIXELS: u64 = 40_000_000;
 
-/// Why an input could not be turned into a model input.
+/// Why an input could not be turned into a model input. Decoder errors stay attached as the
+/// source; the CLI and the browser decide how much of that detail a person sees.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
     #[error("empty file (0 bytes)")]
     Empty,
-    #[error("not a supported image (JPEG, PNG or WebP): {0}")]
-    Format(String),
-    #[error("corrupt or truncated image: {0}")]
-    Decode(String),
+    #[error("not a supported image (JPEG, PNG or WebP)")]
+    Unrecognised,
+    #[error("corrupt or truncated image: the JPEG ends before its end-of-image marker")]
+    Truncated,
+    #[error("corrupt or truncated image")]
+    Decode(#[source] image::ImageError),
     #[error("image too small: {width}x{height} px, need at least {MIN_SIDE} px on each side")]
     TooSmall { width: u32, height: u32 },
     #[error("image too large: {width}x{height} px is over the {} megapixel limit; downscale it first", MAX_PIXELS / 1_000_000)]
@@ -55,40 +58,37 @@ fn check_size(width: u32, height: u32) -> Result<(), PreprocessError> {
     Ok(())
 }
 
+/// What a decoder may allocate: the decoded image in 16-bit RGBA at the pixel limit, plus the
+/// decoder's working buffers. Stated once, for every format.
+fn decoder_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
+    limits
+}
+
 /// Decodes an encoded image, refusing empty, unknown, corrupt, tiny and huge inputs, and
 /// applies its EXIF orientation so the picture is upright as the camera saw it.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| PreprocessError::Format(e.to_string()))?;
+        .map_err(|e| PreprocessError::Decode(e.into()))?;
     match reader.format() {
-        None => return Err(PreprocessError::Format("unrecognised file signature".into())),
+        None => return Err(PreprocessError::Unrecognised),
         // The JPEG decoder fills a cut-off scan with grey instead of failing; a photo that
         // lost its end must not be classified as if it were whole.
-        Some(image::ImageFormat::Jpeg) if !has_jpeg_end(bytes) => {
-            return Err(PreprocessError::Decode("JPEG ends before its end-of-image marker".into()))
-        }
+        Some(image::ImageFormat::Jpeg) if !has_jpeg_end(bytes) => return Err(PreprocessError::Truncated),
         Some(_) => {}
     }
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| PreprocessError::Decode(e.to_string()))?;
+    reader.limits(decoder_limits());
+    let mut decoder = reader.into_decoder().map_err(PreprocessError::Decode)?;
     let (width, height) = decoder.dimensions();
     check_size(width, height)?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(width);
-    limits.max_image_height = Some(height);
-    // Room for the decoded image in 16-bit RGBA plus the decoder's working buffers.
-    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
-    decoder
-        .set_limits(limits)
-        .map_err(|e| PreprocessError::Decode(e.to_string()))?;
     // A bad EXIF block should not cost the user the photo: fall back to "as stored".
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| PreprocessError::Decode(e.to_string()))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(PreprocessError::Decode)?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
 }
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn refuses_empty_garbage_truncated_tiny() {
         assert!(matches!(decode(&[]), Err(PreprocessError::Empty)));
-        assert!(matches!(decode(b"hello, not an image"), Err(PreprocessError::Format(_))));
+        assert!(matches!(decode(b"hello, not an image"), Err(PreprocessError::Unrecognised)));
         let good = png(&RgbImage::from_pixel(64, 64, Rgb([10, 20, 30])));
         assert!(decode(&good).is_ok());
         let truncated = &good[..good.len() / 2];
@@ -189,7 +189,7 @@ mod tests {
             .unwrap();
         assert!(decode(&jpeg).is_ok());
         let cut = &jpeg[..jpeg.len() * 2 / 3];
-        assert!(matches!(decode(cut), Err(PreprocessError::Decode(_))), "truncated JPEG refused");
+        assert!(matches!(decode(cut), Err(PreprocessError::Truncated)), "truncated JPEG refused");
         let tiny = png(&RgbImage::new(1, 1));
         assert!(matches!(decode(&tiny), Err(PreprocessError::TooSmall { width: 1, height: 1 })));
     }

@@ -162,15 +162,9 @@ impl Taxonomy {
         }
     }
 
-    /// Depth of a node (root = 0).
-    pub fn depth(&self, id: &str) -> Result<usize, TaxonomyError> {
-        let mut cur = self.idx(id)?;
-        let mut d = 0;
-        while let Some(p) = &self.nodes[cur].parent {
-            cur = self.index[p];
-            d += 1;
-        }
-        Ok(d)
+    /// Index of the training class that contains `node` (a diagnosis), if any.
+    pub fn class_of(&self, node: &str, training_classes: &[String]) -> Option<usize> {
+        training_classes.iter().position(|c| self.is_within(node, c).unwrap_or(false))
     }
 
     /// All node ids in pre-order (parents before children, siblings in file order).

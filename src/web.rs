@@ -5,8 +5,8 @@
 //! promise whose `Error.message` reads as a sentence; results are read back from the GPU only
 //! asynchronously. The JSON a result carries is the CLI's `--format json` object.
 
-use crate::classifier::{Classifier, ImageResult, ModelMeta, Prediction};
-use crate::preprocess;
+use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction};
+use crate::preprocess::PreprocessError;
 use crate::taxonomy::Taxonomy;
 use burn::prelude::*;
 use burn::tensor::wgpu::WgpuBackend;
@@ -38,6 +38,33 @@ thread_local! {
     static WEBGPU: RefCell<Option<Result<Device, String>>> = const { RefCell::new(None) };
 }
 
+/// Why the engine could not load a model or classify an image.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("WebGPU unavailable: {0}")]
+    WebGpuUnavailable(String),
+    #[error("unknown backend '{0}' (expected auto, webgpu or cpu)")]
+    UnknownBackend(String),
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+    #[error(transparent)]
+    Input(#[from] PreprocessError),
+    #[error("reading the result back failed: {0}")]
+    Readback(String),
+}
+
+/// An error and its causes as one sentence ("what: why: detail"), as the CLI words them.
+pub fn error_message(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
 /// The page's WebGPU device, initialised on first use; `Err` says why there is none.
 async fn webgpu_device() -> Result<Device, String> {
     if let Some(known) = WEBGPU.with(|w| w.borrow().clone()) {
@@ -47,7 +74,7 @@ async fn webgpu_device() -> Result<Device, String> {
         .graphics_api(WgpuBackend::WebGpu)
         .init_async()
         .await
-        .map_err(|e| format!("WebGPU unavailable: {e}"));
+        .map_err(|e| e.to_string());
     WEBGPU.with(|w| *w.borrow_mut() = Some(result.clone()));
     result
 }
@@ -63,14 +90,16 @@ pub enum BackendChoice {
     Cpu,
 }
 
-impl BackendChoice {
-    /// Parses "auto", "webgpu" or "cpu".
-    pub fn parse(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for BackendChoice {
+    type Err = EngineError;
+
+    /// Parses "auto" (or ""), "webgpu" or "cpu".
+    fn from_str(s: &str) -> Result<Self, EngineError> {
         match s {
             "auto" | "" => Ok(Self::Auto),
             "webgpu" => Ok(Self::WebGpu),
             "cpu" => Ok(Self::Cpu),
-            other => Err(format!("unknown backend '{other}' (expected auto, webgpu or cpu)")),
+            other => Err(EngineError::UnknownBackend(other.to_string())),
         }
     }
 }
@@ -109,8 +138,9 @@ struct Inner {
     fallback_reason: Option<String>,
 }
 
-fn js_err(message: impl std::fmt::Display) -> JsValue {
-    JsError::new(&message.to_string()).into()
+/// Where errors become sentences: a rejected promise's `Error.message`.
+fn js_err(e: impl std::error::Error) -> JsValue {
+    JsError::new(&error_message(&e)).into()
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
@@ -123,19 +153,17 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
 impl Engine {
     /// Checks `model.json` against the weights (size, SHA-256, taxonomy) and loads them on the
     /// chosen backend.
-    pub async fn open(model_json: &str, weights: Vec<u8>, choice: BackendChoice) -> Result<Engine, String> {
-        let meta: ModelMeta =
-            serde_json::from_str(model_json).map_err(|e| format!("model.json is not valid: {e}"))?;
+    pub async fn open(model_json: &str, weights: Vec<u8>, choice: BackendChoice) -> Result<Engine, EngineError> {
+        let meta = ModelMeta::from_json(model_json.as_bytes())?;
         let (device, backend, fallback_reason) = match choice {
             BackendChoice::Cpu => (Device::flex(), "cpu", None),
-            BackendChoice::WebGpu => (webgpu_device().await?, "webgpu", None),
+            BackendChoice::WebGpu => (webgpu_device().await.map_err(EngineError::WebGpuUnavailable)?, "webgpu", None),
             BackendChoice::Auto => match webgpu_device().await {
                 Ok(d) => (d, "webgpu", None),
-                Err(reason) => (Device::flex(), "cpu", Some(reason)),
+                Err(reason) => (Device::flex(), "cpu", Some(format!("WebGPU unavailable: {reason}"))),
             },
         };
-        let classifier =
-            Classifier::from_parts(meta, weights, Taxonomy::bundled(), device).map_err(|e| e.to_string())?;
+        let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), device)?;
         Ok(Engine {
             inner: Rc::new(Inner { classifier, backend, fallback_reason }),
         })
@@ -151,38 +179,32 @@ impl Engine {
         &self.inner.classifier
     }
 
-    /// Runs the network on preprocessed inputs and reads the logits back asynchronously.
-    pub async fn predict_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, String> {
+    /// Runs the network on preprocessed inputs and reads the logits back asynchronously (the
+    /// only readback WebGPU allows).
+    pub async fn predict_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, EngineError> {
         let c = &self.inner.classifier;
-        let (x, n) = c.input_tensor(inputs).map_err(|e| e.to_string())?;
-        let data = c
-            .net()
-            .forward(x)
+        let (logits, n) = c.logits(inputs)?;
+        let data = logits
             .into_data_async()
             .await
-            .map_err(|e| format!("reading the result back failed: {e:?}"))?;
-        let logits = data
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("unexpected logits: {e:?}"))?;
-        Ok(c.predictions_from_logits(&logits, n))
+            .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
+        Ok(c.predictions(data, n)?)
     }
 
     /// Decodes an image file (JPEG, PNG, WebP; EXIF orientation applied) and classifies it.
-    pub async fn predict_file(&self, bytes: &[u8]) -> Result<Prediction, String> {
-        let img = preprocess::decode(bytes).map_err(|e| e.to_string())?;
-        self.predict_image(&img).await
+    pub async fn predict_file(&self, bytes: &[u8]) -> Result<Prediction, EngineError> {
+        let input = self.inner.classifier.input_from_bytes(bytes)?;
+        self.predict_one(&input).await
     }
 
     /// Classifies an RGBA frame (a canvas's `ImageData`).
-    pub async fn predict_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Prediction, String> {
-        let img = preprocess::from_rgba(width, height, rgba).map_err(|e| e.to_string())?;
-        self.predict_image(&img).await
+    pub async fn predict_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Prediction, EngineError> {
+        let input = self.inner.classifier.input_from_rgba(rgba, width, height)?;
+        self.predict_one(&input).await
     }
 
-    async fn predict_image(&self, img: &image::RgbImage) -> Result<Prediction, String> {
-        let input = self.inner.classifier.meta().preprocess.to_input(img);
-        let mut out = self.predict_inputs(&input).await?;
+    async fn predict_one(&self, input: &[f32]) -> Result<Prediction, EngineError> {
+        let mut out = self.predict_inputs(input).await?;
         Ok(out.remove(0))
     }
 }
@@ -194,7 +216,7 @@ impl Engine {
     /// readable message when `model.json` and the weights do not match or no backend works.
     #[wasm_bindgen(js_name = load)]
     pub async fn load_js(model_json: String, weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
-        let choice = BackendChoice::parse(&backend).map_err(js_err)?;
+        let choice: BackendChoice = backend.parse().map_err(js_err)?;
         Engine::open(&model_json, weights, choice).await.map_err(js_err)
     }
 

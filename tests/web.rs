@@ -3,7 +3,7 @@
 //! result, both backends agree, and bad input is refused with a readable reason.
 #![cfg(target_arch = "wasm32")]
 
-use dermscreen::web::{BackendChoice, Engine};
+use dermscreen::web::{error_message, BackendChoice, Engine, EngineError};
 use image::{ImageFormat, Rgb, RgbImage};
 use std::io::Cursor;
 use wasm_bindgen_test::*;
@@ -32,6 +32,14 @@ fn lesion_png(size: u32) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, ImageFormat::Png).unwrap();
     out.into_inner()
+}
+
+/// What the page would show for an error: the sentence with its causes.
+fn message<T>(result: Result<T, EngineError>) -> String {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => error_message(&e),
+    }
 }
 
 async fn cpu() -> Engine {
@@ -100,27 +108,27 @@ async fn webgpu_matches_the_cpu_backend() {
 #[wasm_bindgen_test]
 async fn bad_images_are_refused_with_a_reason() {
     let engine = cpu().await;
-    let err = engine.predict_file(&[]).await.unwrap_err();
+    let err = message(engine.predict_file(&[]).await);
     assert!(err.contains("empty"), "{err}");
-    let err = engine.predict_file(b"<html>not a photo</html>").await.unwrap_err();
+    let err = message(engine.predict_file(b"<html>not a photo</html>").await);
     assert!(err.contains("not a supported image"), "{err}");
-    let err = engine.predict_file(&lesion_png(1)).await.unwrap_err();
+    let err = message(engine.predict_file(&lesion_png(1)).await);
     assert!(err.contains("too small"), "{err}");
     let png = lesion_png(300);
-    let err = engine.predict_file(&png[..png.len() / 2]).await.unwrap_err();
+    let err = message(engine.predict_file(&png[..png.len() / 2]).await);
     assert!(!err.is_empty());
-    let err = engine.predict_rgba(&[0; 12], 2, 2).await.unwrap_err();
+    let err = message(engine.predict_rgba(&[0; 12], 2, 2).await);
     assert!(err.contains("2x2") || err.contains("bytes"), "{err}");
 }
 
 #[wasm_bindgen_test]
 async fn mismatched_weights_are_refused() {
-    let err = Engine::open(MODEL_JSON, WEIGHTS[..1000].to_vec(), BackendChoice::Cpu).await.err().unwrap();
+    let err = message(Engine::open(MODEL_JSON, WEIGHTS[..1000].to_vec(), BackendChoice::Cpu).await);
     assert!(err.contains("bytes, but model.json expects"), "{err}");
     let mut tampered = WEIGHTS.to_vec();
     tampered[5000] ^= 1;
-    let err = Engine::open(MODEL_JSON, tampered, BackendChoice::Cpu).await.err().unwrap();
+    let err = message(Engine::open(MODEL_JSON, tampered, BackendChoice::Cpu).await);
     assert!(err.contains("SHA-256"), "{err}");
-    let err = Engine::open("{\"format\": 1}", WEIGHTS.to_vec(), BackendChoice::Cpu).await.err().unwrap();
-    assert!(err.contains("model.json is not valid"), "{err}");
+    let err = message(Engine::open("{\"format\": 1}", WEIGHTS.to_vec(), BackendChoice::Cpu).await);
+    assert!(err.contains("model.json is not valid: missing field"), "{err}");
 }

@@ -27,28 +27,49 @@ pub enum DatasetError {
     MixedLesion { lesion: String, a: String, b: String },
 }
 
-/// Reads `metadata.csv` (HAM10000 layout: lesion_id, image_id, dx, ...).
-pub fn read_metadata(path: &Path) -> Result<Vec<Sample>, DatasetError> {
+/// Reads the named columns of a CSV file, in that order, for every row.
+fn read_columns<const N: usize>(path: &Path, columns: [&str; N]) -> Result<Vec<[String; N]>, DatasetError> {
     let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
     let mut rdr = csv::Reader::from_path(path).map_err(csv_err)?;
     let headers = rdr.headers().map_err(csv_err)?.clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| DatasetError::MissingColumn {
+    let mut at = [0usize; N];
+    for (slot, name) in at.iter_mut().zip(columns) {
+        *slot = headers.iter().position(|h| h == name).ok_or_else(|| DatasetError::MissingColumn {
             path: path.to_path_buf(),
             column: name.to_string(),
-        })
-    };
-    let (l, i, d) = (col("lesion_id")?, col("image_id")?, col("dx")?);
-    let mut out = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(csv_err)?;
-        out.push(Sample {
-            lesion_id: rec[l].to_string(),
-            image_id: rec[i].to_string(),
-            dx: rec[d].to_string(),
-        });
+        })?;
     }
-    Ok(out)
+    rdr.records()
+        .map(|rec| {
+            let rec = rec.map_err(csv_err)?;
+            Ok(at.map(|i| rec.get(i).unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// Reads `metadata.csv` (HAM10000 layout: lesion_id, image_id, dx, ...).
+pub fn read_metadata(path: &Path) -> Result<Vec<Sample>, DatasetError> {
+    let rows = read_columns(path, ["lesion_id", "image_id", "dx"])?;
+    Ok(rows
+        .into_iter()
+        .map(|[lesion_id, image_id, dx]| Sample { lesion_id, image_id, dx })
+        .collect())
+}
+
+/// One row of a label table (`image,dx`), what `evaluate` scores against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// Image file name, with or without its extension.
+    pub image: String,
+    /// Diagnosis code, a taxonomy node id.
+    pub dx: String,
+}
+
+/// Reads a label table with columns `image` and `dx` (others are ignored), such as
+/// `model/validation_split.csv`.
+pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
+    let rows = read_columns(path, ["image", "dx"])?;
+    Ok(rows.into_iter().map(|[image, dx]| Label { image, dx }).collect())
 }
 
 /// Train and validation samples.

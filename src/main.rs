@@ -16,8 +16,10 @@ mod native {
     use anyhow::{bail, Context, Result};
     use burn::prelude::Device;
     use clap::{Parser, Subcommand, ValueEnum};
-    use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
-    use dermscreen::{preprocess, report};
+    use dermscreen::classifier::{Classifier, ImageResult, Prediction};
+    use dermscreen::dataset::{self, Label};
+    use dermscreen::report;
+    use std::fmt::Display;
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
@@ -60,7 +62,16 @@ mod native {
         },
         /// Train from scratch on HAM10000 (needs `--features train`).
         #[cfg(feature = "train")]
-        Train(TrainArgs),
+        Train {
+            #[command(flatten)]
+            config: dermscreen::train::TrainConfig,
+            /// Run folder: checkpoints, model.bpk, model.json, metrics.json.
+            #[arg(long)]
+            out: PathBuf,
+            /// Continue the run in --out from its last checkpoint.
+            #[arg(long)]
+            resume: bool,
+        },
     }
 
     #[derive(Clone, Copy, ValueEnum)]
@@ -70,104 +81,71 @@ mod native {
         Json,
     }
 
-    #[cfg(feature = "train")]
-    #[derive(clap::Args)]
-    struct TrainArgs {
-        /// HAM10000 folder (metadata.csv and images/).
-        #[arg(long)]
-        data: PathBuf,
-        /// Run folder: checkpoints, model.bpk, model.json, metrics.json.
-        #[arg(long)]
-        out: PathBuf,
-        /// Continue the run in --out from its last checkpoint.
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, default_value_t = 30)]
-        epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 2e-3)]
-        lr: f64,
-        /// Side of the square network input.
-        #[arg(long, default_value_t = 112)]
-        input_size: u32,
-        #[arg(long, default_value_t = 20_171_025)]
-        seed: u64,
-        /// maxClassSize of the partitioning algorithm (default: the paper's 1,000 scaled to the data).
-        #[arg(long)]
-        max_class_size: Option<usize>,
-        /// Stop each epoch after this many steps (quick runs).
-        #[arg(long)]
-        max_steps_per_epoch: Option<usize>,
-        /// Use at most this many training images (smoke tests).
-        #[arg(long)]
-        limit_train: Option<usize>,
-        /// Class-balancing exponent: sample weight n_class^-alpha.
-        #[arg(long, default_value_t = 0.5)]
-        balance_alpha: f64,
-    }
-
     const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
 
+    /// The problems reported to the user so far (a file that could not be read, a label with no
+    /// image): the run goes on, and any of them makes the exit code 1.
+    #[derive(Default)]
+    struct Problems(usize);
+
+    impl Problems {
+        fn report(&mut self, message: impl Display) {
+            eprintln!("dermscreen: {message}");
+            self.0 += 1;
+        }
+    }
+
+    fn has_image_extension(f: &Path) -> bool {
+        f.extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+    }
+
     /// Explicit files are always tried; folders contribute files with image extensions.
-    fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    fn collect_files(paths: &[PathBuf], problems: &mut Problems) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        let mut errors = Vec::new();
         for p in paths {
             if p.is_dir() {
-                let mut found: Vec<PathBuf> = walkdir::WalkDir::new(p)
-                    .into_iter()
-                    .filter_map(|e| match e {
-                        Ok(e) => Some(e),
-                        Err(err) => {
-                            errors.push(format!("{}: {err}", p.display()));
-                            None
-                        }
-                    })
-                    .filter(|e| e.file_type().is_file())
-                    .map(|e| e.into_path())
-                    .filter(|f| {
-                        f.extension()
-                            .and_then(|x| x.to_str())
-                            .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
-                    })
-                    .collect();
+                let mut found = Vec::new();
+                for entry in walkdir::WalkDir::new(p) {
+                    match entry {
+                        Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => found.push(e.into_path()),
+                        Ok(_) => {}
+                        Err(err) => problems.report(format_args!("{}: {err}", p.display())),
+                    }
+                }
                 found.sort();
                 files.extend(found);
             } else if p.exists() {
                 files.push(p.clone());
             } else {
-                errors.push(format!("{}: no such file or folder", p.display()));
+                problems.report(format_args!("{}: no such file or folder", p.display()));
             }
         }
-        (files, errors)
+        files
     }
 
     fn load_classifier(model: &Path) -> Result<Classifier> {
         Classifier::load_dir(model, Device::flex()).with_context(|| format!("loading the model from {}", model.display()))
     }
 
-    /// Reads, decodes and preprocesses each file; returns the inputs of the readable ones.
-    fn prepare(classifier: &Classifier, files: &[PathBuf]) -> (Vec<(PathBuf, Vec<f32>)>, usize) {
-        let pre = classifier.meta().preprocess;
+    /// Reads and preprocesses each file. Returns `(index into files, model input)` for the
+    /// readable ones and reports the others.
+    fn prepare(classifier: &Classifier, files: &[PathBuf], problems: &mut Problems) -> Vec<(usize, Vec<f32>)> {
         let mut ok = Vec::new();
-        let mut failed = 0;
-        for f in files {
-            let result = std::fs::read(f)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| preprocess::decode(&bytes).map_err(|e| e.to_string()));
-            match result {
-                Ok(img) => ok.push((f.clone(), pre.to_input(&img))),
-                Err(e) => {
-                    eprintln!("dermscreen: {}: {e}", f.display());
-                    failed += 1;
-                }
+        for (i, f) in files.iter().enumerate() {
+            let input = std::fs::read(f)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(classifier.input_from_bytes(&bytes)?));
+            match input {
+                Ok(x) => ok.push((i, x)),
+                Err(e) => problems.report(format_args!("{}: {e:#}", f.display())),
             }
         }
-        (ok, failed)
+        ok
     }
 
-    fn classify_all(classifier: &Classifier, inputs: &[(PathBuf, Vec<f32>)]) -> Result<Vec<Prediction>> {
+    fn classify_all(classifier: &Classifier, inputs: &[(usize, Vec<f32>)]) -> Result<Vec<Prediction>> {
         let mut out = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(32) {
             let flat: Vec<f32> = chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
@@ -176,164 +154,113 @@ mod native {
         Ok(out)
     }
 
+    fn write_text(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
+        for r in rows {
+            let p = r.prediction;
+            let top: Vec<String> =
+                p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.id, 100.0 * c.probability)).collect();
+            writeln!(
+                out,
+                "{}: malignant {:.1}%{} | top: {}",
+                r.path,
+                100.0 * p.malignant,
+                if p.high_risk { " HIGH - see a dermatologist" } else { "" },
+                top.join(", ")
+            )?;
+        }
+        if !rows.is_empty() {
+            writeln!(out, "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.")?;
+        }
+        Ok(())
+    }
+
+    /// One row per image: its name, then every training class and inference node.
+    fn write_csv(out: impl Write, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
+        w.write_record(std::iter::once("image").chain(ids.map(String::as_str)))?;
+        for r in rows {
+            let probs = r.prediction.classes.iter().chain(&r.prediction.nodes).map(|c| format!("{:.6}", c.probability));
+            w.write_record(std::iter::once(r.image.clone()).chain(probs))?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    fn write_json(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
+        serde_json::to_writer_pretty(&mut *out, rows)?;
+        writeln!(out)?;
+        Ok(())
+    }
+
     fn classify(paths: &[PathBuf], model: &Path, format: Format) -> Result<bool> {
         let classifier = load_classifier(model)?;
-        let (files, walk_errors) = collect_files(paths);
-        for e in &walk_errors {
-            eprintln!("dermscreen: {e}");
-        }
-        let (inputs, failed) = prepare(&classifier, &files);
+        let mut problems = Problems::default();
+        let files = collect_files(paths, &mut problems);
+        let inputs = prepare(&classifier, &files, &mut problems);
         let predictions = classify_all(&classifier, &inputs)?;
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
+        let rows: Vec<ImageResult> = inputs
+            .iter()
+            .zip(&predictions)
+            .map(|((i, _), p)| ImageResult::new(files[*i].display().to_string(), p))
+            .collect();
+        let mut out = std::io::stdout().lock();
         match format {
-            Format::Text => {
-                for ((path, _), p) in inputs.iter().zip(&predictions) {
-                    let top: Vec<String> = p
-                        .ranked()
-                        .iter()
-                        .take(3)
-                        .map(|c| format!("{} {:.1}%", c.id, 100.0 * c.probability))
-                        .collect();
-                    writeln!(
-                        out,
-                        "{}: malignant {:.1}%{} | top: {}",
-                        path.display(),
-                        100.0 * p.malignant,
-                        if p.high_risk { " HIGH - see a dermatologist" } else { "" },
-                        top.join(", ")
-                    )?;
-                }
-                if !predictions.is_empty() {
-                    writeln!(out, "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.")?;
-                }
-            }
-            Format::Csv => {
-                let mut w = csv::Writer::from_writer(out);
-                let mut header = vec!["image".to_string()];
-                header.extend(classifier.meta().training_classes.iter().cloned());
-                header.extend(classifier.inference_nodes().iter().cloned());
-                w.write_record(&header)?;
-                for ((path, _), p) in inputs.iter().zip(&predictions) {
-                    let mut row = vec![image_stem(&path.to_string_lossy())];
-                    row.extend(p.classes.iter().chain(&p.nodes).map(|c| format!("{:.6}", c.probability)));
-                    w.write_record(&row)?;
-                }
-                w.flush()?;
-            }
-            Format::Json => {
-                let rows: Vec<ImageResult> = inputs
-                    .iter()
-                    .zip(&predictions)
-                    .map(|((path, _), p)| ImageResult::new(path.display().to_string(), p))
-                    .collect();
-                serde_json::to_writer_pretty(&mut out, &rows)?;
-                writeln!(out)?;
-            }
+            Format::Text => write_text(&mut out, &rows)?,
+            Format::Csv => write_csv(&mut out, &classifier, &rows)?,
+            Format::Json => write_json(&mut out, &rows)?,
         }
-        Ok(failed == 0 && walk_errors.is_empty())
+        Ok(problems.0 == 0)
+    }
+
+    /// The image a label names: the name as given, else with one of the image extensions.
+    fn find_image(images: &Path, name: &str) -> Option<PathBuf> {
+        std::iter::once(images.join(name))
+            .chain(IMAGE_EXTENSIONS.iter().map(|e| images.join(format!("{name}.{e}"))))
+            .find(|p| p.is_file())
     }
 
     fn evaluate(images: &Path, labels: &Path, out: &Path, model: &Path) -> Result<bool> {
         let classifier = load_classifier(model)?;
-        let classes = classifier.meta().training_classes.clone();
-        let taxonomy = classifier.taxonomy().clone();
-        let mut rdr = csv::Reader::from_path(labels).with_context(|| format!("reading {}", labels.display()))?;
-        let headers = rdr.headers()?.clone();
-        let col = |n: &str| headers.iter().position(|h| h == n).with_context(|| format!("{}: no '{n}' column", labels.display()));
-        let (ci, cd) = (col("image")?, col("dx")?);
+        let classes = &classifier.meta().training_classes;
+        let taxonomy = classifier.taxonomy();
+        let mut problems = Problems::default();
         let mut files = Vec::new();
         let mut label_idx = Vec::new();
-        let mut problems = 0;
-        for rec in rdr.records() {
-            let rec = rec?;
-            let (name, dx) = (&rec[ci], &rec[cd]);
-            let Some(k) = classes.iter().position(|c| taxonomy.is_within(dx, c).unwrap_or(false)) else {
-                eprintln!("dermscreen: {}: label '{dx}' of {name} is not under any training class", labels.display());
-                problems += 1;
+        for Label { image, dx } in dataset::read_labels(labels)? {
+            let Some(k) = taxonomy.class_of(&dx, classes) else {
+                problems.report(format_args!("{}: label '{dx}' of {image} is not under any training class", labels.display()));
                 continue;
             };
-            let direct = images.join(name);
-            let path = if direct.is_file() {
-                direct
-            } else {
-                match IMAGE_EXTENSIONS.iter().map(|e| images.join(format!("{name}.{e}"))).find(|p| p.is_file()) {
-                    Some(p) => p,
-                    None => {
-                        eprintln!("dermscreen: {}: no image file for '{name}'", images.display());
-                        problems += 1;
-                        continue;
-                    }
-                }
+            let Some(path) = find_image(images, &image) else {
+                problems.report(format_args!("{}: no image file for '{image}'", images.display()));
+                continue;
             };
             files.push(path);
             label_idx.push(k);
         }
-        let (inputs, failed) = prepare(&classifier, &files);
-        let kept: std::collections::HashSet<&PathBuf> = inputs.iter().map(|(p, _)| p).collect();
-        let labels_kept: Vec<usize> = files.iter().zip(&label_idx).filter(|(f, _)| kept.contains(f)).map(|(_, &l)| l).collect();
+        let inputs = prepare(&classifier, &files, &mut problems);
         if inputs.is_empty() {
             bail!("no readable labelled images");
         }
-        let predictions = classify_all(&classifier, &inputs)?;
-        let probs: Vec<Vec<f32>> = predictions
-            .iter()
-            .map(|p| p.classes.iter().map(|c| c.probability).collect())
-            .collect();
-        let summary = report::summarise(&classes, &taxonomy, &labels_kept, &probs)?;
+        let labels_kept: Vec<usize> = inputs.iter().map(|(i, _)| label_idx[*i]).collect();
+        let probs: Vec<Vec<f32>> = classify_all(&classifier, &inputs)?.iter().map(Prediction::class_probs).collect();
+        let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let metrics = serde_json::json!({
             "model": classifier.meta().name,
             "weights_sha256": classifier.meta().weights.sha256,
             "images_dir": images.display().to_string(),
             "labels": labels.display().to_string(),
-            "skipped": problems + failed,
+            "skipped": problems.0,
             "summary": summary,
         });
         std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
         let plots = report::write_plots(&summary, out)?;
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
-        println!("{} images, balanced accuracy {:.3}, accuracy {:.3}", summary.images, summary.balanced_accuracy, summary.accuracy);
-        for (c, r) in &summary.per_class_recall {
-            println!("  recall {c:>6}: {}", r.map_or("n/a".into(), |r| format!("{r:.3}")));
-        }
-        for t in &summary.binary_tasks {
-            let ci = t.auc_ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3}-{hi:.3})"));
-            let sens: Vec<String> = t
-                .sensitivity_at_specificity
-                .iter()
-                .map(|(sp, se)| format!("sens {se:.3} @ spec {sp:.2}"))
-                .collect();
-            println!(
-                "  {}: AUC {}{ci}, {} vs {} images; {}",
-                t.name,
-                t.auc.map_or("n/a".into(), |a| format!("{a:.3}")),
-                t.positives,
-                t.negatives,
-                sens.join(", ")
-            );
-        }
+        print!("{}", report::summary_text(&summary));
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
-        Ok(problems + failed == 0)
-    }
-
-    #[cfg(feature = "train")]
-    fn train(a: TrainArgs) -> Result<bool> {
-        let cfg = dermscreen::train::TrainConfig {
-            data: a.data,
-            epochs: a.epochs,
-            batch_size: a.batch_size,
-            learning_rate: a.lr,
-            input_size: a.input_size,
-            seed: a.seed,
-            max_class_size: a.max_class_size,
-            max_steps_per_epoch: a.max_steps_per_epoch,
-            limit_train: a.limit_train,
-            balance_alpha: a.balance_alpha,
-            ..Default::default()
-        };
-        dermscreen::train::run(cfg, &a.out, a.resume)?;
-        Ok(true)
+        Ok(problems.0 == 0)
     }
 
     pub fn main() -> ExitCode {
@@ -342,7 +269,7 @@ mod native {
             Command::Classify { paths, model, format } => classify(&paths, &model, format),
             Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model),
             #[cfg(feature = "train")]
-            Command::Train(a) => train(a),
+            Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),
         };
         match result {
             Ok(true) => ExitCode::SUCCESS,

@@ -58,6 +58,39 @@ impl Summary {
     }
 }
 
+/// A metric to three decimals, or "n/a" where it could not be measured.
+pub fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.3}"))
+}
+
+/// The headline numbers as plain text, a line each: what `evaluate` prints.
+pub fn summary_text(summary: &Summary) -> String {
+    let mut out = format!(
+        "{} images, balanced accuracy {:.3}, accuracy {:.3}\n",
+        summary.images, summary.balanced_accuracy, summary.accuracy
+    );
+    for (c, r) in &summary.per_class_recall {
+        out.push_str(&format!("  recall {c:>6}: {}\n", fmt_opt(*r)));
+    }
+    for t in &summary.binary_tasks {
+        let ci = t.auc_ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3}-{hi:.3})"));
+        let sens: Vec<String> = t
+            .sensitivity_at_specificity
+            .iter()
+            .map(|(sp, se)| format!("sens {se:.3} @ spec {sp:.2}"))
+            .collect();
+        out.push_str(&format!(
+            "  {}: AUC {}{ci}, {} vs {} images; {}\n",
+            t.name,
+            fmt_opt(t.auc),
+            t.positives,
+            t.negatives,
+            sens.join(", ")
+        ));
+    }
+    out
+}
+
 /// Scores `probs` (training-class probabilities per image) against `labels` (training-class
 /// index per image).
 pub fn summarise(
@@ -254,14 +287,14 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
             esc(&t.name),
             t.positives,
             t.negatives,
-            t.auc.map_or("n/a".into(), |a| format!("{a:.3}")),
+            fmt_opt(t.auc),
             ci,
             sens.join(", ")
         ));
     }
     h.push_str("</table><h2>Recall per training class</h2><table><tr><th>class</th><th>recall</th></tr>");
     for (c, r) in &summary.per_class_recall {
-        h.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(c), r.map_or("n/a".into(), |r| format!("{r:.3}"))));
+        h.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(c), fmt_opt(*r)));
     }
     h.push_str("</table><h2>Plots</h2>");
     for p in plots {

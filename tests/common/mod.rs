@@ -35,12 +35,10 @@ pub fn image(id: &str) -> PathBuf {
 
 /// The shipped model's validation split (image, dx): lesions the model never saw in training.
 pub fn validation_split() -> Vec<(String, String)> {
-    let mut rdr = csv::Reader::from_path(model_dir().join("validation_split.csv")).expect("model/validation_split.csv");
-    rdr.records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[0].to_string(), r[1].to_string())
-        })
+    dermscreen::dataset::read_labels(&model_dir().join("validation_split.csv"))
+        .expect("model/validation_split.csv")
+        .into_iter()
+        .map(|l| (l.image, l.dx))
         .collect()
 }
 

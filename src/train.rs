@@ -1,12 +1,16 @@
 //! The trainer (feature `train`): HAM10000 -> lesion-grouped split -> augmented, class-balanced
 //! batches -> AdamW with warm-up and cosine decay -> checkpoints, validation metrics, and the
 //! shipped artefacts (`model.bpk`, `model.json`, `metrics.json`).
+//!
+//! [`run`] hands off in the order of a run: [`RunData::prepare`] (split, partition, decode),
+//! [`Trainer::epoch`] (the batch thread feeds the optimiser), [`Trainer::validate`] (an
+//! [`EpochLog`]), [`save_checkpoint`], and [`ship`] (export, threshold, metrics).
 
 use crate::classifier::{self, Classifier, ModelMeta, WeightsInfo, META_FORMAT};
 use crate::dataset::{self, Sample};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig};
-use crate::report;
+use crate::report::{self, fmt_opt, Summary};
 use crate::taxonomy::Taxonomy;
 use anyhow::{bail, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -17,64 +21,106 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
 /// Everything that defines a training run; saved as `train_config.json` in the run folder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Each default is written once, as the command-line default below; [`Default`] parses an
+/// empty command line, so the CLI and code agree.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct TrainConfig {
+    /// HAM10000 folder (metadata.csv and images/).
+    #[arg(long, default_value = "../shared/data/ham10000")]
     pub data: PathBuf,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 30)]
     pub epochs: usize,
+    /// Images per optimiser step.
+    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Peak learning rate (AdamW; linear warm-up, then cosine decay).
+    #[arg(long = "lr", default_value_t = 2e-3)]
     pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 0.05)]
     pub weight_decay: f32,
+    /// Epochs of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 1.0)]
     pub warmup_epochs: f64,
+    /// Label smoothing of the cross-entropy targets.
+    #[arg(long, default_value_t = 0.1)]
     pub label_smoothing: f32,
+    /// Side of the square network input.
+    #[arg(long, default_value_t = 112)]
     pub input_size: u32,
     /// Exponent of the class-balancing sampler: each image is drawn with weight n_c^-alpha
     /// (0 = natural frequencies, 1 = fully balanced).
+    #[arg(long, default_value_t = 0.5)]
     pub balance_alpha: f64,
+    /// Share of each diagnosis's lesions held out for validation.
+    #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
+    /// Seeds the split, the sampling order, the augmentation and the initial weights.
+    #[arg(long, default_value_t = 20_171_025)]
     pub seed: u64,
-    /// `maxClassSize` of the partitioning algorithm; `None` scales the paper's 1,000 (for
-    /// 129,450 images) to the training set's size.
+    /// `maxClassSize` of the partitioning algorithm (default: the paper's 1,000 for 129,450
+    /// images, scaled to the training set's size).
+    #[arg(long)]
     pub max_class_size: Option<usize>,
-    /// Stop after this many optimiser steps per epoch (quick runs and benchmarks).
+    /// Stop each epoch after this many optimiser steps (quick runs and benchmarks).
+    #[arg(long)]
     pub max_steps_per_epoch: Option<usize>,
     /// Use at most this many training images (smoke tests).
+    #[arg(long)]
     pub limit_train: Option<usize>,
     /// Share of malignant validation lesions the "high risk" threshold must flag.
-    #[serde(default = "default_target_sensitivity")]
+    #[arg(long, default_value_t = 0.85)]
     pub target_sensitivity: f64,
+    /// Architecture; `None` is [`NetConfig::resnet_small`]. Set in code, not on the command line.
+    #[arg(skip)]
     pub net: Option<NetConfig>,
-}
-
-fn default_target_sensitivity() -> f64 {
-    0.85
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self {
-            data: PathBuf::from("../shared/data/ham10000"),
-            epochs: 30,
-            batch_size: 32,
-            learning_rate: 2e-3,
-            weight_decay: 0.05,
-            warmup_epochs: 1.0,
-            label_smoothing: 0.1,
-            input_size: 112,
-            balance_alpha: 0.5,
-            val_fraction: 0.2,
-            seed: 20_171_025,
-            max_class_size: None,
-            max_steps_per_epoch: None,
-            limit_train: None,
-            target_sensitivity: default_target_sensitivity(),
-            net: None,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: TrainConfig,
         }
+        <Defaults as clap::Parser>::parse_from(["train"]).config
     }
+}
+
+/// The files of a run folder, named once.
+struct RunPaths(PathBuf);
+
+impl RunPaths {
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn config(&self) -> PathBuf {
+        self.file("train_config.json")
+    }
+    fn checkpoint(&self) -> PathBuf {
+        self.file("checkpoint")
+    }
+    fn checkpoint_model(&self) -> PathBuf {
+        self.file("checkpoint/model.bpk")
+    }
+    fn checkpoint_optimizer(&self) -> PathBuf {
+        self.file("checkpoint/optimizer.bpk")
+    }
+    fn checkpoint_state(&self) -> PathBuf {
+        self.file("checkpoint/state.json")
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Per-channel mean and standard deviation of the training images' centre squares, in [0, 1].
@@ -99,12 +145,13 @@ fn channel_stats(items: &[Item]) -> ([f32; 3], [f32; 3]) {
 }
 
 /// Progress saved with each checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct TrainState {
     epochs_done: usize,
     history: Vec<EpochLog>,
 }
 
+/// What one epoch measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct EpochLog {
     epoch: usize,
@@ -229,6 +276,148 @@ fn load_items(samples: &[Sample], images: &Path, classes: &HashMap<String, usize
     Ok(out)
 }
 
+/// A run's data, decoded once: the partition into training classes, the training images, and
+/// the validation images through the inference path (centre square, resize, normalise).
+struct RunData {
+    training_classes: Vec<String>,
+    max_class_size: usize,
+    /// Training images per training class.
+    class_counts: Vec<usize>,
+    train_items: Vec<Item>,
+    /// `[n_val, 3, s, s]` floats, flattened.
+    val_inputs: Vec<f32>,
+    val_labels: Vec<usize>,
+    pre: PreprocessConfig,
+}
+
+impl RunData {
+    /// Reads the metadata, splits by lesion, partitions the taxonomy, writes the validation
+    /// labels to the run folder and decodes every image.
+    fn prepare(cfg: &TrainConfig, taxonomy: &Taxonomy, paths: &RunPaths) -> Result<Self> {
+        let samples = dataset::read_metadata(&cfg.data.join("metadata.csv"))?;
+        let split = dataset::split_by_lesion(&samples, cfg.val_fraction, cfg.seed)?;
+        let mut train_samples = split.train;
+        if let Some(limit) = cfg.limit_train {
+            // An evenly strided subset keeps every diagnosis (metadata.csv is sorted by dx).
+            let stride = train_samples.len().div_ceil(limit.max(1));
+            train_samples = train_samples.into_iter().step_by(stride).collect();
+        }
+        let n_train = train_samples.len();
+        let max_class_size = cfg
+            .max_class_size
+            .unwrap_or_else(|| ((1000.0 * n_train as f64 / 129_450.0).round() as usize).max(1));
+        let training_classes = taxonomy.partition(&dataset::class_counts(&train_samples), max_class_size);
+        let mut class_of: HashMap<String, usize> = HashMap::new();
+        for s in train_samples.iter().chain(&split.val) {
+            let k = taxonomy
+                .class_of(&s.dx, &training_classes)
+                .with_context(|| format!("diagnosis '{}' is not under any training class", s.dx))?;
+            class_of.insert(s.dx.clone(), k);
+        }
+        let mut class_counts = vec![0usize; training_classes.len()];
+        for s in &train_samples {
+            class_counts[class_of[&s.dx]] += 1;
+        }
+        eprintln!(
+            "{} train / {} validation images ({} lesions held out); maxClassSize {} -> {} training classes: {}",
+            n_train,
+            split.val.len(),
+            split.val.iter().map(|s| &s.lesion_id).collect::<HashSet<_>>().len(),
+            max_class_size,
+            training_classes.len(),
+            training_classes.iter().zip(&class_counts).map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")
+        );
+        write_val_labels(&paths.file("val_labels.csv"), &split.val)?;
+        let images = cfg.data.join("images");
+        let train_items = load_items(&train_samples, &images, &class_of)?;
+        let val_items = load_items(&split.val, &images, &class_of)?;
+        let (mean, std) = channel_stats(&train_items);
+        let pre = PreprocessConfig { input_size: cfg.input_size, mean, std };
+        eprintln!("channel mean {mean:?}, std {std:?}");
+        Ok(Self {
+            training_classes,
+            max_class_size,
+            class_counts,
+            val_inputs: val_items.iter().flat_map(|it| pre.to_input(&it.square)).collect(),
+            val_labels: val_items.iter().map(|it| it.class).collect(),
+            train_items,
+            pre,
+        })
+    }
+}
+
+/// The validation split as a label table (`image,dx`), what `evaluate` reads.
+fn write_val_labels(path: &Path, val: &[Sample]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record(["image", "dx"])?;
+    for s in val {
+        w.write_record([&s.image_id, &s.dx])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Class-balanced sampling with replacement: image `i` is drawn with weight
+/// `n_class(i)^-alpha`.
+struct Sampler {
+    cumulative: Vec<f64>,
+}
+
+impl Sampler {
+    fn new(items: &[Item], class_counts: &[usize], alpha: f64) -> Result<Self> {
+        let cumulative: Vec<f64> = items
+            .iter()
+            .scan(0.0, |acc, it| {
+                *acc += (class_counts[it.class] as f64).powf(-alpha);
+                Some(*acc)
+            })
+            .collect();
+        if cumulative.is_empty() {
+            bail!("no training images");
+        }
+        Ok(Self { cumulative })
+    }
+
+    fn draw(&self, rng: &mut StdRng) -> usize {
+        let total = self.cumulative[self.cumulative.len() - 1];
+        let r = rng.random_range(0.0..total);
+        self.cumulative.partition_point(|&c| c <= r).min(self.cumulative.len() - 1)
+    }
+}
+
+/// A batch: `[batch, 3, s, s]` normalised floats and the training-class labels.
+type Batch = (Vec<f32>, Vec<usize>);
+
+/// Prepares `steps` augmented batches on a thread of `scope` while the network trains.
+fn spawn_batches<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    data: &'scope RunData,
+    sampler: &'scope Sampler,
+    batch_size: usize,
+    steps: usize,
+    seed: u64,
+) -> Receiver<Batch> {
+    let (tx, rx) = sync_channel::<Batch>(3);
+    scope.spawn(move || {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let per = data.pre.input_len();
+        for _ in 0..steps {
+            let mut x = vec![0f32; batch_size * per];
+            let mut y = Vec::with_capacity(batch_size);
+            for b in 0..batch_size {
+                let item = &data.train_items[sampler.draw(&mut rng)];
+                let view = augment(&item.square, data.pre.input_size, &Aug::sample(&mut rng));
+                data.pre.normalise_into(&view, &mut x[b * per..(b + 1) * per]);
+                y.push(item.class);
+            }
+            if tx.send((x, y)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Logit adjustment that removes the sampler's effective class prior (prior_c ∝ n_c^(1-alpha)).
 fn logit_adjustment(counts: &[usize], alpha: f64) -> Vec<f32> {
     let w: Vec<f64> = counts.iter().map(|&n| (n.max(1) as f64).powf(1.0 - alpha)).collect();
@@ -271,161 +460,37 @@ pub fn training_device() -> Device {
     }
 }
 
-/// Runs (or resumes) a training run into `out`.
-pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
-    std::fs::create_dir_all(out.join("checkpoint")).with_context(|| format!("creating {}", out.display()))?;
-    let cfg_path = out.join("train_config.json");
-    let cfg = if resume {
-        let saved: TrainConfig = serde_json::from_slice(&std::fs::read(&cfg_path).context("--resume: no train_config.json in the run folder")?)?;
-        TrainConfig { epochs: cfg.epochs.max(saved.epochs), ..saved }
-    } else {
-        cfg
-    };
-    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
+/// One run's fixed parts: configuration, data, sampler and device. Holds no network state.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    data: &'a RunData,
+    taxonomy: &'a Taxonomy,
+    sampler: Sampler,
+    steps_per_epoch: usize,
+    logit_adjustment: Vec<f32>,
+    device: Device,
+}
 
-    let taxonomy = Taxonomy::bundled();
-    let samples = dataset::read_metadata(&cfg.data.join("metadata.csv"))?;
-    let split = dataset::split_by_lesion(&samples, cfg.val_fraction, cfg.seed)?;
-    let mut train_samples = split.train;
-    if let Some(limit) = cfg.limit_train {
-        // An evenly strided subset keeps every diagnosis (metadata.csv is sorted by dx).
-        let stride = train_samples.len().div_ceil(limit.max(1));
-        train_samples = train_samples.into_iter().step_by(stride).collect();
-    }
-    let counts = dataset::class_counts(&train_samples);
-    let n_train = train_samples.len();
-    let max_class_size = cfg
-        .max_class_size
-        .unwrap_or_else(|| ((1000.0 * n_train as f64 / 129_450.0).round() as usize).max(1));
-    let training_classes = taxonomy.partition(&counts, max_class_size);
-    // Each diagnosis maps to the training class that contains it.
-    let mut class_of: HashMap<String, usize> = HashMap::new();
-    for dx in counts.keys().chain(dataset::class_counts(&split.val).keys()) {
-        let k = training_classes
-            .iter()
-            .position(|c| taxonomy.is_within(dx, c).unwrap_or(false))
-            .with_context(|| format!("diagnosis '{dx}' is not under any training class"))?;
-        class_of.insert(dx.clone(), k);
-    }
-    let k = training_classes.len();
-    let mut class_counts = vec![0usize; k];
-    for s in &train_samples {
-        class_counts[class_of[&s.dx]] += 1;
-    }
-    eprintln!(
-        "{} train / {} validation images ({} lesions held out); maxClassSize {} -> {} training classes: {}",
-        n_train,
-        split.val.len(),
-        split.val.iter().map(|s| &s.lesion_id).collect::<std::collections::HashSet<_>>().len(),
-        max_class_size,
-        k,
-        training_classes.iter().zip(&class_counts).map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")
-    );
-    let mut val_csv = csv::Writer::from_path(out.join("val_labels.csv"))?;
-    val_csv.write_record(["image", "dx"])?;
-    for s in &split.val {
-        val_csv.write_record([&s.image_id, &s.dx])?;
-    }
-    val_csv.flush()?;
-
-    let images = cfg.data.join("images");
-    let train_items = load_items(&train_samples, &images, &class_of)?;
-    let val_items = load_items(&split.val, &images, &class_of)?;
-    let (mean, std) = channel_stats(&train_items);
-    let pre = PreprocessConfig { input_size: cfg.input_size, mean, std };
-    eprintln!("channel mean {mean:?}, std {std:?}");
-    // Validation goes through the inference path: centre square, resize, normalise.
-    let val_inputs: Vec<f32> = val_items.iter().flat_map(|it| pre.to_input(&it.square)).collect();
-    let val_labels: Vec<usize> = val_items.iter().map(|it| it.class).collect();
-
-    let net_cfg = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(k));
-    if net_cfg.num_classes != k {
-        bail!("architecture has {} outputs but the partition gives {k} classes", net_cfg.num_classes);
-    }
-    let device = training_device();
-    device.seed(cfg.seed);
-    let mut net = net_cfg.init(&device);
-    let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
-    let state_path = out.join("checkpoint/state.json");
-    let mut state = TrainState { epochs_done: 0, history: Vec::new() };
-    if resume && state_path.exists() {
-        state = serde_json::from_slice(&std::fs::read(&state_path)?)?;
-        net = net
-            .load_file(out.join("checkpoint/model.bpk"))
-            .fork(&device);
-        optim = optim
-            .load(out.join("checkpoint/optimizer.bpk"))
-            .map_err(|e| anyhow::anyhow!("loading optimizer state: {e}"))?;
-        eprintln!("resuming after epoch {}", state.epochs_done);
-    }
-
-    let sample_weight: Vec<f64> = train_items
-        .iter()
-        .map(|it| (class_counts[it.class] as f64).powf(-cfg.balance_alpha))
-        .collect();
-    let cumulative: Vec<f64> = sample_weight
-        .iter()
-        .scan(0.0, |acc, w| {
-            *acc += w;
-            Some(*acc)
-        })
-        .collect();
-    let total_weight = *cumulative.last().context("no training images")?;
-    let full_steps = n_train / cfg.batch_size;
-    let steps_per_epoch = cfg.max_steps_per_epoch.map_or(full_steps, |m| m.min(full_steps)).max(1);
-    let logit_adj = logit_adjustment(&class_counts, cfg.balance_alpha);
-    let s = cfg.input_size as usize;
-    let per = 3 * s * s;
-
-    for epoch in state.epochs_done..cfg.epochs {
+impl Trainer<'_> {
+    /// Trains one epoch. Returns the network after it and the mean training loss.
+    fn epoch(&self, mut net: Net, optim: &mut ModuleOptimizer, epoch: usize) -> Result<(Net, f64)> {
+        let (cfg, steps) = (self.cfg, self.steps_per_epoch);
         let started = Instant::now();
         let mut rng = StdRng::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} [{bar:25}] step {pos}/{len} {msg} eta {eta}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-        if !console_is_tty() {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        // Batches are prepared on a second thread while the network trains.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<usize>)>(3);
+        let bar = progress_bar(steps, format!("{}/{}", epoch + 1, cfg.epochs));
+        let (s, k) = (cfg.input_size as usize, self.data.training_classes.len());
         let mut loss_sum = 0.0;
         std::thread::scope(|scope| -> Result<()> {
-            let items = &train_items;
-            let cumulative = &cumulative;
-            let pre = &pre;
-            let bs = cfg.batch_size;
-            let mut batch_rng = StdRng::seed_from_u64(rng.random());
-            scope.spawn(move || {
-                for _ in 0..steps_per_epoch {
-                    let mut x = vec![0f32; bs * per];
-                    let mut y = Vec::with_capacity(bs);
-                    for b in 0..bs {
-                        let r = batch_rng.random_range(0.0..total_weight);
-                        let i = cumulative.partition_point(|&c| c <= r).min(items.len() - 1);
-                        let aug = Aug::sample(&mut batch_rng);
-                        let view = augment(&items[i].square, s as u32, &aug);
-                        pre.normalise_into(&view, &mut x[b * per..(b + 1) * per]);
-                        y.push(items[i].class);
-                    }
-                    if tx.send((x, y)).is_err() {
-                        return;
-                    }
-                }
-            });
+            let batches = spawn_batches(scope, self.data, &self.sampler, cfg.batch_size, steps, rng.random());
             let mut seen = 0usize;
-            for step in 0..steps_per_epoch {
-                let (x, y) = rx.recv().context("batch thread stopped")?;
-                let global_step = epoch * steps_per_epoch + step;
-                let lr = lr_at(&cfg, global_step, steps_per_epoch);
+            for step in 0..steps {
+                let (x, y) = batches.recv().context("batch thread stopped")?;
+                let lr = lr_at(cfg, epoch * steps + step, steps);
                 let n = y.len();
-                let input = Tensor::<4>::from_data(TensorData::new(x, [n, 3, s, s]), &device);
+                let input = Tensor::<4>::from_data(TensorData::new(x, [n, 3, s, s]), &self.device);
                 let targets = Tensor::<2>::from_data(
                     TensorData::new(smoothed_targets(&y, k, cfg.label_smoothing), [n, k]),
-                    &device,
+                    &self.device,
                 );
                 let l = loss(net.forward(input), targets);
                 let loss_value: f32 = l.clone().into_scalar::<f32>();
@@ -437,50 +502,40 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
                 loss_sum += f64::from(loss_value);
                 seen += n;
                 let rate = seen as f64 / started.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "loss {:.4} lr {:.2e} {:.0} img/s",
-                    loss_sum / (step + 1) as f64,
-                    lr,
-                    rate
-                ));
+                let progress = format!("loss {:.4} lr {:.2e} {:.0} img/s", loss_sum / (step + 1) as f64, lr, rate);
+                bar.set_message(progress.clone());
                 bar.inc(1);
                 if !console_is_tty() && (step + 1) % 50 == 0 {
-                    eprintln!(
-                        "epoch {}/{} step {}/{} loss {:.4} lr {:.2e} {:.0} img/s eta {:.0}s",
-                        epoch + 1,
-                        cfg.epochs,
-                        step + 1,
-                        steps_per_epoch,
-                        loss_sum / (step + 1) as f64,
-                        lr,
-                        rate,
-                        (steps_per_epoch - step - 1) as f64 * cfg.batch_size as f64 / rate
-                    );
+                    let eta = (steps - step - 1) as f64 * cfg.batch_size as f64 / rate;
+                    eprintln!("epoch {}/{} step {}/{} {progress} eta {eta:.0}s", epoch + 1, cfg.epochs, step + 1, steps);
                 }
             }
             Ok(())
         })?;
         bar.finish_and_clear();
-        let train_secs = started.elapsed().as_secs_f64();
-        let train_rate = (steps_per_epoch * cfg.batch_size) as f64 / train_secs;
+        Ok((net, loss_sum / steps as f64))
+    }
 
-        let valid = net.valid();
-        let (val_probs, val_loss) = predict_probs(&valid, &val_inputs, &val_labels, per, s, k, &logit_adj, false);
-        let summary = report::summarise(&training_classes, &taxonomy, &val_labels, &val_probs)?;
+    /// Scores the network on the validation images: the epoch's record.
+    fn validate(&self, net: &Net, epoch: usize, train_loss: f64, started: Instant) -> Result<EpochLog> {
+        let train_secs = started.elapsed().as_secs_f64();
+        let d = self.data;
+        let (val_probs, val_loss) = predict_probs(&net.valid(), &d.pre, &d.val_inputs, &d.val_labels, &self.logit_adjustment);
+        let summary = report::summarise(&d.training_classes, self.taxonomy, &d.val_labels, &val_probs)?;
         let log = EpochLog {
             epoch: epoch + 1,
-            train_loss: loss_sum / steps_per_epoch as f64,
+            train_loss,
             val_loss,
             val_balanced_accuracy: summary.balanced_accuracy,
             val_auc_mel_nv: summary.auc("melanoma_vs_nevus"),
             val_auc_kc_bkl: summary.auc("carcinoma_vs_keratosis"),
-            images_per_second: train_rate,
+            images_per_second: (self.steps_per_epoch * self.cfg.batch_size) as f64 / train_secs,
             seconds: started.elapsed().as_secs_f64(),
         };
         eprintln!(
             "epoch {}/{}: train loss {:.4}, val loss {:.4}, balanced acc {:.3}, AUC mel/nv {}, AUC kc/bkl {}, {:.0} img/s, {:.0} s",
             log.epoch,
-            cfg.epochs,
+            self.cfg.epochs,
             log.train_loss,
             log.val_loss,
             log.val_balanced_accuracy,
@@ -489,90 +544,144 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
             log.images_per_second,
             log.seconds
         );
-        state.history.push(log);
-        state.epochs_done = epoch + 1;
-        // Checkpoint in full precision so a resumed run continues exactly.
-        net.clone().save_file(out.join("checkpoint/model.bpk.tmp"))
-            .map_err(|e| anyhow::anyhow!("saving checkpoint: {e}"))?;
-        std::fs::rename(out.join("checkpoint/model.bpk.tmp.bpk"), out.join("checkpoint/model.bpk"))
-            .or_else(|_| std::fs::rename(out.join("checkpoint/model.bpk.tmp"), out.join("checkpoint/model.bpk")))?;
-        let _ = std::fs::remove_file(out.join("checkpoint/optimizer.bpk"));
-        optim
-            .save(out.join("checkpoint/optimizer.bpk"))
-            .map_err(|e| anyhow::anyhow!("saving optimizer: {e}"))?;
-        std::fs::write(&state_path, serde_json::to_vec_pretty(&state)?)?;
-        std::fs::write(out.join("history.json"), serde_json::to_vec_pretty(&state.history)?)?;
+        Ok(log)
     }
+}
 
-    // Ship: f16 weights, model.json, then score validation through the shipped classifier.
-    let valid = net.valid();
-    let weights = classifier::weights_to_bytes(&valid, true)?;
-    std::fs::write(out.join("model.bpk"), &weights)?;
-    let meta = ModelMeta {
+fn progress_bar(steps: usize, prefix: String) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64).with_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:25}] step {pos}/{len} {msg} eta {eta}").expect("valid template"),
+    );
+    bar.set_prefix(prefix);
+    if !console_is_tty() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// Saves the network (full precision, so a resumed run continues exactly), the optimiser and
+/// the progress. The network goes through a temporary file so a crash never leaves half a checkpoint.
+fn save_checkpoint(paths: &RunPaths, net: &Net, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+    let tmp = paths.file("checkpoint/model.tmp.bpk");
+    net.clone().save_file(&tmp).map_err(|e| anyhow::anyhow!("saving checkpoint: {e}"))?;
+    std::fs::rename(&tmp, paths.checkpoint_model())?;
+    let _ = std::fs::remove_file(paths.checkpoint_optimizer());
+    optim
+        .save(paths.checkpoint_optimizer())
+        .map_err(|e| anyhow::anyhow!("saving optimizer: {e}"))?;
+    write_json(&paths.checkpoint_state(), state)?;
+    write_json(&paths.file("history.json"), &state.history)
+}
+
+/// The network, optimiser and progress of the last checkpoint.
+fn load_checkpoint(paths: &RunPaths, net: Net, optim: ModuleOptimizer, device: &Device) -> Result<(Net, ModuleOptimizer, TrainState)> {
+    let state: TrainState = serde_json::from_slice(&std::fs::read(paths.checkpoint_state())?)?;
+    let net = net.load_file(paths.checkpoint_model()).fork(device);
+    let optim = optim
+        .load(paths.checkpoint_optimizer())
+        .map_err(|e| anyhow::anyhow!("loading optimizer state: {e}"))?;
+    eprintln!("resuming after epoch {}", state.epochs_done);
+    Ok((net, optim, state))
+}
+
+/// Runs (or resumes) a training run into `out`.
+pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
+    let paths = RunPaths(out.to_path_buf());
+    std::fs::create_dir_all(paths.checkpoint()).with_context(|| format!("creating {}", out.display()))?;
+    let cfg = if resume {
+        let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;
+        let saved: TrainConfig = serde_json::from_slice(&saved)?;
+        TrainConfig { epochs: cfg.epochs.max(saved.epochs), ..saved }
+    } else {
+        cfg
+    };
+    write_json(&paths.config(), &cfg)?;
+    let taxonomy = Taxonomy::bundled();
+    let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
+    let k = data.training_classes.len();
+    let net_cfg = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(k));
+    if net_cfg.num_classes != k {
+        bail!("architecture has {} outputs but the partition gives {k} classes", net_cfg.num_classes);
+    }
+    let device = training_device();
+    device.seed(cfg.seed);
+    let mut net = net_cfg.init(&device);
+    let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
+    let mut state = TrainState::default();
+    if resume && paths.checkpoint_state().exists() {
+        (net, optim, state) = load_checkpoint(&paths, net, optim, &device)?;
+    }
+    let full_steps = data.train_items.len() / cfg.batch_size;
+    let trainer = Trainer {
+        cfg: &cfg,
+        data: &data,
+        taxonomy: &taxonomy,
+        sampler: Sampler::new(&data.train_items, &data.class_counts, cfg.balance_alpha)?,
+        steps_per_epoch: cfg.max_steps_per_epoch.map_or(full_steps, |m| m.min(full_steps)).max(1),
+        logit_adjustment: logit_adjustment(&data.class_counts, cfg.balance_alpha),
+        device,
+    };
+    for epoch in state.epochs_done..cfg.epochs {
+        let started = Instant::now();
+        let train_loss;
+        (net, train_loss) = trainer.epoch(net, &mut optim, epoch)?;
+        state.history.push(trainer.validate(&net, epoch, train_loss, started)?);
+        state.epochs_done = epoch + 1;
+        save_checkpoint(&paths, &net, &optim, &state)?;
+    }
+    ship(&paths, &trainer, net_cfg, &net.valid(), &state)
+}
+
+/// The shipped artefacts: f16 weights and `model.json` with the high-risk threshold chosen on
+/// validation, and `metrics.json` with validation scored through the shipped classifier (f16,
+/// test-time flips, logit adjustment) beside the same classifier with f32 weights.
+fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net, state: &TrainState) -> Result<()> {
+    let (cfg, data, taxonomy) = (trainer.cfg, trainer.data, trainer.taxonomy);
+    let weights = classifier::weights_to_bytes(net, true)?;
+    let mut meta = ModelMeta {
         format: META_FORMAT,
         name: format!("dermscreen-resnet-{}px", cfg.input_size),
-        architecture: net_cfg,
-        preprocess: pre,
-        training_classes: training_classes.clone(),
-        max_class_size,
+        architecture,
+        preprocess: data.pre,
+        training_classes: data.training_classes.clone(),
+        max_class_size: data.max_class_size,
         taxonomy_version: taxonomy.version().to_string(),
-        logit_adjustment: logit_adj,
+        logit_adjustment: trainer.logit_adjustment.clone(),
         test_time_flips: true,
         high_risk_threshold: 0.5,
-        weights: WeightsInfo {
-            file: "model.bpk".into(),
-            bytes: weights.len() as u64,
-            sha256: classifier::sha256_hex(&weights),
-            precision: "f16".into(),
-        },
+        weights: weights_info("model.bpk", &weights, "f16"),
     };
-    std::fs::write(out.join("model.json"), serde_json::to_vec_pretty(&meta)?)?;
-    // Score validation through the shipped classifier (f16 weights, test-time flips, logit
-    // adjustment), and through the same classifier with f32 weights to show what f16 costs.
-    let shipped = Classifier::load_dir(out, Device::flex())?;
-    let f32_weights = classifier::weights_to_bytes(&valid, false)?;
+    let shipped = Classifier::from_parts(meta.clone(), weights.clone(), taxonomy.clone(), Device::flex())?;
+    let f32_weights = classifier::weights_to_bytes(net, false)?;
     let mut meta32 = meta.clone();
-    meta32.weights = WeightsInfo {
-        file: "<f32 in memory>".into(),
-        bytes: f32_weights.len() as u64,
-        sha256: classifier::sha256_hex(&f32_weights),
-        precision: "f32".into(),
-    };
+    meta32.weights = weights_info("<f32 in memory>", &f32_weights, "f32");
     let full = Classifier::from_parts(meta32, f32_weights, taxonomy.clone(), Device::flex())?;
-    let mut probs = Vec::new();
-    let mut probs32 = Vec::new();
-    for chunk in val_inputs.chunks(64 * per) {
-        for (c, dst) in [(&shipped, &mut probs), (&full, &mut probs32)] {
-            for p in c.classify_inputs(chunk)? {
-                dst.push(p.classes.iter().map(|c| c.probability).collect::<Vec<f32>>());
-            }
-        }
-    }
+    let probs = validation_probs(&shipped, &data.val_inputs)?;
+    let probs32 = validation_probs(&full, &data.val_inputs)?;
     let max_diff = probs
         .iter()
         .flatten()
         .zip(probs32.iter().flatten())
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    let summary = report::summarise(&training_classes, &taxonomy, &val_labels, &probs)?;
-    let summary32 = report::summarise(&training_classes, &taxonomy, &val_labels, &probs32)?;
-    // A screening aid should rather send too many people to a dermatologist than too few: the
-    // "high risk" threshold is the highest P(malignant) that still flags the target share of
-    // malignant validation lesions (chosen on validation, so expect a little less on new data).
-    let mut meta = meta;
-    let malignant_task = summary.binary_tasks.iter().find(|t| t.name == "malignant_vs_benign");
-    if let Some(point) = malignant_task.and_then(|t| t.roc.iter().find(|p| p.tpr >= cfg.target_sensitivity)) {
-        meta.high_risk_threshold = ((point.threshold * 100.0).floor() / 100.0).clamp(0.01, 0.99) as f32;
-        std::fs::write(out.join("model.json"), serde_json::to_vec_pretty(&meta)?)?;
+    let summary = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs)?;
+    let summary32 = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs32)?;
+    if let Some(t) = high_risk_threshold(&summary, cfg.target_sensitivity) {
+        meta.high_risk_threshold = t;
     }
-    let operating_point = malignant_task
+    std::fs::write(paths.file("model.bpk"), &weights)?;
+    write_json(&paths.file("model.json"), &meta)?;
+    let operating_point = summary
+        .binary_tasks
+        .iter()
+        .find(|t| t.name == "malignant_vs_benign")
         .and_then(|t| t.roc.iter().rev().find(|p| p.threshold >= f64::from(meta.high_risk_threshold)).copied());
     let metrics = serde_json::json!({
         "split": {
             "seed": cfg.seed,
             "val_fraction": cfg.val_fraction,
-            "train_images": n_train,
-            "val_images": val_labels.len(),
+            "train_images": data.train_items.len(),
+            "val_images": data.val_labels.len(),
             "grouped_by": "lesion_id",
         },
         "validation": summary,
@@ -590,7 +699,7 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         },
         "history": state.history,
     });
-    std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
+    write_json(&paths.file("metrics.json"), &metrics)?;
     eprintln!(
         "shipped-model validation (f16, test-time flips): balanced accuracy {:.3} (f32: {:.3}, max |p16 - p32| {:.1e}), AUC mel/nv {}, AUC kc/bkl {}; wrote {}",
         summary.balanced_accuracy,
@@ -598,13 +707,38 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         max_diff,
         fmt_opt(summary.auc("melanoma_vs_nevus")),
         fmt_opt(summary.auc("carcinoma_vs_keratosis")),
-        out.display()
+        paths.0.display()
     );
     Ok(())
 }
 
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or("n/a".into(), |x| format!("{x:.3}"))
+fn weights_info(file: &str, bytes: &[u8], precision: &str) -> WeightsInfo {
+    WeightsInfo {
+        file: file.into(),
+        bytes: bytes.len() as u64,
+        sha256: classifier::sha256_hex(bytes),
+        precision: precision.into(),
+    }
+}
+
+/// Training-class probabilities of the validation inputs, as the classifier reports them.
+fn validation_probs(classifier: &Classifier, inputs: &[f32]) -> Result<Vec<Vec<f32>>> {
+    let per = classifier.meta().preprocess.input_len();
+    let mut probs = Vec::new();
+    for chunk in inputs.chunks(64 * per) {
+        probs.extend(classifier.classify_inputs(chunk)?.iter().map(classifier::Prediction::class_probs));
+    }
+    Ok(probs)
+}
+
+/// A screening aid should rather send too many people to a dermatologist than too few: the
+/// "high risk" threshold is the highest P(malignant), floored to a percent, that still flags
+/// `target_sensitivity` of the malignant validation lesions (chosen on validation, so expect a
+/// little less on new data).
+fn high_risk_threshold(summary: &Summary, target_sensitivity: f64) -> Option<f32> {
+    let task = summary.binary_tasks.iter().find(|t| t.name == "malignant_vs_benign")?;
+    let point = task.roc.iter().find(|p| p.tpr >= target_sensitivity)?;
+    Some(((point.threshold * 100.0).floor() / 100.0).clamp(0.01, 0.99) as f32)
 }
 
 fn console_is_tty() -> bool {
@@ -612,27 +746,19 @@ fn console_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// Probabilities (logit-adjusted, as shipped) and the mean unadjusted cross-entropy.
-#[allow(clippy::too_many_arguments)]
-fn predict_probs(
-    net: &Net,
-    inputs: &[f32],
-    labels: &[usize],
-    per: usize,
-    s: usize,
-    k: usize,
-    adjust: &[f32],
-    _flips: bool,
-) -> (Vec<Vec<f32>>, f64) {
+/// Probabilities (logit-adjusted, as shipped; no test-time flips) and the mean unadjusted
+/// cross-entropy, on the CPU in batches of 128.
+fn predict_probs(net: &Net, pre: &PreprocessConfig, inputs: &[f32], labels: &[usize], adjust: &[f32]) -> (Vec<Vec<f32>>, f64) {
     let device = Device::flex();
     let net = net.clone().to_device(&device);
+    let (per, s) = (pre.input_len(), pre.input_size as usize);
     let mut probs = Vec::new();
     let mut loss_sum = 0.0;
     for (chunk, lab) in inputs.chunks(128 * per).zip(labels.chunks(128)) {
         let n = chunk.len() / per;
         let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, 3, s, s]), &device);
-        let logits = net.forward(x).into_data().try_to_vec::<f32>().expect("f32 logits");
-        for (row, &l) in logits.chunks(k).zip(lab) {
+        let logits = net.forward(x).into_data().try_into_vec::<f32>().expect("f32 logits");
+        for (row, &l) in logits.chunks(adjust.len()).zip(lab) {
             let p = classifier::softmax(row);
             loss_sum -= f64::from(p[l].max(1e-12).ln());
             let adjusted: Vec<f32> = row.iter().zip(adjust).map(|(z, a)| z + a).collect();

@@ -1,0 +1,139 @@
+// The classifier engine as the page sees it: the wasm module, the model download, the backend
+// choice and a guard against crashes inside wasm. No DOM here; <derm-screen> and other hosts
+// build on it.
+
+const PKG = new URL('./pkg/dermscreen.js', import.meta.url);
+
+// One wasm instance and one engine per (model, backend) per page: WebGPU can be initialised
+// only once per page, and the weights need not be downloaded twice.
+let wasmModule = null;
+let crashed = null;
+const crashListeners = new Set();
+const engines = new Map();
+
+// Called by the Rust panic hook (src/web.rs, PANIC_CALLBACK).
+globalThis.__dermscreenPanic = (message) => {
+  crashed = message;
+  for (const reject of crashListeners) reject(new Error(`The classifier crashed (${message}). Reload the page to start again.`));
+  crashListeners.clear();
+};
+
+/** Races a call into wasm against a crash, which would otherwise leave its promise pending forever. */
+export function guarded(promise) {
+  if (crashed) return Promise.reject(new Error(`The classifier crashed earlier (${crashed}). Reload the page.`));
+  let reject;
+  const crash = new Promise((_, r) => { reject = r; crashListeners.add(r); });
+  return Promise.race([promise, crash]).finally(() => crashListeners.delete(reject));
+}
+
+/** Whether this browser can run the classifier: WebAssembly with SIMD, and fetch. */
+export function isSupported() {
+  try {
+    // (module (func (result v128) i32.const 0 i8x16.splat i8x16.popcnt)): validates only with SIMD128.
+    const simd = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+      65, 0, 253, 15, 253, 98, 11]);
+    return typeof WebAssembly === 'object' && WebAssembly.validate(simd) && typeof fetch === 'function';
+  } catch {
+    return false;
+  }
+}
+
+function loadWasm() {
+  if (!wasmModule) {
+    wasmModule = import(PKG.href).then(async (m) => { await m.default(); return m; });
+    wasmModule.catch(() => { wasmModule = null; });
+  }
+  return wasmModule;
+}
+
+async function fetchOk(url, what) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`Could not download ${what} (${e.message}). Check the connection and reload.`);
+  }
+  if (!response.ok) throw new Error(`Could not download ${what}: the server answered ${response.status} for ${url}.`);
+  return response;
+}
+
+/** Downloads the weights, reporting progress, and returns their bytes. */
+async function fetchWeights(url, expectedBytes, onProgress) {
+  const response = await fetchOk(url, 'the model weights');
+  const total = expectedBytes || Number(response.headers.get('content-length')) || 0;
+  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    onProgress({ phase: 'download', received, total });
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.length; }
+  return bytes;
+}
+
+/**
+ * Resolves "auto" before the engine starts. WebGPU is used when the browser has a hardware
+ * adapter; a software one (`isFallbackAdapter`, such as SwiftShader) ran this model about ten
+ * times slower than the wasm CPU path here, so the CPU is chosen instead, and the reason kept.
+ */
+async function resolveBackend(requested) {
+  if (requested !== 'auto') return { backend: requested, reason: null };
+  if (!navigator.gpu) return { backend: 'cpu', reason: 'this browser has no WebGPU' };
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter(); } catch { /* treated as no adapter */ }
+  if (!adapter) return { backend: 'cpu', reason: 'WebGPU gave no adapter' };
+  if (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter) {
+    return { backend: 'cpu', reason: 'the only WebGPU adapter is a software emulation, slower than the CPU path' };
+  }
+  // Rust still falls back to the CPU if the WebGPU device cannot be created.
+  return { backend: 'auto', reason: null };
+}
+
+/**
+ * Loads (once per page) the engine for a model URL and backend ("auto", "webgpu" or "cpu").
+ * Resolves to { engine, backend, fallbackReason, model, loadMs, warmUpMs }; `onProgress` gets
+ * { phase: 'engine' | 'download' | 'device' | 'warmup', received?, total? }.
+ */
+export async function loadEngine(modelUrl, requested = 'auto', onProgress = () => {}) {
+  const { backend, reason } = await resolveBackend(requested);
+  const key = `${modelUrl}|${backend}`;
+  if (!engines.has(key)) {
+    const loading = startEngine(modelUrl, backend, reason, onProgress);
+    engines.set(key, loading);
+    loading.catch(() => engines.delete(key));
+  }
+  return engines.get(key);
+}
+
+async function startEngine(modelUrl, backend, reason, onProgress) {
+  const started = performance.now();
+  onProgress({ phase: 'engine' });
+  const wasm = await loadWasm().catch((e) => {
+    throw new Error(`The classifier engine could not start (${e.message}). This browser may be too old.`);
+  });
+  const metaResponse = await fetchOk(modelUrl, 'the model description');
+  const metaText = await metaResponse.text();
+  let meta;
+  try { meta = JSON.parse(metaText); } catch { throw new Error(`${modelUrl} is not a model description (not JSON).`); }
+  const weightsUrl = new URL(meta?.weights?.file ?? 'model.bpk', metaResponse.url);
+  const weights = await fetchWeights(weightsUrl, meta?.weights?.bytes, onProgress);
+  onProgress({ phase: 'device' });
+  const engine = await guarded(wasm.Engine.load(metaText, weights, backend));
+  onProgress({ phase: 'warmup' });
+  const warmUpMs = await guarded(engine.warmUp());
+  return {
+    engine,
+    backend: engine.backend,
+    fallbackReason: reason ?? engine.fallbackReason ?? null,
+    model: engine.modelInfo(),
+    loadMs: performance.now() - started,
+    warmUpMs,
+  };
+}

@@ -1,0 +1,88 @@
+// The result view: DOM built from a classification result and the model's description, with no
+// state of its own. <derm-screen> places what these return.
+
+/** A probability as the page shows it: whole percent, one decimal near 0 and 100. */
+export const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.005 ? 1 : 0)}%`;
+
+/** document.createElement with `class`, `text` and attributes, and children appended. */
+export function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v; else if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+function bar(p) {
+  const fill = el('span');
+  fill.style.width = `${Math.max(0, Math.min(100, 100 * p))}%`;
+  return el('span', { class: 'bar', 'aria-hidden': 'true' }, fill);
+}
+
+/** How the page names a backend. */
+export const backendLabel = (backend) => (backend === 'webgpu' ? 'WebGPU' : 'CPU');
+
+/** The risk headline and what to do, in words. */
+export function riskText(r) {
+  return r.high_risk
+    ? { headline: `Higher risk: ${pct(r.malignant)} chance this is malignant.`,
+      advice: 'See a dermatologist soon and show them this spot.' }
+    : { headline: `Lower risk: ${pct(r.malignant)} chance this is malignant.`,
+      advice: 'This does not rule out skin cancer. If the spot is new, changing, bleeding or worrying you, see a dermatologist.' };
+}
+
+/** The inference-node tree (benign / malignant, second-level groups) with the diagnoses under them. */
+function tree(r, model) {
+  const names = new Map(model.tree.map((n) => [n.id, n.name]));
+  const prob = new Map([...r.nodes, ...r.classes].map((c) => [c.id, c.probability]));
+  const children = new Map();
+  const ids = new Set(model.tree.map((n) => n.id));
+  const roots = [];
+  for (const n of model.tree) {
+    if (n.parent && ids.has(n.parent)) {
+      if (!children.has(n.parent)) children.set(n.parent, []);
+      children.get(n.parent).push(n.id);
+    } else {
+      roots.push(n.id);
+    }
+  }
+  const list = (nodes) => el('ul', {}, ...nodes
+    .sort((a, b) => prob.get(b) - prob.get(a))
+    .map((id) => el('li', {},
+      el('span', { text: `${names.get(id)} ` }), el('span', { class: 'pct', text: pct(prob.get(id)) }),
+      children.has(id) ? list(children.get(id)) : '')));
+  return list(roots);
+}
+
+/**
+ * The children of the result section for result `r` of `model`: the photo (`previewBlob`, may be
+ * null), the risk in words, a note when the model is unsure, the top three diagnoses, the
+ * tree, and how it was computed (`backend`, `ms`).
+ */
+export function resultView(r, model, { previewBlob, backend, ms }) {
+  const ranked = [...r.classes].sort((a, b) => b.probability - a.probability);
+  const high = r.high_risk;
+  const { headline, advice } = riskText(r);
+  const preview = el('img', { alt: `The photo checked: ${r.path}` });
+  if (previewBlob) {
+    preview.src = URL.createObjectURL(previewBlob);
+    preview.addEventListener('load', () => URL.revokeObjectURL(preview.src), { once: true });
+  }
+  const top = el('ol', { class: 'top' },
+    ...ranked.slice(0, 3).map((c) => el('li', {},
+      el('span', { text: `${c.name} ` }), el('span', { class: 'pct', text: pct(c.probability) }), bar(c.probability))));
+  const unsure = ranked[0].probability < 0.5
+    ? el('p', { class: 'notice', text: `The model is unsure: no diagnosis reaches 50% (the most likely is ${ranked[0].name} at ${pct(ranked[0].probability)}). A clearer, closer photo may help; a dermatologist can tell for sure.` })
+    : '';
+  return [
+    el('div', { class: 'result-head' }, preview,
+      el('div', {},
+        el('p', { class: `risk ${high ? 'high' : 'low'}`, text: headline }),
+        el('p', { class: `advice ${high ? 'high' : ''}`, text: advice }))),
+    unsure,
+    el('h3', { text: 'Most likely diagnoses' }), top,
+    el('details', { class: 'tree' }, el('summary', { text: 'All groups and diagnoses' }), tree(r, model)),
+    el('p', { class: 'meta', text: `${r.path} · model ${model.name} · ${backendLabel(backend)} · ${Math.round(ms)} ms · high risk from ${pct(model.high_risk_threshold)}` }),
+  ];
+}

@@ -1,4 +1,6 @@
 //! The `dermscreen` command as a user runs it: output formats, folders, bad files, evaluate.
+// Native only: these run the CLI and read files; `wasm-pack test` builds every test target for wasm32.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The trainer end to end on a small slice of HAM10000: it trains, checkpoints, resumes, and
 //! writes a model the classifier loads. (Speed and quality are the real run's business.)
-#![cfg(feature = "train")]
+#![cfg(all(feature = "train", not(target_arch = "wasm32")))]
 
 mod common;
 

@@ -65,4 +65,30 @@ fn main() {
     });
     emit("classify_batch32_flex", "images/s", 32.0 / batched, info.clone());
     emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info);
+    real_photos_refused(&data);
+}
+
+/// How many real photos the decoder refuses, over every data set beside HAM10000 (each
+/// `images/` folder): the strict checks for damaged files must not cost real photos.
+fn real_photos_refused(ham: &std::path::Path) {
+    let Some(root) = ham.parent() else { return };
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path().join("images"))).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    sets.sort();
+    let (mut photos, mut refused) = (0usize, 0usize);
+    let started = Instant::now();
+    for dir in &sets {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            photos += 1;
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            if let Err(e) = dermscreen::preprocess::decode(&bytes) {
+                refused += 1;
+                eprintln!("bench: {}: {e}", entry.path().display());
+            }
+        }
+    }
+    let names: Vec<String> = sets.iter().filter_map(|p| p.parent()?.file_name()?.to_str().map(String::from)).collect();
+    let extra = serde_json::json!({ "photos": photos, "data_sets": names, "seconds": started.elapsed().as_secs_f64() });
+    emit("real_photos_refused_by_decode", "photos", refused as f64, extra);
 }

@@ -17,3 +17,20 @@ pub mod taxonomy;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+
+/// An error and its causes as one line ("what: why: detail"), leaving out a cause whose words
+/// the line already ends with (many errors repeat their source in their own message). The CLI
+/// prints it under `--verbose`; the browser logs it to the console.
+pub fn error_message(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let words = c.to_string();
+        if !message.ends_with(&words) {
+            message.push_str(": ");
+            message.push_str(&words);
+        }
+        cause = c.source();
+    }
+    message
+}

@@ -27,6 +27,9 @@ mod native {
     #[derive(Parser)]
     #[command(name = "dermscreen", version, about = "Skin-lesion screening (a screening aid, not a diagnosis)")]
     struct Cli {
+        /// Add the decoder's own words to each file's error (for bug reports).
+        #[arg(long, short, global = true)]
+        verbose: bool,
         #[command(subcommand)]
         command: Command,
     }
@@ -81,38 +84,65 @@ mod native {
         Json,
     }
 
+    /// What the app reads.
     const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
+    /// Pictures people have that the app does not read: in a folder they are tried too, so each
+    /// gets its own reason instead of being passed over in silence.
+    const OTHER_IMAGE_EXTENSIONS: [&str; 8] = ["gif", "bmp", "tif", "tiff", "heic", "heif", "avif", "dng"];
 
     /// The problems reported to the user so far (a file that could not be read, a label with no
-    /// image): the run goes on, and any of them makes the exit code 1.
-    #[derive(Default)]
-    struct Problems(usize);
+    /// image), one line each: the run goes on, and any of them makes the exit code 1.
+    struct Problems {
+        count: usize,
+        verbose: bool,
+    }
 
     impl Problems {
         fn report(&mut self, message: impl Display) {
-            eprintln!("dermscreen: {message}");
-            self.0 += 1;
+            let message = message.to_string();
+            eprintln!("dermscreen: {}", message.split_whitespace().collect::<Vec<_>>().join(" "));
+            self.count += 1;
+        }
+
+        /// A file that could not be used: the reason in words, with its causes under --verbose.
+        fn file(&mut self, path: &Path, error: &anyhow::Error) {
+            if self.verbose {
+                self.report(format_args!("{}: {}", path.display(), dermscreen::error_message(error.as_ref())));
+            } else {
+                self.report(format_args!("{}: {error}", path.display()));
+            }
         }
     }
 
-    fn has_image_extension(f: &Path) -> bool {
+    fn extension_in(f: &Path, list: &[&str]) -> bool {
         f.extension()
             .and_then(|x| x.to_str())
-            .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+            .is_some_and(|x| list.contains(&x.to_ascii_lowercase().as_str()))
     }
 
-    /// Explicit files are always tried; folders contribute files with image extensions.
+    /// Explicit files are always tried; folders contribute files with image extensions, and a
+    /// folder with no JPEG, PNG or WebP file in it is a problem, not silence.
     fn collect_files(paths: &[PathBuf], problems: &mut Problems) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for p in paths {
             if p.is_dir() {
                 let mut found = Vec::new();
+                let (mut usable, mut passed_over) = (0, 0);
                 for entry in walkdir::WalkDir::new(p) {
                     match entry {
-                        Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => found.push(e.into_path()),
-                        Ok(_) => {}
+                        Ok(e) if !e.file_type().is_file() => {}
+                        Ok(e) if extension_in(e.path(), &IMAGE_EXTENSIONS) => {
+                            usable += 1;
+                            found.push(e.into_path());
+                        }
+                        Ok(e) if extension_in(e.path(), &OTHER_IMAGE_EXTENSIONS) => found.push(e.into_path()),
+                        Ok(_) => passed_over += 1,
                         Err(err) => problems.report(format_args!("{}: {err}", p.display())),
                     }
+                }
+                if usable == 0 {
+                    let others = if passed_over > 0 { format!(" ({passed_over} other files passed over)") } else { String::new() };
+                    problems.report(format_args!("{}: no JPEG, PNG or WebP photo in this folder{others}", p.display()));
                 }
                 found.sort();
                 files.extend(found);
@@ -139,7 +169,7 @@ mod native {
                 .and_then(|bytes| Ok(classifier.input_from_bytes(&bytes)?));
             match input {
                 Ok(x) => ok.push((i, x)),
-                Err(e) => problems.report(format_args!("{}: {e:#}", f.display())),
+                Err(e) => problems.file(f, &e),
             }
         }
         ok
@@ -193,9 +223,8 @@ mod native {
         Ok(())
     }
 
-    fn classify(paths: &[PathBuf], model: &Path, format: Format) -> Result<bool> {
+    fn classify(paths: &[PathBuf], model: &Path, format: Format, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
-        let mut problems = Problems::default();
         let files = collect_files(paths, &mut problems);
         let inputs = prepare(&classifier, &files, &mut problems);
         let predictions = classify_all(&classifier, &inputs)?;
@@ -210,7 +239,7 @@ mod native {
             Format::Csv => write_csv(&mut out, &classifier, &rows)?,
             Format::Json => write_json(&mut out, &rows)?,
         }
-        Ok(problems.0 == 0)
+        Ok(problems.count == 0)
     }
 
     /// The image a label names: the name as given, else with one of the image extensions.
@@ -220,11 +249,10 @@ mod native {
             .find(|p| p.is_file())
     }
 
-    fn evaluate(images: &Path, labels: &Path, out: &Path, model: &Path) -> Result<bool> {
+    fn evaluate(images: &Path, labels: &Path, out: &Path, model: &Path, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
         let classes = &classifier.meta().training_classes;
         let taxonomy = classifier.taxonomy();
-        let mut problems = Problems::default();
         let mut files = Vec::new();
         let mut label_idx = Vec::new();
         for Label { image, dx } in dataset::read_labels(labels)? {
@@ -252,7 +280,7 @@ mod native {
             "weights_sha256": classifier.meta().weights.sha256,
             "images_dir": images.display().to_string(),
             "labels": labels.display().to_string(),
-            "skipped": problems.0,
+            "skipped": problems.count,
             "summary": summary,
         });
         std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
@@ -260,14 +288,15 @@ mod native {
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
         print!("{}", report::summary_text(&summary));
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
-        Ok(problems.0 == 0)
+        Ok(problems.count == 0)
     }
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
-            Command::Classify { paths, model, format } => classify(&paths, &model, format),
-            Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model),
+            Command::Classify { paths, model, format } => classify(&paths, &model, format, problems),
+            Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model, problems),
             #[cfg(feature = "train")]
             Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),
         };

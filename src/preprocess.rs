@@ -1,33 +1,39 @@
 //! Bytes or camera frames -> a square RGB image -> a normalised CHW float tensor.
 //!
-//! One path for the trainer, the CLI and the browser: decode (JPEG/PNG/WebP, with limits),
-//! apply the EXIF orientation, take the centre square, resize, normalise.
+//! One path for the trainer, the CLI and the browser: decode (JPEG/PNG/WebP, with limits;
+//! [`decode`]), apply the EXIF orientation, take the centre square, resize, normalise.
 
-use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+mod decode;
+
+pub use decode::{decode, DECODE_BUDGET};
+use image::{imageops::FilterType, RgbImage};
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 /// Smallest side we accept: below this there is no lesion detail to classify.
 pub const MIN_SIDE: u32 = 32;
 /// Largest image we decode, in pixels (40 megapixels); bigger files are refused before decoding.
 pub const MAX_PIXELS: u64 = 40_000_000;
 
-/// Why an input could not be turned into a model input. Decoder errors stay attached as the
-/// source; the CLI and the browser decide how much of that detail a person sees.
+/// Why an input could not be turned into a model input. Each message is one line a person
+/// can act on; decoder errors stay attached as the source, for `--verbose` and the console.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
     #[error("empty file (0 bytes)")]
     Empty,
     #[error("not a supported image (JPEG, PNG or WebP)")]
     Unrecognised,
-    #[error("corrupt or truncated image: the JPEG ends before its end-of-image marker")]
-    Truncated,
-    #[error("corrupt or truncated image")]
+    #[error("{0} is not supported: save it as JPEG or PNG")]
+    Unsupported(&'static str),
+    #[error("corrupt or truncated image: its header declares {width}x{height} px but its data ends before the picture does")]
+    Incomplete { width: u32, height: u32 },
+    #[error("corrupt or truncated image: its data could not be decoded")]
     Decode(#[source] image::ImageError),
     #[error("image too small: {width}x{height} px, need at least {MIN_SIDE} px on each side")]
     TooSmall { width: u32, height: u32 },
     #[error("image too large: {width}x{height} px is over the {} megapixel limit; downscale it first", MAX_PIXELS / 1_000_000)]
     TooLarge { width: u32, height: u32 },
+    #[error("image too large: {width}x{height} px needs {megabytes} MB to decode, over the {} MB limit; save it as an 8-bit JPEG or PNG", DECODE_BUDGET / 1_000_000)]
+    TooLargeToDecode { width: u32, height: u32, megabytes: u64 },
     #[error("frame buffer holds {got} bytes, expected {expected} for {width}x{height} RGBA")]
     FrameSize {
         got: usize,
@@ -48,6 +54,7 @@ pub struct PreprocessConfig {
     pub std: [f32; 3],
 }
 
+/// Refuses sizes outside [`MIN_SIDE`] and [`MAX_PIXELS`], from a header or a frame.
 fn check_size(width: u32, height: u32) -> Result<(), PreprocessError> {
     if width < MIN_SIDE || height < MIN_SIDE {
         return Err(PreprocessError::TooSmall { width, height });
@@ -56,48 +63,6 @@ fn check_size(width: u32, height: u32) -> Result<(), PreprocessError> {
         return Err(PreprocessError::TooLarge { width, height });
     }
     Ok(())
-}
-
-/// What a decoder may allocate: the decoded image in 16-bit RGBA at the pixel limit, plus the
-/// decoder's working buffers. Stated once, for every format.
-fn decoder_limits() -> Limits {
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
-    limits
-}
-
-/// Decodes an encoded image, refusing empty, unknown, corrupt, tiny and huge inputs, and
-/// applies its EXIF orientation so the picture is upright as the camera saw it.
-pub fn decode(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
-    if bytes.is_empty() {
-        return Err(PreprocessError::Empty);
-    }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| PreprocessError::Decode(e.into()))?;
-    match reader.format() {
-        None => return Err(PreprocessError::Unrecognised),
-        // The JPEG decoder fills a cut-off scan with grey instead of failing; a photo that
-        // lost its end must not be classified as if it were whole.
-        Some(image::ImageFormat::Jpeg) if !has_jpeg_end(bytes) => return Err(PreprocessError::Truncated),
-        Some(_) => {}
-    }
-    reader.limits(decoder_limits());
-    let mut decoder = reader.into_decoder().map_err(PreprocessError::Decode)?;
-    let (width, height) = decoder.dimensions();
-    check_size(width, height)?;
-    // A bad EXIF block should not cost the user the photo: fall back to "as stored".
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(PreprocessError::Decode)?;
-    img.apply_orientation(orientation);
-    Ok(img.to_rgb8())
-}
-
-/// Whether a JPEG stream's end-of-image marker (FF D9) is present near the end of the file
-/// (some writers pad after it).
-fn has_jpeg_end(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(1024)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Wraps a raw RGBA frame (what a browser canvas gives) as an RGB image.
@@ -189,7 +154,7 @@ mod tests {
             .unwrap();
         assert!(decode(&jpeg).is_ok());
         let cut = &jpeg[..jpeg.len() * 2 / 3];
-        assert!(matches!(decode(cut), Err(PreprocessError::Truncated)), "truncated JPEG refused");
+        assert!(matches!(decode(cut), Err(PreprocessError::Incomplete { .. })), "truncated JPEG refused");
         let tiny = png(&RgbImage::new(1, 1));
         assert!(matches!(decode(&tiny), Err(PreprocessError::TooSmall { width: 1, height: 1 })));
     }

@@ -6,6 +6,7 @@
 //! asynchronously. The JSON a result carries is the CLI's `--format json` object.
 
 use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction};
+use crate::error_message;
 use crate::preprocess::PreprocessError;
 use crate::taxonomy::Taxonomy;
 use burn::prelude::*;
@@ -51,18 +52,6 @@ pub enum EngineError {
     Input(#[from] PreprocessError),
     #[error("reading the result back failed: {0}")]
     Readback(String),
-}
-
-/// An error and its causes as one sentence ("what: why: detail"), as the CLI words them.
-pub fn error_message(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        message.push_str(": ");
-        message.push_str(&c.to_string());
-        cause = c.source();
-    }
-    message
 }
 
 /// The page's WebGPU device, initialised on first use; `Err` says why there is none.
@@ -138,9 +127,13 @@ struct Inner {
     fallback_reason: Option<String>,
 }
 
-/// Where errors become sentences: a rejected promise's `Error.message`.
+/// Where errors become sentences: a rejected promise's `Error.message` is the error's own
+/// sentence; its causes (a decoder's or parser's words) go to the console for developers.
 fn js_err(e: impl std::error::Error) -> JsValue {
-    JsError::new(&error_message(&e)).into()
+    if e.source().is_some() {
+        web_sys::console::warn_1(&error_message(&e).into());
+    }
+    JsError::new(&e.to_string()).into()
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {

@@ -3,6 +3,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+mod malformed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -197,4 +198,73 @@ fn evaluate_writes_metrics_and_plots() {
         let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{f}");
     }
+}
+
+/// The four kinds of bad file that once got a cancer risk or the wrong words, each refused with
+/// its own line, one line per file, while a good photo beside them is still classified.
+#[test]
+fn malformed_files_are_refused_each_with_its_own_reason() {
+    let dir = common::temp_dir("malformed");
+    let small = malformed::picture(200, 150, 7);
+    let files = [
+        ("claims-6000.jpg", malformed::jpeg_claiming(&malformed::jpeg(&small), 6000, 6000), "its header declares 6000x6000 px but its data ends"),
+        ("canvas-6000.webp", malformed::webp_claiming(&malformed::webp(&small), 6000, 6000), "its header declares 6000x6000 px but its data ends"),
+        ("deep.png", malformed::png_rgba16(6324), "image too large: 6324x6324 px needs 320 MB to decode"),
+        ("absurd.png", malformed::png_claiming(&malformed::png(&small), 2_147_483_647, 2_147_483_647), "image too large: 2147483647x2147483647 px"),
+    ];
+    let mut args = vec!["classify".to_string()];
+    for (name, bytes, _) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        args.push(dir.join(name).display().to_string());
+    }
+    let good = held_out(1);
+    args.push(copy_images(&dir, &good)[0].display().to_string());
+    let out = dermscreen(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), files.len(), "one line per bad file:\n{stderr}");
+    for (name, _, why) in &files {
+        let line = stderr.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no line for {name}:\n{stderr}"));
+        assert!(line.contains(why), "{name}: expected '{why}' in {line}");
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains(&good[0].0) && stdout.lines().filter(|l| l.contains("malignant")).count() == 1, "{stdout}");
+}
+
+/// A folder of pictures the app does not read is an error, not silence; given by name, each
+/// file is named with what to do; the decoder's own words appear only with --verbose.
+#[test]
+fn unsupported_formats_and_empty_folders_are_named() {
+    let dir = common::temp_dir("formats");
+    let payload = vec![0u8; 256];
+    for (name, header) in [
+        ("a.gif", &b"GIF89a"[..]),
+        ("b.bmp", b"BM"),
+        ("c.tiff", b"II*\x00"),
+        ("d.heic", b"\x00\x00\x00\x18ftypheic"),
+        ("scan-without-extension", b"\xff\xd8\xff"),
+    ] {
+        std::fs::write(dir.join(name), [header, &payload].concat()).unwrap();
+    }
+    let out = dermscreen(&["classify", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no JPEG, PNG or WebP photo in this folder (1 other files passed over)"), "{stderr}");
+    for (name, format) in [("a.gif", "GIF"), ("b.bmp", "BMP"), ("c.tiff", "TIFF"), ("d.heic", "HEIC")] {
+        let line = stderr.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name}:\n{stderr}"));
+        assert!(line.ends_with(&format!("{format} is not supported: save it as JPEG or PNG")), "{line}");
+    }
+    assert!(out.stdout.is_empty());
+
+    let bytes = malformed::png(&malformed::picture(64, 64, 9));
+    let mut damaged = bytes.clone();
+    let idat = damaged.windows(4).position(|w| w == b"IDAT").unwrap();
+    damaged[idat + 20..idat + 40].fill(0xAA);
+    let file = dir.join("damaged.png");
+    std::fs::write(&file, &damaged).unwrap();
+    let plain = String::from_utf8(dermscreen(&["classify", file.to_str().unwrap()]).stderr).unwrap();
+    let verbose = String::from_utf8(dermscreen(&["classify", "--verbose", file.to_str().unwrap()]).stderr).unwrap();
+    assert_eq!(plain.trim_end(), format!("dermscreen: {}: corrupt or truncated image: its data could not be decoded", file.display()));
+    assert!(verbose.starts_with(plain.trim_end()) && verbose.len() > plain.len() + 10, "verbose adds the decoder's words: {verbose}");
+    assert_eq!(verbose.lines().count(), 1);
 }

@@ -3,7 +3,10 @@
 //! result, both backends agree, and bad input is refused with a readable reason.
 #![cfg(target_arch = "wasm32")]
 
-use dermscreen::web::{error_message, BackendChoice, Engine, EngineError};
+mod malformed;
+
+use dermscreen::error_message;
+use dermscreen::web::{BackendChoice, Engine, EngineError};
 use image::{ImageFormat, Rgb, RgbImage};
 use std::io::Cursor;
 use wasm_bindgen_test::*;
@@ -131,4 +134,27 @@ async fn mismatched_weights_are_refused() {
     assert!(err.contains("SHA-256"), "{err}");
     let err = message(Engine::open("{\"format\": 1}", WEIGHTS.to_vec(), BackendChoice::Cpu).await);
     assert!(err.contains("model.json is not valid: missing field"), "{err}");
+}
+
+/// The kinds of bad file that once got a risk (a header claiming more pixels than the file
+/// holds) or the wrong words, refused in the browser with the sentence the page shows.
+#[wasm_bindgen_test]
+async fn malformed_files_are_refused_with_the_sentence_the_page_shows() {
+    let engine = cpu().await;
+    let small = malformed::picture(200, 150, 11);
+    let webp = malformed::webp(&small);
+    let cases = [
+        (malformed::jpeg_claiming(&malformed::jpeg(&small), 6000, 6000), "its header declares 6000x6000 px but its data ends"),
+        (malformed::webp_claiming(&webp, 6000, 6000), "its header declares 6000x6000 px but its data ends"),
+        (malformed::webp_animated(&webp, 6000, 6000), "animated WebP is not supported: save it as JPEG or PNG"),
+        (malformed::png_claiming(&malformed::png(&small), 2_147_483_647, 2_147_483_647), "image too large: 2147483647x2147483647 px"),
+        (malformed::png_rgba16(6324), "image too large: 6324x6324 px needs 320 MB to decode"),
+        ([&b"GIF89a"[..], &[0; 64]].concat(), "GIF is not supported: save it as JPEG or PNG"),
+    ];
+    for (bytes, why) in cases {
+        match engine.predict_file(&bytes).await {
+            Ok(p) => panic!("classified ({}% malignant) instead of refused: {why}", 100.0 * p.malignant),
+            Err(e) => assert!(e.to_string().contains(why), "expected '{why}', the page would show '{e}'"),
+        }
+    }
 }

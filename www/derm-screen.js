@@ -268,7 +268,7 @@ export class DermScreen extends HTMLElement {
 
   #classifyFromUi(blob, name) {
     return this.#fromUi(name, () => this.classify(blob, name),
-      (e) => `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP at least 32 pixels wide.`);
+      (e) => `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP.`);
   }
 
   /** Runs one check started from the page: one at a time, with its status and any error shown. */

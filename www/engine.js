@@ -7,6 +7,7 @@ const PKG = new URL('./pkg/dermscreen.js', import.meta.url);
 // One wasm instance and one engine per (model, backend) per page: WebGPU can be initialised
 // only once per page, and the weights need not be downloaded twice.
 let wasmModule = null;
+let wasmExports = null;
 let crashed = null;
 const crashListeners = new Set();
 const engines = new Map();
@@ -38,9 +39,14 @@ export function isSupported() {
   }
 }
 
+/** Bytes of the engine's wasm memory (it can only grow), or 0 before the engine starts. */
+export function wasmMemoryBytes() {
+  return wasmExports?.memory?.buffer.byteLength ?? 0;
+}
+
 function loadWasm() {
   if (!wasmModule) {
-    wasmModule = import(PKG.href).then(async (m) => { await m.default(); return m; });
+    wasmModule = import(PKG.href).then(async (m) => { wasmExports = await m.default(); return m; });
     wasmModule.catch(() => { wasmModule = null; });
   }
   return wasmModule;

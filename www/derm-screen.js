@@ -9,7 +9,7 @@
 //   dermscreen:error   detail: { kind: "input" | "camera" | "model" | "engine", message }
 // Methods and properties
 //   DermScreen.isSupported()  whether this browser can run the classifier at all
-//   el.ready                  promise of { backend, fallbackReason, model, loadMs, warmUpMs }
+//   el.ready                  promise of { backend, backendReason, fallbackReason, model, loadMs, warmUpMs }
 //   el.classify(blob, name)   classifies an image file; resolves to the result object
 //   el.lastTiming             { ms, backend } of the last classification
 //
@@ -134,7 +134,10 @@ export class DermScreen extends HTMLElement {
     this.#ready.catch(() => {});
   }
 
-  /** Resolves when the model is loaded: { backend, fallbackReason, model, loadMs, warmUpMs }. */
+  /**
+   * Resolves when the model is loaded: { backend, backendReason (why this backend, for "auto"),
+   * fallbackReason (why not WebGPU, when on the CPU), model, loadMs, warmUpMs }.
+   */
   get ready() { return this.#ready; }
 
   /** `{ ms, backend }` of the last classification, or null. */
@@ -214,7 +217,7 @@ export class DermScreen extends HTMLElement {
       this.#loaded = loaded;
       progress.hidden = true;
       const where = loaded.backend === 'webgpu' ? 'on the graphics chip (WebGPU)' : 'on the processor (CPU)';
-      const why = loaded.backend === 'cpu' && loaded.fallbackReason ? ` (${loaded.fallbackReason})` : '';
+      const why = loaded.backendReason ? ` (${loaded.backendReason})` : '';
       this.#setStatus(`Ready. Runs ${where}${why}, on this device only.`);
       this.#setInputsEnabled(true);
       this.#resolveReady(loaded);
@@ -237,6 +240,8 @@ export class DermScreen extends HTMLElement {
     } else if (p.phase === 'warmup') {
       progress.hidden = true;
       this.#setStatus('Preparing the classifier…');
+    } else if (p.phase === 'measure') {
+      this.#setStatus('Measuring whether the graphics chip or the processor is faster here…');
     }
   }
 

@@ -85,9 +85,9 @@ async function fetchWeights(url, expectedBytes, onProgress) {
 }
 
 /**
- * Resolves "auto" before the engine starts. WebGPU is used when the browser has a hardware
- * adapter; a software one (`isFallbackAdapter`, such as SwiftShader) ran this model about ten
- * times slower than the wasm CPU path here, so the CPU is chosen instead, and the reason kept.
+ * Resolves "auto" as far as the browser can tell without running the model. No WebGPU, no
+ * adapter, or only a software one (`isFallbackAdapter`, such as SwiftShader: ten times slower
+ * than the CPU path here) mean the CPU, with the reason. A hardware adapter means "measure".
  */
 async function resolveBackend(requested) {
   if (requested !== 'auto') return { backend: requested, reason: null };
@@ -98,14 +98,13 @@ async function resolveBackend(requested) {
   if (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter) {
     return { backend: 'cpu', reason: 'the only WebGPU adapter is a software emulation, slower than the CPU path' };
   }
-  // Rust still falls back to the CPU if the WebGPU device cannot be created.
-  return { backend: 'auto', reason: null };
+  return { backend: 'measure', reason: null };
 }
 
 /**
  * Loads (once per page) the engine for a model URL and backend ("auto", "webgpu" or "cpu").
- * Resolves to { engine, backend, fallbackReason, model, loadMs, warmUpMs }; `onProgress` gets
- * { phase: 'engine' | 'download' | 'device' | 'warmup', received?, total? }.
+ * Resolves to { engine, backend, backendReason, fallbackReason, model, loadMs, warmUpMs };
+ * `onProgress` gets { phase: 'engine' | 'download' | 'device' | 'warmup' | 'measure', received?, total? }.
  */
 export async function loadEngine(modelUrl, requested = 'auto', onProgress = () => {}) {
   const { backend, reason } = await resolveBackend(requested);
@@ -117,6 +116,24 @@ export async function loadEngine(modelUrl, requested = 'auto', onProgress = () =
   }
   return engines.get(key);
 }
+
+// Where "auto" keeps what it measured, per model and browser, so later visits load one backend.
+const CHOICE_KEY = 'dermscreen-backend-choice';
+
+function rememberedChoice(id) {
+  try {
+    const saved = JSON.parse(localStorage.getItem(CHOICE_KEY) ?? 'null');
+    return saved?.id === id ? saved : null;
+  } catch {
+    return null; // storage blocked or corrupt: measure again
+  }
+}
+
+function rememberChoice(choice) {
+  try { localStorage.setItem(CHOICE_KEY, JSON.stringify(choice)); } catch { /* storage blocked: measure next time */ }
+}
+
+const ms = (t) => `${Math.round(t).toLocaleString('en')} ms`;
 
 async function startEngine(modelUrl, backend, reason, onProgress) {
   const started = performance.now();
@@ -130,16 +147,52 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
   try { meta = JSON.parse(metaText); } catch { throw new Error(`${modelUrl} is not a model description (not JSON).`); }
   const weightsUrl = new URL(meta?.weights?.file ?? 'model.bpk', metaResponse.url);
   const weights = await fetchWeights(weightsUrl, meta?.weights?.bytes, onProgress);
-  onProgress({ phase: 'device' });
-  const engine = await guarded(wasm.Engine.load(metaText, weights, backend));
-  onProgress({ phase: 'warmup' });
-  const warmUpMs = await guarded(engine.warmUp());
+  const open = async (name) => {
+    onProgress({ phase: 'device' });
+    const engine = await guarded(wasm.Engine.load(metaText, weights, name));
+    onProgress({ phase: 'warmup' });
+    return { engine, warmUpMs: await guarded(engine.warmUp()) };
+  };
+  const chosen = backend === 'measure' ? await measureBackends(open, meta, onProgress) : { ...(await open(backend)), reason };
+  const { engine } = chosen;
   return {
     engine,
     backend: engine.backend,
-    fallbackReason: reason ?? engine.fallbackReason ?? null,
+    backendReason: chosen.reason ?? engine.fallbackReason ?? null,
+    fallbackReason: engine.backend === 'cpu' ? (chosen.reason ?? engine.fallbackReason ?? null) : null,
     model: engine.modelInfo(),
     loadMs: performance.now() - started,
-    warmUpMs,
+    warmUpMs: chosen.warmUpMs,
   };
+}
+
+/**
+ * "auto" on a hardware adapter: the faster backend on this device, by measurement. Both are
+ * loaded from the one download and warmed up (shaders compile, buffers are allocated), then a
+ * second run on each is timed and the slower one freed. The result is remembered for this
+ * model (its SHA-256) and browser, so later visits load only the winner.
+ */
+async function measureBackends(open, meta, onProgress) {
+  const id = `${meta?.weights?.sha256}|${navigator.userAgent}`;
+  const saved = rememberedChoice(id);
+  // A remembered WebGPU that no longer starts (a driver update, a blocklist) is measured again.
+  const reopened = saved && (await open(saved.backend).catch(() => null));
+  if (reopened) {
+    return { ...reopened, reason: `chosen earlier on this device by measurement: WebGPU ${ms(saved.webgpuMs)}, CPU ${ms(saved.cpuMs)} per photo` };
+  }
+  let gpu;
+  try {
+    gpu = await open('webgpu');
+  } catch (e) {
+    return { ...(await open('cpu')), reason: `WebGPU could not start (${e.message})` };
+  }
+  const cpu = await open('cpu');
+  onProgress({ phase: 'measure' });
+  const webgpuMs = await guarded(gpu.engine.warmUp());
+  const cpuMs = await guarded(cpu.engine.warmUp());
+  const [winner, loser] = webgpuMs < cpuMs ? [gpu, cpu] : [cpu, gpu];
+  loser.engine.free();
+  rememberChoice({ id, backend: winner.engine.backend, webgpuMs, cpuMs });
+  const faster = winner === gpu ? 'WebGPU' : 'the CPU';
+  return { ...winner, reason: `measured here, ${faster} is faster: WebGPU ${ms(webgpuMs)}, CPU ${ms(cpuMs)} per photo` };
 }

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, launch, maxDiff, nextResult, openApp, sampleImages, serveSite,
+  DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
+  openApp, sampleImages, serveSite,
 } from './harness.mjs';
 
 mkdirSync(OUT, { recursive: true });
@@ -152,6 +153,57 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await page.locator('derm-screen .status').getByText('(WebGPU)').waitFor();
     await page.screenshot({ path: join(OUT, 'desktop-webgpu-result.png'), fullPage: true });
     assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test('auto measures a hardware adapter against the CPU, keeps the faster and remembers it', async () => {
+    const context = await browser.newContext();
+    // This Chromium's only adapter is SwiftShader. Presented as hardware, it makes auto measure
+    // a WebGPU that is really much slower than the CPU: auto must not keep it.
+    await context.addInitScript(() => {
+      for (const proto of [globalThis.GPUAdapterInfo?.prototype, globalThis.GPUAdapter?.prototype]) {
+        if (proto && 'isFallbackAdapter' in proto) Object.defineProperty(proto, 'isFallbackAdapter', { get: () => false });
+      }
+    });
+    await countGpuCalls(context);
+    const first = await openApp(context, site.url);
+    assert.equal(first.ready.backend, 'cpu');
+    const measured = first.ready.backendReason.match(/^measured here, the CPU is faster: WebGPU ([\d,]+) ms, CPU ([\d,]+) ms per photo$/);
+    assert.ok(measured, first.ready.backendReason);
+    const [gpuMs, cpuMs] = measured.slice(1).map((x) => Number(x.replace(/,/g, '')));
+    assert.ok(cpuMs < gpuMs, `${cpuMs} ms on the CPU, ${gpuMs} ms on WebGPU`);
+    writeFileSync(join(OUT, 'auto-choice.json'), `${JSON.stringify({ ...first.ready, webgpuMs: gpuMs, cpuMs }, null, 2)}\n`);
+    await first.page.locator('derm-screen .status').getByText('measured here, the CPU is faster').waitFor();
+    const { result } = await classifyInPage(first.page, samples[0].file);
+    assert.ok(maxDiff(result, cli.get(samples[0].image)) <= PARITY_TOLERANCE);
+    assert.deepEqual(first.problems, []);
+    await first.page.close();
+    // The next visit loads only the remembered winner: WebGPU is not even started.
+    const again = await openApp(context, site.url);
+    assert.equal(again.ready.backend, 'cpu');
+    assert.match(again.ready.backendReason, /^chosen earlier on this device by measurement: WebGPU [\d,]+ ms, CPU [\d,]+ ms per photo$/);
+    assert.equal(await again.page.evaluate(() => window.__gpuCalls.createComputePipeline ?? 0), 0);
+    await context.close();
+  });
+
+  // A guard on the WebGPU path's shape: a change that multiplies dispatches, submits or
+  // readbacks, or creates pipelines or buffers per photo, fails here (SwiftShader is enough to
+  // count calls, not to time them). Measured here: see target/e2e/webgpu-calls-per-photo.json.
+  test('WebGPU calls per photo stay within budget, and nothing is created after the first photo', async () => {
+    const budget = { dispatchWorkgroups: 160, createBindGroup: 160, submit: 8, writeBuffer: 2, mapAsync: 1 };
+    const context = await browser.newContext();
+    await countGpuCalls(context);
+    const { page } = await openApp(context, site.url, { backend: 'webgpu' });
+    await gpuCallsFor(page, samples[0].file);
+    const calls = await gpuCallsFor(page, samples[1].file);
+    writeFileSync(join(OUT, 'webgpu-calls-per-photo.json'), `${JSON.stringify(calls, null, 2)}\n`);
+    for (const created of ['createComputePipeline', 'createComputePipelineAsync', 'createShaderModule', 'createBuffer']) {
+      assert.equal(calls[created] ?? 0, 0, `${created} after the first photo: ${JSON.stringify(calls)}`);
+    }
+    for (const [name, most] of Object.entries(budget)) {
+      assert.ok((calls[name] ?? 0) <= most, `${name}: ${calls[name]} per photo, budget ${most}`);
+    }
+    assert.ok(calls.dispatchWorkgroups > 0 && calls.mapAsync === 1, JSON.stringify(calls));
     await context.close();
   });
 

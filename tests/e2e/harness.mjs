@@ -114,7 +114,7 @@ export async function openApp(context, url, { backend, path = '/' } = {}) {
   const ready = await page.evaluate(async () => {
     const el = document.querySelector('derm-screen');
     const r = await el.ready;
-    return { backend: r.backend, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name };
+    return { backend: r.backend, backendReason: r.backendReason, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name };
   });
   return { page, ready, problems };
 }
@@ -135,4 +135,39 @@ export function nextResult(page) {
     document.querySelector('derm-screen').addEventListener('dermscreen:result',
       (e) => resolve({ detail: e.detail, at: performance.now() }), { once: true });
   }));
+}
+
+/**
+ * Counts WebGPU API calls in every page of `context` (`window.__gpuCalls`), from before the
+ * page's own scripts run: pipeline, shader and buffer creation, bind groups, dispatches,
+ * submits, buffer writes and reads.
+ */
+export function countGpuCalls(context) {
+  return context.addInitScript(() => {
+    const counts = {};
+    window.__gpuCalls = counts;
+    const wrap = (proto, names) => {
+      for (const name of names) {
+        const f = proto?.[name];
+        if (typeof f !== 'function') continue;
+        proto[name] = function counted(...args) { counts[name] = (counts[name] ?? 0) + 1; return f.apply(this, args); };
+      }
+    };
+    wrap(globalThis.GPUDevice?.prototype, ['createComputePipeline', 'createComputePipelineAsync', 'createShaderModule', 'createBuffer', 'createBindGroup']);
+    wrap(globalThis.GPUQueue?.prototype, ['submit', 'writeBuffer']);
+    wrap(globalThis.GPUBuffer?.prototype, ['mapAsync']);
+    wrap(globalThis.GPUComputePassEncoder?.prototype, ['dispatchWorkgroups']);
+  });
+}
+
+/** The WebGPU calls (by name, non-zero only) one classification of a sample image makes. */
+export function gpuCallsFor(page, file) {
+  return page.evaluate(async (file) => {
+    const el = document.querySelector('derm-screen');
+    const blob = await (await fetch(`/__samples/${file}`)).blob();
+    const before = { ...window.__gpuCalls };
+    await el.classify(blob, file);
+    return Object.fromEntries(Object.entries(window.__gpuCalls)
+      .map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v > 0));
+  }, file);
 }

@@ -100,7 +100,8 @@ mod native {
     impl Problems {
         fn report(&mut self, message: impl Display) {
             let message = message.to_string();
-            eprintln!("dermscreen: {}", message.split_whitespace().collect::<Vec<_>>().join(" "));
+            // One line per problem, whatever the message holds (some decoders end theirs in a newline).
+            eprintln!("dermscreen: {}", message.trim_end().replace(['\n', '\r'], " "));
             self.count += 1;
         }
 

@@ -153,7 +153,7 @@ impl Engine {
             BackendChoice::WebGpu => (webgpu_device().await.map_err(EngineError::WebGpuUnavailable)?, "webgpu", None),
             BackendChoice::Auto => match webgpu_device().await {
                 Ok(d) => (d, "webgpu", None),
-                Err(reason) => (Device::flex(), "cpu", Some(format!("WebGPU unavailable: {reason}"))),
+                Err(reason) => (Device::flex(), "cpu", Some(EngineError::WebGpuUnavailable(reason).to_string())),
             },
         };
         let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), device)?;

@@ -19,9 +19,9 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-/// Most bytes an image's decoded pixels may take: 40 megapixels of 8-bit RGBA (160 MB). An
-/// 8-bit photo up to the pixel limit fits; a 16-bit one fits up to 20 megapixels (RGB) or
-/// 20 (RGBA: 10 at 16 bits per channel). Peak memory for one photo stays under about twice this.
+/// Most bytes an image's decoded pixels may take: 40 megapixels of 8-bit RGBA (160 MB). Any
+/// 8-bit photo up to the pixel limit fits; a 16-bit one up to 26 megapixels (RGB) or 20 (RGBA).
+/// Peak memory for one photo is this plus its 8-bit RGB copy (at most 120 MB).
 pub const DECODE_BUDGET: u64 = super::MAX_PIXELS * 4;
 
 /// The allocation limit every decoder gets: the budget plus room for its working buffers.

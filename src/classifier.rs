@@ -347,19 +347,38 @@ impl Classifier {
     /// Builds the input tensor for a batch of preprocessed images, adding flipped copies when
     /// test-time flips are on: `[views * n, 3, s, s]`, views first.
     fn input_tensor(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), ClassifierError> {
-        let per = self.meta.preprocess.input_len();
-        if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
-            return Err(ClassifierError::InputSize { got: inputs.len(), per_image: per });
-        }
-        let n = inputs.len() / per;
-        let s = self.meta.preprocess.input_size as usize;
-        let x = Tensor::<4>::from_data(TensorData::new(inputs.to_vec(), [n, 3, s, s]), &self.device);
+        let (x, n) = self.batch(inputs)?;
         let x = if self.meta.test_time_flips {
             Tensor::cat(vec![x.clone(), x.clone().flip([3]), x.flip([2])], 0)
         } else {
             x
         };
         Ok((x, n))
+    }
+
+    /// `n` preprocessed inputs as one tensor, `[n, 3, s, s]`, and `n`.
+    fn batch(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), ClassifierError> {
+        let per = self.meta.preprocess.input_len();
+        if inputs.is_empty() || !inputs.len().is_multiple_of(per) {
+            return Err(ClassifierError::InputSize { got: inputs.len(), per_image: per });
+        }
+        let n = inputs.len() / per;
+        let s = self.meta.preprocess.input_size as usize;
+        Ok((Tensor::<4>::from_data(TensorData::new(inputs.to_vec(), [n, 3, s, s]), &self.device), n))
+    }
+
+    /// The last hidden layer (global-average-pooled features of the photo as given, no flips)
+    /// of `n` preprocessed inputs: `n` rows of the last stage's width. What the t-SNE shows.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn embeddings(&self, inputs: &[f32]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        let (x, n) = self.batch(inputs)?;
+        let flat = self
+            .net
+            .embed(x)
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
+        Ok(flat.chunks(flat.len() / n).map(<[f32]>::to_vec).collect())
     }
 
     /// Turns logits read back from [`Self::logits`] (`[views * n, classes]`) into `n` predictions.

@@ -275,6 +275,12 @@ mod native {
         let labels_kept: Vec<usize> = inputs.iter().map(|(i, _)| label_idx[*i]).collect();
         let probs: Vec<Vec<f32>> = classify_all(&classifier, &inputs)?.iter().map(Prediction::class_probs).collect();
         let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
+        let mut embeddings = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(32) {
+            let flat: Vec<f32> = chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
+            embeddings.extend(classifier.embeddings(&flat)?);
+        }
+        let tsne = report::TsneMap::compute(&embeddings, labels_kept.clone(), classes.clone());
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let metrics = serde_json::json!({
             "model": classifier.meta().name,
@@ -285,7 +291,14 @@ mod native {
             "summary": summary,
         });
         std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
-        let plots = report::write_plots(&summary, out)?;
+        let mut plots = report::write_plots(&summary, out)?;
+        plots.push(report::write_tsne(&tsne, out)?);
+        let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
+        points.write_record(["image", "label", "x", "y"])?;
+        for ((i, _), (&(x, y), &l)) in inputs.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
+            points.write_record([dermscreen::classifier::image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
+        }
+        points.flush()?;
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
         print!("{}", report::summary_text(&summary));
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());

@@ -134,7 +134,7 @@ pub struct Net {
 
 impl Net {
     /// The last hidden layer: global-average-pooled features, `[batch, channels of the last stage]`.
-    fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.pool.forward(self.relu.forward(self.stem.forward(x)));
         for b in &self.blocks {
             x = b.forward(x);

@@ -15,13 +15,31 @@ pub const BINARY_TASKS: [(&str, &str, &str); 3] = [
 /// Specificities at which sensitivity is reported.
 pub const SPECIFICITIES: [f64; 3] = [0.80, 0.90, 0.95];
 
-/// A labelled confusion matrix, `matrix[true][predicted]`.
+/// A labelled confusion matrix, `matrix[true][predicted]`, at one level of the taxonomy: the
+/// training classes, the first level (the paper's 3-way split: benign, malignant,
+/// non-neoplastic, where the data has them) or the second (the paper's 9-way split, the nodes
+/// the data reaches).
 #[derive(Debug, Clone, Serialize)]
 pub struct Confusion {
     pub level: String,
     pub labels: Vec<String>,
     pub matrix: Vec<Vec<u64>>,
+    pub accuracy: f64,
     pub balanced_accuracy: f64,
+}
+
+impl Confusion {
+    fn new(level: &str, labels: Vec<String>, matrix: Vec<Vec<u64>>) -> Self {
+        let total: u64 = matrix.iter().flatten().sum();
+        let correct: u64 = (0..matrix.len()).map(|i| matrix[i][i]).sum();
+        Self {
+            level: level.into(),
+            labels,
+            accuracy: correct as f64 / total.max(1) as f64,
+            balanced_accuracy: eval::balanced_accuracy(&matrix),
+            matrix,
+        }
+    }
 }
 
 /// One binary task's ROC analysis.
@@ -72,6 +90,15 @@ pub fn summary_text(summary: &Summary) -> String {
     for (c, r) in &summary.per_class_recall {
         out.push_str(&format!("  recall {c:>6}: {}\n", fmt_opt(*r)));
     }
+    for c in &summary.confusion[1..] {
+        out.push_str(&format!(
+            "  {} ({}-way): accuracy {:.3}, balanced accuracy {:.3}\n",
+            c.level,
+            c.labels.len(),
+            c.accuracy,
+            c.balanced_accuracy
+        ));
+    }
     for t in &summary.binary_tasks {
         let ci = t.auc_ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3}-{hi:.3})"));
         let sens: Vec<String> = t
@@ -104,12 +131,7 @@ pub fn summarise(
     let m = eval::confusion(labels, &predicted, k);
     let correct = labels.iter().zip(&predicted).filter(|(a, b)| a == b).count();
     let recall = eval::per_class_recall(&m);
-    let mut confusion = vec![Confusion {
-        level: "training classes".into(),
-        labels: classes.to_vec(),
-        matrix: m.clone(),
-        balanced_accuracy: eval::balanced_accuracy(&m),
-    }];
+    let mut confusion = vec![Confusion::new("training classes", classes.to_vec(), m.clone())];
     let root = taxonomy.root().to_string();
     let top: Vec<String> = taxonomy.children(&root)?.into_iter().map(str::to_string).collect();
     let second: Vec<String> = top
@@ -137,13 +159,7 @@ pub fn summarise(
                 eval::argmax(&agg)
             })
             .collect();
-        let mm = eval::confusion(&truth, &pred, nodes.len());
-        confusion.push(Confusion {
-            level: level.into(),
-            labels: nodes,
-            balanced_accuracy: eval::balanced_accuracy(&mm),
-            matrix: mm,
-        });
+        confusion.push(Confusion::new(level, nodes.clone(), eval::confusion(&truth, &pred, nodes.len())));
     }
     let mut binary_tasks = Vec::new();
     for (name, pos, neg) in BINARY_TASKS {
@@ -264,6 +280,74 @@ pub fn write_plots(summary: &Summary, dir: &std::path::Path) -> anyhow::Result<V
     Ok(written)
 }
 
+/// A 2-D t-SNE map of the last hidden layer, one point per image, coloured by its label.
+#[derive(Debug, Clone)]
+pub struct TsneMap {
+    /// `(x, y)` per image.
+    pub points: Vec<(f32, f32)>,
+    /// Index into `classes` per image.
+    pub labels: Vec<usize>,
+    pub classes: Vec<String>,
+}
+
+impl TsneMap {
+    /// Barnes-Hut t-SNE (bhtsne; perplexity 30, or less for a small set) of `rows` (one
+    /// embedding per image), from a seeded start so the same rows give the same map.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn compute(rows: &[Vec<f32>], labels: Vec<usize>, classes: Vec<String>) -> Self {
+        let n = rows.len();
+        // bhtsne needs n - 1 >= 3 * perplexity.
+        let perplexity = (n.saturating_sub(1) as f32 / 3.0).clamp(1.0, 30.0);
+        let mut seed = 0x2017_0115_u64;
+        let start: Vec<f32> = (0..2 * n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e-2
+            })
+            .collect();
+        let samples: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        let flat = bhtsne::tSNE::<f32, &[f32], 2>::new(&samples)
+            .perplexity(perplexity)
+            .epochs(1000)
+            .initial_embedding(start)
+            .barnes_hut(0.5, |a, b| a.iter().zip(b.iter()).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt())
+            .embedding();
+        Self { points: flat.chunks(2).map(|p| (p[0], p[1])).collect(), labels, classes }
+    }
+}
+
+/// Draws a [`TsneMap`] as `tsne.svg`, with a legend of the classes.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_tsne(map: &TsneMap, dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use plotters::prelude::*;
+    let path = dir.join("tsne.svg");
+    let range = |f: fn(&(f32, f32)) -> f32| {
+        let (lo, hi) = map.points.iter().map(f).fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        let pad = 0.05 * (hi - lo).max(1e-3);
+        (lo - pad)..(hi + pad)
+    };
+    {
+        let root = SVGBackend::new(&path, (640, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("t-SNE of the last hidden layer, {} images", map.points.len()), ("sans-serif", 16))
+            .margin(12)
+            .build_cartesian_2d(range(|p| p.0), range(|p| p.1))?;
+        chart.configure_mesh().disable_mesh().disable_axes().draw()?;
+        for (k, class) in map.classes.iter().enumerate() {
+            let colour = Palette99::pick(k).to_rgba();
+            let points = map.points.iter().zip(&map.labels).filter(|(_, &l)| l == k).map(|(&p, _)| p);
+            chart
+                .draw_series(points.map(|p| Circle::new(p, 2, colour.filled())))?
+                .label(class.as_str())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        root.present()?;
+    }
+    Ok(path)
+}
+
 /// Writes `index.html`: the headline numbers and the plots, for a browser.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], dir: &std::path::Path) -> std::io::Result<()> {
@@ -290,6 +374,16 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
             fmt_opt(t.auc),
             ci,
             sens.join(", ")
+        ));
+    }
+    h.push_str("</table><h2>Taxonomy levels</h2><table><tr><th>level</th><th>classes</th><th>accuracy</th><th>balanced accuracy</th></tr>");
+    for c in &summary.confusion {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            esc(&c.level),
+            esc(&c.labels.join(", ")),
+            c.accuracy,
+            c.balanced_accuracy
         ));
     }
     h.push_str("</table><h2>Recall per training class</h2><table><tr><th>class</th><th>recall</th></tr>");

@@ -193,8 +193,25 @@ fn evaluate_writes_metrics_and_plots() {
         let ci = t["auc_ci95"].as_array().unwrap();
         assert!(ci[0].as_f64().unwrap() <= auc && auc <= ci[1].as_f64().unwrap());
     }
-    assert_eq!(summary["confusion"][0]["labels"].as_array().unwrap().len(), 7);
-    for f in ["roc_melanoma_vs_nevus.svg", "roc_carcinoma_vs_keratosis.svg", "confusion_training_classes.svg"] {
+    // The paper's partitions beside the training classes: the first level (benign / malignant;
+    // HAM10000 has no non-neoplastic lesions) and the second-level nodes the data reaches.
+    let levels: Vec<(&str, usize)> = summary["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["level"].as_str().unwrap(), c["labels"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(levels, [("training classes", 7), ("first level", 2), ("second level", 5)]);
+    for c in summary["confusion"].as_array().unwrap() {
+        let acc = c["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.0 && acc <= 1.0, "{c}");
+    }
+    // t-SNE of the last hidden layer: one point per image, labelled.
+    let mut tsne = csv::Reader::from_path(out_dir.join("tsne.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = tsne.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 56);
+    assert!(rows.iter().all(|r| r[2].parse::<f32>().unwrap().is_finite() && r[3].parse::<f32>().unwrap().is_finite()));
+    for f in ["roc_melanoma_vs_nevus.svg", "roc_carcinoma_vs_keratosis.svg", "confusion_training_classes.svg", "confusion_first_level.svg", "tsne.svg"] {
         let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{f}");
     }

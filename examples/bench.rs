@@ -3,92 +3,105 @@
 //!
 //! Usage: `cargo run --release --example bench [-- DATA_DIR [ITERATIONS]]`
 
-use burn::prelude::Device;
-use dermscreen::classifier::Classifier;
-use std::path::PathBuf;
-use std::time::Instant;
-
-fn emit(name: &str, unit: &str, value: f64, extra: serde_json::Value) {
-    let mut v = serde_json::json!({ "bench": name, "unit": unit, "value": (value * 1000.0).round() / 1000.0 });
-    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
-    println!("{v}");
-}
-
-/// Median of `iters` timings of `f`, in seconds.
-fn median_secs(iters: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..iters)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let data = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "../shared/data/ham10000".into()));
-    let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let classifier = Classifier::load_dir(&PathBuf::from("model"), Device::flex()).expect("load model/");
-    let pre = classifier.meta().preprocess;
-    let input = |b: &[u8]| classifier.input_from_bytes(b).expect("a HAM10000 image decodes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
-        .expect("HAM10000 images folder")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.truncate(64);
-    let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    let info = serde_json::json!({ "input_size": pre.input_size, "test_time_flips": classifier.meta().test_time_flips });
-
-    let decode = median_secs(iters, || {
-        for b in &bytes {
-            std::hint::black_box(input(b));
-        }
-    });
-    emit("decode_preprocess_200x150_jpeg", "ms/image", 1e3 * decode / bytes.len() as f64, info.clone());
-
-    let inputs: Vec<Vec<f32>> = bytes.iter().map(|b| input(b)).collect();
-    classifier.classify_inputs(&inputs[0]).unwrap(); // warm-up
-    let single = median_secs(iters, || {
-        std::hint::black_box(classifier.classify_inputs(&inputs[0]).unwrap());
-    });
-    emit("classify_batch1_flex", "ms/image", 1e3 * single, info.clone());
-
-    let batch: Vec<f32> = inputs.iter().take(32).flatten().copied().collect();
-    let batched = median_secs(iters.div_ceil(3), || {
-        std::hint::black_box(classifier.classify_inputs(&batch).unwrap());
-    });
-    emit("classify_batch32_flex", "images/s", 32.0 / batched, info.clone());
-    emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info);
-    real_photos_refused(&data);
+    native::main()
 }
 
-/// How many real photos the decoder refuses, over every data set beside HAM10000 (each
-/// `images/` folder): the strict checks for damaged files must not cost real photos.
-fn real_photos_refused(ham: &std::path::Path) {
-    let Some(root) = ham.parent() else { return };
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(root)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path().join("images"))).filter(|p| p.is_dir()).collect())
-        .unwrap_or_default();
-    sets.sort();
-    let (mut photos, mut refused) = (0usize, 0usize);
-    let started = Instant::now();
-    for dir in &sets {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            photos += 1;
-            let bytes = std::fs::read(entry.path()).unwrap_or_default();
-            if let Err(e) = dermscreen::preprocess::decode(&bytes) {
-                refused += 1;
-                eprintln!("bench: {}: {e}", entry.path().display());
+/// The benchmarks are native; this stub lets `wasm-pack test`, which builds every target for
+/// wasm32, build the example.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use burn::prelude::Device;
+    use dermscreen::classifier::Classifier;
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    fn emit(name: &str, unit: &str, value: f64, extra: serde_json::Value) {
+        let mut v = serde_json::json!({ "bench": name, "unit": unit, "value": (value * 1000.0).round() / 1000.0 });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        println!("{v}");
+    }
+
+    /// Median of `iters` timings of `f`, in seconds.
+    fn median_secs(iters: usize, mut f: impl FnMut()) -> f64 {
+        let mut t: Vec<f64> = (0..iters)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    }
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().collect();
+        let data = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "../shared/data/ham10000".into()));
+        let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+        let classifier = Classifier::load_dir(&PathBuf::from("model"), Device::flex()).expect("load model/");
+        let pre = classifier.meta().preprocess;
+        let input = |b: &[u8]| classifier.input_from_bytes(b).expect("a HAM10000 image decodes");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
+            .expect("HAM10000 images folder")
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files.truncate(64);
+        let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        let info = serde_json::json!({ "input_size": pre.input_size, "test_time_flips": classifier.meta().test_time_flips });
+
+        let decode = median_secs(iters, || {
+            for b in &bytes {
+                std::hint::black_box(input(b));
+            }
+        });
+        emit("decode_preprocess_200x150_jpeg", "ms/image", 1e3 * decode / bytes.len() as f64, info.clone());
+
+        let inputs: Vec<Vec<f32>> = bytes.iter().map(|b| input(b)).collect();
+        classifier.classify_inputs(&inputs[0]).unwrap(); // warm-up
+        let single = median_secs(iters, || {
+            std::hint::black_box(classifier.classify_inputs(&inputs[0]).unwrap());
+        });
+        emit("classify_batch1_flex", "ms/image", 1e3 * single, info.clone());
+
+        let batch: Vec<f32> = inputs.iter().take(32).flatten().copied().collect();
+        let batched = median_secs(iters.div_ceil(3), || {
+            std::hint::black_box(classifier.classify_inputs(&batch).unwrap());
+        });
+        emit("classify_batch32_flex", "images/s", 32.0 / batched, info.clone());
+        emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info);
+        real_photos_refused(&data);
+    }
+
+    /// How many real photos the decoder refuses, over every data set beside HAM10000 (each
+    /// `images/` folder): the strict checks for damaged files must not cost real photos.
+    fn real_photos_refused(ham: &std::path::Path) {
+        let Some(root) = ham.parent() else { return };
+        let mut sets: Vec<PathBuf> = std::fs::read_dir(root)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path().join("images"))).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        sets.sort();
+        let (mut photos, mut refused) = (0usize, 0usize);
+        let started = Instant::now();
+        for dir in &sets {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                photos += 1;
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                if let Err(e) = dermscreen::preprocess::decode(&bytes) {
+                    refused += 1;
+                    eprintln!("bench: {}: {e}", entry.path().display());
+                }
             }
         }
+        let names: Vec<String> = sets.iter().filter_map(|p| p.parent()?.file_name()?.to_str().map(String::from)).collect();
+        let extra = serde_json::json!({ "photos": photos, "data_sets": names, "seconds": started.elapsed().as_secs_f64() });
+        emit("real_photos_refused_by_decode", "photos", refused as f64, extra);
     }
-    let names: Vec<String> = sets.iter().filter_map(|p| p.parent()?.file_name()?.to_str().map(String::from)).collect();
-    let extra = serde_json::json!({ "photos": photos, "data_sets": names, "seconds": started.elapsed().as_secs_f64() });
-    emit("real_photos_refused_by_decode", "photos", refused as f64, extra);
 }

@@ -176,11 +176,15 @@ mod native {
         ok
     }
 
+    /// The prepared inputs as batches of up to 32 images, each one flat buffer.
+    fn batches(inputs: &[(usize, Vec<f32>)]) -> impl Iterator<Item = Vec<f32>> + '_ {
+        inputs.chunks(32).map(|chunk| chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect())
+    }
+
     fn classify_all(classifier: &Classifier, inputs: &[(usize, Vec<f32>)]) -> Result<Vec<Prediction>> {
         let mut out = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(32) {
-            let flat: Vec<f32> = chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
-            out.extend(classifier.classify_inputs(&flat)?);
+        for batch in batches(inputs) {
+            out.extend(classifier.classify_inputs(&batch)?);
         }
         Ok(out)
     }
@@ -276,9 +280,8 @@ mod native {
         let probs: Vec<Vec<f32>> = classify_all(&classifier, &inputs)?.iter().map(Prediction::class_probs).collect();
         let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
         let mut embeddings = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(32) {
-            let flat: Vec<f32> = chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
-            embeddings.extend(classifier.embeddings(&flat)?);
+        for batch in batches(&inputs) {
+            embeddings.extend(classifier.embeddings(&batch)?);
         }
         let tsne = report::TsneMap::compute(&embeddings, labels_kept.clone(), classes.clone());
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

@@ -17,6 +17,8 @@ fn main() {}
 mod native {
     use burn::prelude::Device;
     use dermscreen::classifier::Classifier;
+    use dermscreen::saliency::OcclusionConfig;
+    use dermscreen::synthetic::DrawnLesion;
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -76,8 +78,32 @@ mod native {
             std::hint::black_box(classifier.classify_inputs(&batch).unwrap());
         });
         emit("classify_batch32_flex", "images/s", 32.0 / batched, info.clone());
-        emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info);
+        emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info.clone());
+        saliency(&classifier, &inputs[0], single, iters, info);
         real_photos_refused(&data);
+    }
+
+    /// Occlusion saliency: its time per photo (and over one classification), and how much of
+    /// the map falls on drawn lesions at nine places in the frame, over what a uniform map gives.
+    fn saliency(classifier: &Classifier, input: &[f32], classify_secs: f64, iters: usize, info: serde_json::Value) {
+        let grid = OcclusionConfig::default();
+        let secs = median_secs(iters.div_ceil(3), || {
+            std::hint::black_box(classifier.saliency_of(input, &grid).unwrap());
+        });
+        emit("saliency_occlusion_flex", "ms/image", 1e3 * secs, serde_json::json!({ "over_classify": secs / classify_secs, "grid": grid.grid }));
+        let mut ratios = Vec::new();
+        for cy in [0.3, 0.5, 0.7] {
+            for cx in [0.3, 0.5, 0.7] {
+                let lesion = DrawnLesion { side: 256, cx, cy, radius: 0.18 };
+                let s = classifier.saliency_of(&classifier.meta().preprocess.to_input(&lesion.image()), &grid).unwrap();
+                let mask = lesion.mask(s.size);
+                let area = mask.iter().filter(|&&m| m).count() as f32 / mask.len() as f32;
+                ratios.push(f64::from(s.mass_in(&mask) / area));
+            }
+        }
+        ratios.sort_by(f64::total_cmp);
+        let extra = serde_json::json!({ "lesions": ratios.len(), "min": ratios[0], "uniform_map": 1.0, "input": info });
+        emit("saliency_mass_on_lesion_over_uniform", "ratio", ratios[ratios.len() / 2], extra);
     }
 
     /// How many real photos the decoder refuses, over every data set beside HAM10000 (each

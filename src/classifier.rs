@@ -5,6 +5,7 @@
 
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig, PreprocessError};
+use crate::saliency::{OcclusionConfig, Saliency};
 use crate::taxonomy::{Taxonomy, TaxonomyError};
 use burn::prelude::*;
 use burn::store::{BurnpackStore, HalfPrecisionAdapter, ModuleSnapshot};
@@ -14,6 +15,10 @@ use sha2::{Digest, Sha256};
 
 /// Version of the `model.json` layout this build reads and writes.
 pub const META_FORMAT: u32 = 1;
+
+/// Occluded copies per forward pass when computing saliency: the batch of one photo's three
+/// test-time views, plus a little, so saliency needs no more memory than classifying.
+const OCCLUSION_CHUNK: usize = 4;
 
 /// A cause that comes from another crate's error type (the weights store), kept for its chain.
 type BoxedSource = Box<dyn std::error::Error + Send + Sync>;
@@ -381,6 +386,60 @@ impl Classifier {
         Ok(flat.chunks(flat.len() / n).map(<[f32]>::to_vec).collect())
     }
 
+    /// Runs the network on one preprocessed input and its occluded copies (see
+    /// [`crate::saliency`]): logits `[1 + windows, classes]`, the input's row first, still on the
+    /// device. The caller reads them back and hands them to [`Self::saliency`]. The copies run
+    /// a few at a time, so the peak memory is that of classifying one photo.
+    pub fn occlusion_logits(&self, input: &[f32], grid: &OcclusionConfig) -> Result<Tensor<2>, ClassifierError> {
+        let per = self.meta.preprocess.input_len();
+        if input.len() != per {
+            return Err(ClassifierError::InputSize { got: input.len(), per_image: per });
+        }
+        let all = grid.occluded_inputs(input, self.meta.preprocess.input_size as usize);
+        let chunks = all
+            .chunks(per * OCCLUSION_CHUNK)
+            .map(|chunk| Ok(self.net.forward(self.batch(chunk)?.0)))
+            .collect::<Result<Vec<_>, ClassifierError>>()?;
+        Ok(Tensor::cat(chunks, 0))
+    }
+
+    /// Turns logits read back from [`Self::occlusion_logits`] into the map for the class the
+    /// network predicts on the photo as given.
+    pub fn saliency(&self, logits: TensorData, grid: &OcclusionConfig) -> Result<Saliency, ClassifierError> {
+        let logits = logits
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
+        let k = self.meta.training_classes.len();
+        let probs: Vec<Vec<f32>> = logits.chunks(k).map(|row| softmax(&self.adjusted(row))).collect();
+        let base = &probs[0];
+        let class = (0..k).max_by(|&a, &b| base[a].total_cmp(&base[b])).unwrap_or(0);
+        // The drop in log-probability is the rise in the loss whose gradient the paper draws;
+        // it also counts a fall from 0.9 to 0.45 as much as one from 0.2 to 0.1.
+        let log = |p: f32| p.max(1e-12).ln();
+        let occluded: Vec<f32> = probs[1..].iter().map(|p| log(p[class])).collect();
+        let size = self.meta.preprocess.input_size as usize;
+        let id = &self.meta.training_classes[class];
+        Ok(Saliency {
+            class: id.clone(),
+            name: self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default(),
+            probability: base[class],
+            size,
+            map: grid.map(size, log(base[class]), &occluded),
+        })
+    }
+
+    /// Logits with the model's logit adjustment added (what the softmax sees).
+    fn adjusted(&self, row: &[f32]) -> Vec<f32> {
+        row.iter().zip(&self.meta.logit_adjustment).map(|(z, a)| z + a).collect()
+    }
+
+    /// Where the network looked on one preprocessed input, synchronously.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn saliency_of(&self, input: &[f32], grid: &OcclusionConfig) -> Result<Saliency, ClassifierError> {
+        self.saliency(self.occlusion_logits(input, grid)?.into_data(), grid)
+    }
+
     /// Turns logits read back from [`Self::logits`] (`[views * n, classes]`) into `n` predictions.
     pub fn predictions(&self, logits: TensorData, n: usize) -> Result<Vec<Prediction>, ClassifierError> {
         let logits = logits
@@ -398,8 +457,7 @@ impl Classifier {
                 let mut probs = vec![0.0f32; k];
                 for v in 0..views {
                     let row = &logits[(v * n + i) * k..(v * n + i + 1) * k];
-                    let adjusted: Vec<f32> = row.iter().zip(&self.meta.logit_adjustment).map(|(z, a)| z + a).collect();
-                    for (p, q) in probs.iter_mut().zip(softmax(&adjusted)) {
+                    for (p, q) in probs.iter_mut().zip(softmax(&self.adjusted(row))) {
                         *p += q / views as f32;
                     }
                 }

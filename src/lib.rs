@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: bytes -> image ([`preprocess`]) -> tensor -> logits ([`model`]) ->
 //! training-class probabilities -> inference-node probabilities ([`taxonomy`]) -> a
-//! [`classifier::Prediction`]. [`eval`] and [`report`] score predictions against labels;
+//! [`classifier::Prediction`]; [`saliency`] shows where the network looked. [`eval`] and [`report`] score predictions against labels;
 //! [`dataset`] reads HAM10000 and splits it by lesion; `train` (feature `train`) fits the
 //! network; `web` (wasm32 only) is the browser engine.
 
@@ -12,6 +12,8 @@ pub mod eval;
 pub mod model;
 pub mod preprocess;
 pub mod report;
+pub mod saliency;
+pub mod synthetic;
 pub mod taxonomy;
 #[cfg(feature = "train")]
 pub mod train;

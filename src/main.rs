@@ -16,9 +16,10 @@ mod native {
     use anyhow::{bail, Context, Result};
     use burn::prelude::Device;
     use clap::{Parser, Subcommand, ValueEnum};
-    use dermscreen::classifier::{Classifier, ImageResult, Prediction};
+    use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
     use dermscreen::dataset::{self, Label};
-    use dermscreen::report;
+    use dermscreen::saliency::{self, OcclusionConfig};
+    use dermscreen::{preprocess, report};
     use std::fmt::Display;
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -47,6 +48,10 @@ mod native {
             /// Output format.
             #[arg(long, value_enum, default_value_t = Format::Text)]
             format: Format,
+            /// Also write, per image, a PNG of where the model looked (DIR/<image>.png): the
+            /// photo's centre square with the occlusion saliency of the predicted class over it.
+            #[arg(long, value_name = "DIR")]
+            saliency: Option<PathBuf>,
         },
         /// Score a labelled folder: balanced accuracy, confusion matrices, ROC/AUC with intervals.
         Evaluate {
@@ -228,7 +233,28 @@ mod native {
         Ok(())
     }
 
-    fn classify(paths: &[PathBuf], model: &Path, format: Format, mut problems: Problems) -> Result<bool> {
+    /// Writes one saliency overlay per classified image into `dir`, named after the image (a
+    /// repeated name gets `-2`, `-3`, ...). Returns how many were written.
+    fn write_saliency(classifier: &Classifier, files: &[PathBuf], inputs: &[(usize, Vec<f32>)], dir: &Path) -> Result<usize> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let grid = OcclusionConfig::default();
+        let mut used = std::collections::HashMap::new();
+        for (i, input) in inputs {
+            let saliency = classifier.saliency_of(input, &grid)?;
+            // The file decoded a moment ago; decode again for the display-size photo.
+            let photo = preprocess::decode(&std::fs::read(&files[*i])?)?;
+            let stem = image_stem(&files[*i].to_string_lossy());
+            let n = used.entry(stem.clone()).and_modify(|n| *n += 1).or_insert(1);
+            let name = if *n == 1 { format!("{stem}.png") } else { format!("{stem}-{n}.png") };
+            let path = dir.join(name);
+            saliency::overlay_with_legend(&photo, &saliency)
+                .save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(inputs.len())
+    }
+
+    fn classify(paths: &[PathBuf], model: &Path, format: Format, saliency: Option<&Path>, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
         let files = collect_files(paths, &mut problems);
         let inputs = prepare(&classifier, &files, &mut problems);
@@ -243,6 +269,10 @@ mod native {
             Format::Text => write_text(&mut out, &rows)?,
             Format::Csv => write_csv(&mut out, &classifier, &rows)?,
             Format::Json => write_json(&mut out, &rows)?,
+        }
+        if let Some(dir) = saliency {
+            let n = write_saliency(&classifier, &files, &inputs, dir)?;
+            eprintln!("dermscreen: wrote {n} saliency overlays to {}", dir.display());
         }
         Ok(problems.count == 0)
     }
@@ -299,7 +329,7 @@ mod native {
         let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
         points.write_record(["image", "label", "x", "y"])?;
         for ((i, _), (&(x, y), &l)) in inputs.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
-            points.write_record([dermscreen::classifier::image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
+            points.write_record([image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
         }
         points.flush()?;
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
@@ -312,7 +342,7 @@ mod native {
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
-            Command::Classify { paths, model, format } => classify(&paths, &model, format, problems),
+            Command::Classify { paths, model, format, saliency } => classify(&paths, &model, format, saliency.as_deref(), problems),
             Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model, problems),
             #[cfg(feature = "train")]
             Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),

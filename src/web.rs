@@ -7,7 +7,9 @@
 
 use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction};
 use crate::error_message;
-use crate::preprocess::PreprocessError;
+use crate::preprocess::{self, PreprocessError};
+use crate::saliency::{self, OcclusionConfig, Saliency, OVERLAY_SIDE};
+use crate::synthetic::DrawnLesion;
 use crate::taxonomy::Taxonomy;
 use burn::prelude::*;
 use burn::tensor::wgpu::WgpuBackend;
@@ -200,6 +202,56 @@ impl Engine {
         let mut out = self.predict_inputs(input).await?;
         Ok(out.remove(0))
     }
+
+    /// Where the network looked on an image, on an occlusion `grid` (the page and the CLI use
+    /// the default one), read back asynchronously.
+    pub async fn saliency_of(&self, img: &image::RgbImage, grid: &OcclusionConfig) -> Result<Saliency, EngineError> {
+        let c = &self.inner.classifier;
+        let input = c.meta().preprocess.to_input(img);
+        let data = c
+            .occlusion_logits(&input, grid)?
+            .into_data_async()
+            .await
+            .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
+        Ok(c.saliency(data, grid)?)
+    }
+
+    /// The map for `img` as JavaScript gets it: the [`Saliency`] fields, `map` as a
+    /// Float32Array, `overlay` (the photo's centre square with the map over it, RGBA, ready for
+    /// `ImageData`) with its `overlaySide`, `ramp` (CSS colours for the legend) and `ms`.
+    async fn saliency_js(&self, img: image::RgbImage) -> Result<JsValue, JsValue> {
+        let t0 = js_sys::Date::now();
+        let s = self.saliency_of(&img, &OcclusionConfig::default()).await.map_err(js_err)?;
+        let rgba: Vec<u8> = saliency::overlay(&img, &s, OVERLAY_SIDE)
+            .pixels()
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        let out = to_js(&SaliencyInfo {
+            class: &s.class,
+            name: &s.name,
+            probability: s.probability,
+            size: s.size,
+            overlay_side: OVERLAY_SIDE,
+            ramp: saliency::ramp_css(8),
+            ms: js_sys::Date::now() - t0,
+        })?;
+        js_sys::Reflect::set(&out, &"map".into(), &js_sys::Float32Array::from(&s.map[..]))?;
+        js_sys::Reflect::set(&out, &"overlay".into(), &js_sys::Uint8ClampedArray::from(&rgba[..]))?;
+        Ok(out)
+    }
+}
+
+/// The plain fields of a saliency result for JavaScript (the arrays are added as typed arrays).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SaliencyInfo<'a> {
+    class: &'a str,
+    name: &'a str,
+    probability: f32,
+    size: usize,
+    overlay_side: u32,
+    ramp: Vec<String>,
+    ms: f64,
 }
 
 /// JavaScript API.
@@ -266,7 +318,7 @@ impl Engine {
         let engine = self.clone();
         future_to_promise(async move {
             let t0 = js_sys::Date::now();
-            let input = engine.inner.classifier.meta().preprocess.to_input(&warm_up_image());
+            let input = engine.inner.classifier.meta().preprocess.to_input(&DrawnLesion::default().image());
             engine.predict_inputs(&input).await.map_err(js_err)?;
             Ok((js_sys::Date::now() - t0).into())
         })
@@ -283,6 +335,29 @@ impl Engine {
         })
     }
 
+    /// Where the network looked on an image file: resolves to { class, name, probability,
+    /// size, map (Float32Array, size * size), overlay (RGBA, overlaySide squared), overlaySide,
+    /// ramp, ms }. Occlusion runs the network 50 times, about the work of 17 classifications,
+    /// so call it only when asked.
+    #[wasm_bindgen(js_name = saliencyFile)]
+    pub fn saliency_file(&self, bytes: Vec<u8>) -> js_sys::Promise {
+        let engine = self.clone();
+        future_to_promise(async move {
+            let img = preprocess::decode(&bytes).map_err(js_err)?;
+            engine.saliency_js(img).await
+        })
+    }
+
+    /// [`Self::saliency_file`] for an RGBA frame of `width` x `height`.
+    #[wasm_bindgen(js_name = saliencyRgba)]
+    pub fn saliency_rgba(&self, rgba: Vec<u8>, width: u32, height: u32) -> js_sys::Promise {
+        let engine = self.clone();
+        future_to_promise(async move {
+            let img = preprocess::from_rgba(width, height, &rgba).map_err(js_err)?;
+            engine.saliency_js(img).await
+        })
+    }
+
     /// Classifies an RGBA frame of `width` x `height` (a canvas's `ImageData.data`).
     #[wasm_bindgen(js_name = classifyRgba)]
     pub fn classify_rgba(&self, rgba: Vec<u8>, width: u32, height: u32, name: String) -> js_sys::Promise {
@@ -292,20 +367,4 @@ impl Engine {
             to_js(&ImageResult::new(name, &p))
         })
     }
-}
-
-/// A 256 px drawn lesion with pixel noise: a dark irregular blot on skin-coloured ground.
-fn warm_up_image() -> image::RgbImage {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    image::RgbImage::from_fn(256, 256, |x, y| {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        let noise = (state >> 59) as u8;
-        let (dx, dy) = (x as f32 - 128.0, y as f32 - 128.0);
-        let r = (dx * dx + dy * dy).sqrt() / 128.0 + 0.08 * (5.0 * dy.atan2(dx)).sin();
-        if r < 0.45 {
-            image::Rgb([90 + noise, 58 + noise, 44 + noise])
-        } else {
-            image::Rgb([200 + noise, 155 + noise, 135 + noise])
-        }
-    })
 }

@@ -158,3 +158,29 @@ async fn malformed_files_are_refused_with_the_sentence_the_page_shows() {
         }
     }
 }
+
+/// Where the network looked, in the browser: the map follows a drawn lesion on the CPU
+/// backend, and WebGPU draws the same map (within 0.01 of the most salient value). The
+/// comparison uses a 3x3 grid: the only adapter here is a software one, slow enough that the
+/// page's 7x7 grid would outlast the test runner's patience.
+#[wasm_bindgen_test]
+async fn saliency_falls_on_the_lesion_and_matches_across_backends() {
+    use dermscreen::saliency::OcclusionConfig;
+    use dermscreen::synthetic::DrawnLesion;
+    let lesion = DrawnLesion { side: 256, cx: 0.32, cy: 0.35, radius: 0.16 };
+    let cpu = cpu().await;
+    let s = cpu.saliency_of(&lesion.image(), &OcclusionConfig::default()).await.unwrap();
+    let mask = lesion.mask(s.size);
+    let area = mask.iter().filter(|&&m| m).count() as f32 / mask.len() as f32;
+    assert!(s.mass_in(&mask) >= 2.5 * area, "{} of the mass on {area} of the area", s.mass_in(&mask));
+    let Ok(gpu) = Engine::open(MODEL_JSON, WEIGHTS.to_vec(), BackendChoice::WebGpu).await else {
+        assert!(option_env!("DERMSCREEN_REQUIRE_WEBGPU").is_none(), "no WebGPU adapter although one is required");
+        return;
+    };
+    let small = OcclusionConfig { grid: 3 };
+    let a = cpu.saliency_of(&lesion.image(), &small).await.unwrap();
+    let b = gpu.saliency_of(&lesion.image(), &small).await.unwrap();
+    assert_eq!(a.class, b.class);
+    let worst = a.map.iter().zip(&b.map).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 0.01, "maps differ by {worst}");
+}

@@ -5,19 +5,22 @@
 //   camera      "off" hides the camera; anything else offers it
 //   backend     "auto" (default: WebGPU when the browser gives an adapter, else CPU), "webgpu", "cpu"
 // Events (bubbling, composed)
-//   dermscreen:result  detail: the CLI's `classify --format json` object for the image
-//   dermscreen:error   detail: { kind: "input" | "camera" | "model" | "engine", message }
+//   dermscreen:result    detail: the CLI's `classify --format json` object for the image
+//   dermscreen:saliency  detail: { class, name, probability, size, ms } once a map is shown
+//   dermscreen:error     detail: { kind: "input" | "camera" | "model" | "engine", message }
 // Methods and properties
 //   DermScreen.isSupported()  whether this browser can run the classifier at all
 //   el.ready                  promise of { backend, backendReason, fallbackReason, model, loadMs, warmUpMs }
 //   el.classify(blob, name)   classifies an image file; resolves to the result object
+//   el.showSaliency()         shows where the model looked on the last photo (what the result's
+//                             toggle does); resolves to the engine's saliency object
 //   el.lastTiming             { ms, backend } of the last classification
 //
 // Everything runs in this browser: no image leaves the device. The engine (engine.js) and the
 // result view (result-view.js) are separate modules; this file is the element around them.
 
 import { guarded, isSupported, loadEngine } from './engine.js';
-import { backendLabel, resultView } from './result-view.js';
+import { backendLabel, resultView, saliencyView } from './result-view.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
 const MAX_FILE_BYTES = 60 * 1024 * 1024;
@@ -64,6 +67,13 @@ ol.top { padding-left: 1.25rem; }
 .pct { font-variant-numeric: tabular-nums; font-weight: 600; }
 .meta { font-size: 0.85rem; color: #3d4a5c; margin-top: 0.75rem; }
 .disclaimer { font-size: 0.9rem; color: #3d4a5c; margin-top: 0.75rem; }
+button.saliency-toggle { margin-top: 0.75rem; }
+figure.saliency { margin: 0.75rem 0 0; max-width: 336px; }
+figure.saliency canvas { display: block; width: 100%; height: auto; border-radius: 0.5rem; }
+.legend { margin-top: 0.4rem; font-size: 0.85rem; color: #3d4a5c; }
+.legend .ramp { display: block; height: 0.75rem; border-radius: 0.25rem; }
+.legend-ends { display: flex; justify-content: space-between; }
+figure.saliency figcaption { font-size: 0.9rem; margin-top: 0.25rem; }
 `;
 
 const TEMPLATE = `
@@ -118,6 +128,8 @@ export class DermScreen extends HTMLElement {
   #stream = null;
   #busy = false;
   #started = false;
+  // The last photo checked: { compute: () => promise of its saliency map, result: the map once computed }.
+  #lastSaliency = null;
 
   constructor() {
     super();
@@ -185,7 +197,63 @@ export class DermScreen extends HTMLElement {
       throw new Error(`The file is ${(blob.size / 1e6).toFixed(0)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
-    return this.#run(() => engine.classifyFile(bytes, name), blob);
+    return this.#run(() => engine.classifyFile(bytes, name), blob, () => engine.saliencyFile(bytes));
+  }
+
+  /**
+   * Shows where the model looked on the last photo checked (computed once, on this device) and
+   * resolves to the engine's saliency object. Rejects when no photo has been checked.
+   */
+  async showSaliency() {
+    if (!this.#lastSaliency) throw new Error('Check a photo first.');
+    const section = this.#$('.result');
+    const toggle = section.querySelector('.saliency-toggle');
+    let figure = section.querySelector('figure.saliency');
+    let s = this.#lastSaliency.result;
+    if (!figure) {
+      const pending = this.#lastSaliency;
+      toggle.disabled = true;
+      toggle.textContent = 'Finding where the model looked…';
+      try {
+        s = pending.result ?? (pending.result = await guarded(pending.compute()));
+      } finally {
+        toggle.disabled = false;
+      }
+      if (pending !== this.#lastSaliency) return s; // a newer photo replaced the result meanwhile
+      figure = saliencyView(s);
+      figure.id = 'saliency-figure';
+      toggle.after(figure);
+      this.#emit('saliency', { class: s.class, name: s.name, probability: s.probability, size: s.size, ms: s.ms });
+    }
+    figure.hidden = false;
+    toggle.setAttribute('aria-pressed', 'true');
+    toggle.textContent = 'Hide where the model looked';
+    return s;
+  }
+
+  #hideSaliency() {
+    const section = this.#$('.result');
+    section.querySelector('figure.saliency').hidden = true;
+    const toggle = section.querySelector('.saliency-toggle');
+    toggle.setAttribute('aria-pressed', 'false');
+    toggle.textContent = 'Show where the model looked';
+  }
+
+  #saliencyToggle() {
+    const toggle = document.createElement('button');
+    toggle.type = 'button';
+    toggle.className = 'secondary saliency-toggle';
+    toggle.textContent = 'Show where the model looked';
+    toggle.setAttribute('aria-pressed', 'false');
+    toggle.setAttribute('aria-controls', 'saliency-figure');
+    toggle.addEventListener('click', () => {
+      if (toggle.getAttribute('aria-pressed') === 'true') { this.#hideSaliency(); return; }
+      this.showSaliency().catch((e) => {
+        toggle.textContent = 'Show where the model looked';
+        this.#showError('engine', `Could not show where the model looked: ${e.message}`);
+      });
+    });
+    return toggle;
   }
 
   #$(selector) { return this.#root.querySelector(selector); }
@@ -258,14 +326,17 @@ export class DermScreen extends HTMLElement {
     this.#emit('error', { kind, message });
   }
 
-  async #run(call, previewBlob) {
+  /** Classifies with `call`, shows the result, and offers its saliency map (`saliency`). */
+  async #run(call, previewBlob, saliency) {
     const t0 = performance.now();
     const result = await guarded(call());
     const ms = performance.now() - t0;
     const { backend, model } = this.#loaded;
     this.#lastTiming = { ms, backend };
+    this.#lastSaliency = { compute: saliency, result: null };
     const section = this.#$('.result');
-    section.replaceChildren(...resultView(result, model, { previewBlob, backend, ms }));
+    const [head, ...rest] = resultView(result, model, { previewBlob, backend, ms });
+    section.replaceChildren(head, this.#saliencyToggle(), ...rest);
     section.hidden = false;
     this.#emit('result', result);
     return result;
@@ -363,7 +434,8 @@ export class DermScreen extends HTMLElement {
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     await this.#fromUi('the camera photo', async () => {
       const { engine } = await this.#ready;
-      await this.#run(() => engine.classifyRgba(new Uint8Array(frame.data.buffer), out, out, name), preview);
+      const rgba = new Uint8Array(frame.data.buffer);
+      await this.#run(() => engine.classifyRgba(rgba, out, out, name), preview, () => engine.saliencyRgba(rgba, out, out));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 }

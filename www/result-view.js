@@ -86,3 +86,20 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
     el('p', { class: 'meta', text: `${r.path} · model ${model.name} · ${backendLabel(backend)} · ${Math.round(ms)} ms · high risk from ${pct(model.high_risk_threshold)}` }),
   ];
 }
+
+/**
+ * The saliency figure for map `s` (engine.saliencyFile's result): the photo's centre square
+ * with the map over it, a legend for the colour ramp, and what it shows in words.
+ */
+export function saliencyView(s) {
+  const side = s.overlaySide;
+  const canvas = el('canvas', { width: side, height: side, role: 'img',
+    'aria-label': `The photo with the areas that drove the answer "${s.name}" highlighted` });
+  canvas.getContext('2d').putImageData(new ImageData(s.overlay, side, side), 0, 0);
+  const ramp = el('span', { class: 'ramp', 'aria-hidden': 'true' });
+  ramp.style.background = `linear-gradient(to right, ${s.ramp.join(', ')})`;
+  return el('figure', { class: 'saliency' }, canvas,
+    el('div', { class: 'legend' }, ramp,
+      el('span', { class: 'legend-ends' }, el('span', { text: 'little effect' }), el('span', { text: 'most effect' }))),
+    el('figcaption', { text: `Where the model looked for its answer "${s.name}" (${pct(s.probability)}): brighter, warmer areas are those that, hidden, lowered its confidence most. Check that they lie on the spot, not on hair, a ruler or the edge of the photo.` }));
+}

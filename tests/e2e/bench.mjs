@@ -1,7 +1,8 @@
 // Browser benchmark (run by `./build.sh bench`): one JSON object per line.
 // For each backend: time from navigation to a ready engine (wasm, weights, device, warm-up), and
 // per-image latency of classify() (decode + preprocess + 3 test-time views + readback) over
-// validation images, after one untimed image. Also the size of what a first visit downloads.
+// validation images, after one untimed image, and of the saliency map for three of them. Also the
+// size of what a first visit downloads.
 import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -32,7 +33,13 @@ try {
       console.log(JSON.stringify({ bench: 'webgpu_calls_per_photo', ...(await gpuCallsFor(page, samples[1].file)) }));
     }
     const times = [];
-    for (const s of samples.slice(1)) times.push((await classifyInPage(page, s.file)).ms);
+    const saliency = [];
+    for (const s of samples.slice(1)) {
+      times.push((await classifyInPage(page, s.file)).ms);
+      // Where the model looked, as the result's toggle computes it (engine time, on demand).
+      // One on WebGPU: the software adapter here takes seconds per map.
+      if (saliency.length < (backend === 'cpu' ? 3 : 1)) saliency.push(await page.evaluate(async () => (await document.querySelector('derm-screen').showSaliency()).ms));
+    }
     console.log(JSON.stringify({
       bench: 'browser_classify',
       backend,
@@ -42,6 +49,13 @@ try {
       warm_up_ms: Math.round(ready.warmUpMs),
       ms_per_image_median: Number(median(times).toFixed(1)),
       ms_per_image_min: Number(Math.min(...times).toFixed(1)),
+    }));
+    console.log(JSON.stringify({
+      bench: 'browser_saliency',
+      backend,
+      images: saliency.length,
+      ms_per_image_median: Math.round(median(saliency)),
+      over_classify: Number((median(saliency) / median(times)).toFixed(1)),
     }));
     await context.close();
   }

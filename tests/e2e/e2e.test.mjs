@@ -5,12 +5,13 @@
 // strict CSP. Screenshots go to target/e2e/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  DATA, OUT, PARITY_TOLERANCE, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
+  CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
   openApp, sampleImages, serveSite,
 } from './harness.mjs';
 
@@ -204,6 +205,62 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.ok((calls[name] ?? 0) <= most, `${name}: ${calls[name]} per photo, budget ${most}`);
     }
     assert.ok(calls.dispatchWorkgroups > 0 && calls.mapAsync === 1, JSON.stringify(calls));
+    await context.close();
+  });
+
+  test('where the model looked: a keyboard toggle overlays the CLI\'s saliency map after the result', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
+    const { page } = await openApp(context, site.url, { backend: 'cpu' });
+    const s = samples.find((x) => x.dx === 'bcc') ?? samples[0];
+    const dir = mkdtempSync(join(tmpdir(), 'dermscreen-saliency-'));
+    execFileSync(CLI, ['classify', '--model', join(ROOT, 'model'), '--saliency', dir, join(DATA, 'images', s.file)]);
+    const result = nextResult(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+    await result;
+    // The result comes first; the map only when asked.
+    assert.equal(await page.locator('derm-screen figure.saliency').count(), 0);
+    const toggle = page.locator('derm-screen .saliency-toggle');
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
+    const event = page.evaluate(() => new Promise((resolve) => document.querySelector('derm-screen')
+      .addEventListener('dermscreen:saliency', (e) => resolve(e.detail), { once: true })));
+    await toggle.focus();
+    await page.keyboard.press('Enter');
+    const detail = await event;
+    const figure = page.locator('derm-screen figure.saliency');
+    await figure.waitFor();
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    const words = await figure.innerText();
+    for (const part of ['little effect', 'most effect', `Where the model looked for its answer "${detail.name}"`]) {
+      assert.ok(words.includes(part), `the figure says ${part}`);
+    }
+    // The page's overlay equals the CLI's PNG (same Rust code, other backend and build) within 2/255.
+    const png = readFileSync(join(dir, `${s.image}.png`)).toString('base64');
+    const diff = await page.evaluate(async (b64) => {
+      const canvas = document.querySelector('derm-screen').shadowRoot.querySelector('figure.saliency canvas');
+      const shown = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.width; c.height = img.height;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      const cli = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+      let worst = 0;
+      for (let i = 0; i < shown.length; i++) worst = Math.max(worst, Math.abs(shown[i] - cli[i]));
+      return { worst, side: canvas.width, cliWidth: img.width };
+    }, png);
+    assert.equal(diff.side, diff.cliWidth);
+    assert.ok(diff.worst <= 2, `overlay differs from the CLI's PNG by ${diff.worst}/255`);
+    console.log(`# saliency on the CPU backend: ${Math.round(detail.ms)} ms; overlay within ${diff.worst}/255 of the CLI`);
+    // Readable at phone width: the figure fits the 360 px screen.
+    const box = await figure.boundingBox();
+    assert.ok(box.x >= 0 && box.x + box.width <= 360, `figure spans ${box.x}..${box.x + box.width}`);
+    await figure.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(OUT, 'phone-360-saliency.png'), fullPage: true });
+    await page.keyboard.press('Enter');
+    assert.equal(await figure.isHidden(), true, 'the toggle hides the map again');
+    rmSync(dir, { recursive: true, force: true });
     await context.close();
   });
 

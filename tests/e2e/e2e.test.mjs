@@ -405,6 +405,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
     const detail = await event;
     assert.match(detail.image, /^camera-/);
     assert.equal(detail.classes.length, 7);
+    // The captured frame's saliency map, through the same toggle as a file's.
+    await page.locator('derm-screen .saliency-toggle').click();
+    await page.locator('derm-screen figure.saliency canvas').waitFor();
     await page.locator('derm-screen .stop-camera').click();
     assert.equal(await page.locator('derm-screen video').isVisible(), false);
     await context.close();

@@ -3,6 +3,8 @@
 //! Data flows one way: model input -> logits -> training-class probabilities ->
 //! inference-node probabilities -> a [`Prediction`] (what the CLI and the UI show).
 
+use crate::calibration::Calibration;
+use crate::gate::{Gate, GateConfig, Quality};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig, PreprocessError};
 use crate::saliency::{OcclusionConfig, Saliency};
@@ -89,10 +91,18 @@ pub struct ModelMeta {
     pub logit_adjustment: Vec<f32>,
     /// Average the prediction over horizontal and vertical flips.
     pub test_time_flips: bool,
-    /// P(malignant) at or above which the UI says "see a dermatologist".
+    /// P(malignant) at or above which the UI says "see a dermatologist" (on the calibrated
+    /// scale when `calibration` is present).
     pub high_risk_threshold: f32,
     /// The weights file.
     pub weights: WeightsInfo,
+    /// Turns the class-balanced scores into probabilities for a stated population. Absent in
+    /// an export that was not calibrated: its numbers are class-balanced scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// The gate before any risk is shown. Absent: every photo passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateConfig>,
 }
 
 impl ModelMeta {
@@ -102,17 +112,34 @@ impl ModelMeta {
     }
 }
 
-/// One image's result.
+/// One image's result, whatever the gate says (evaluation scores every image).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Prediction {
     /// Training-class probabilities (sum to 1), in `model.json` order.
     pub classes: Vec<ClassProb>,
     /// Inference-node probabilities (benign, malignant, second-level classes).
     pub nodes: Vec<ClassProb>,
-    /// P(malignant), the screening number.
+    /// P(malignant), the screening number (calibrated when the model is).
     pub malignant: f32,
     /// Whether `malignant` reaches the model's high-risk threshold.
     pub high_risk: bool,
+    /// How much the photo looks like the skin spots the model knows (log-odds; higher = more);
+    /// absent when the model has no gate.
+    pub lesion_score: Option<f32>,
+    /// Pixel measures of the model input.
+    pub quality: Quality,
+    /// `Ok`, or why no risk should be shown.
+    pub gate: Gate,
+}
+
+/// One image's network outputs, averaged over the test-time views, and its pixel quality.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Logit-adjusted (class-balanced) logits, one per training class.
+    pub logits: Vec<f32>,
+    /// The last hidden layer.
+    pub embedding: Vec<f32>,
+    pub quality: Quality,
 }
 
 /// A node id, its display name and probability.
@@ -124,22 +151,51 @@ pub struct ClassProb {
 }
 
 /// One image's result as `dermscreen classify --format json` prints it and the browser's
-/// `dermscreen:result` event carries it: the image's name and path, then the prediction.
+/// `dermscreen:result` event carries it: the image's name and path, the gate, then (only when
+/// the gate is `ok`) the probabilities. A gated photo carries no risk number at all.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageResult<'a> {
     /// File name without folders or extension.
     pub image: String,
     /// The path (CLI) or file name (browser) as given.
     pub path: String,
-    #[serde(flatten)]
+    /// `ok`, or why no risk is given.
+    pub gate: Gate,
+    /// What is wrong and what to do, when gated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate_message: Option<&'static str>,
+    /// See [`Prediction::lesion_score`].
+    pub lesion_score: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub malignant: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high_risk: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<&'a [ClassProb]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<&'a [ClassProb]>,
+    /// The prediction in full, for callers that need it whatever the gate (not serialised).
+    #[serde(skip)]
     pub prediction: &'a Prediction,
 }
 
 impl<'a> ImageResult<'a> {
     /// The row for the image at `path`.
-    pub fn new(path: impl Into<String>, prediction: &'a Prediction) -> Self {
+    pub fn new(path: impl Into<String>, p: &'a Prediction) -> Self {
         let path = path.into();
-        Self { image: image_stem(&path), path, prediction }
+        let shown = p.gate == Gate::Ok;
+        Self {
+            image: image_stem(&path),
+            path,
+            gate: p.gate,
+            gate_message: (!shown).then(|| p.gate.message()),
+            lesion_score: p.lesion_score,
+            malignant: shown.then_some(p.malignant),
+            high_risk: shown.then_some(p.high_risk),
+            classes: shown.then_some(&p.classes[..]),
+            nodes: shown.then_some(&p.nodes[..]),
+            prediction: p,
+        }
     }
 }
 
@@ -340,13 +396,13 @@ impl Classifier {
         Ok(self.meta.preprocess.to_input(&preprocess::from_rgba(width, height, rgba)?))
     }
 
-    /// Runs the network on `n` preprocessed inputs (`n * 3 * s * s` floats). Returns the logits,
-    /// `[views * n, classes]` and still on the device, and `n`; the caller reads them back
-    /// (synchronously natively, asynchronously in the browser) and hands them to
-    /// [`Self::predictions`].
-    pub fn logits(&self, inputs: &[f32]) -> Result<(Tensor<2>, usize), ClassifierError> {
-        let (x, n) = self.input_tensor(inputs)?;
-        Ok((self.net.forward(x), n))
+    /// Runs the network on `n` preprocessed inputs (`n * 3 * s * s` floats). Returns the logits
+    /// and the last hidden layer side by side, `[views * n, classes + embedding]`, still on the
+    /// device; the caller reads them back (synchronously natively, asynchronously in the
+    /// browser) and hands them with the inputs to [`Self::predictions`].
+    pub fn outputs(&self, inputs: &[f32]) -> Result<Tensor<2>, ClassifierError> {
+        let (x, _) = self.input_tensor(inputs)?;
+        Ok(self.net.forward_with_embedding(x))
     }
 
     /// Builds the input tensor for a batch of preprocessed images, adding flipped copies when
@@ -411,7 +467,7 @@ impl Classifier {
             .try_into_vec::<f32>()
             .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
         let k = self.meta.training_classes.len();
-        let probs: Vec<Vec<f32>> = logits.chunks(k).map(|row| softmax(&self.adjusted(row))).collect();
+        let probs: Vec<Vec<f32>> = logits.chunks(k).map(|row| self.probabilities(&self.adjusted(row))).collect();
         let base = &probs[0];
         let class = (0..k).max_by(|&a, &b| base[a].total_cmp(&base[b])).unwrap_or(0);
         // The drop in log-probability is the rise in the loss whose gradient the paper draws;
@@ -429,6 +485,14 @@ impl Classifier {
         })
     }
 
+    /// Training-class probabilities for logit-adjusted logits: calibrated when the model is.
+    pub fn probabilities(&self, z: &[f32]) -> Vec<f32> {
+        match &self.meta.calibration {
+            Some(c) => c.probabilities(z),
+            None => softmax(z),
+        }
+    }
+
     /// Logits with the model's logit adjustment added (what the softmax sees).
     fn adjusted(&self, row: &[f32]) -> Vec<f32> {
         row.iter().zip(&self.meta.logit_adjustment).map(|(z, a)| z + a).collect()
@@ -440,30 +504,56 @@ impl Classifier {
         self.saliency(self.occlusion_logits(input, grid)?.into_data(), grid)
     }
 
-    /// Turns logits read back from [`Self::logits`] (`[views * n, classes]`) into `n` predictions.
-    pub fn predictions(&self, logits: TensorData, n: usize) -> Result<Vec<Prediction>, ClassifierError> {
-        let logits = logits
+    /// Turns outputs read back from [`Self::outputs`] for `inputs` into one prediction per input:
+    /// calibrated probabilities from the logits averaged over the views, the lesion score from
+    /// the averaged embedding, pixel quality from the input, and the gate.
+    pub fn predictions(&self, outputs: TensorData, inputs: &[f32]) -> Result<Vec<Prediction>, ClassifierError> {
+        Ok(self.scores(outputs, inputs)?.iter().map(|s| self.prediction_from(s)).collect())
+    }
+
+    /// What [`Self::predictions`] is made from, before calibration and the gate (what the
+    /// export fits them on).
+    pub fn scores(&self, outputs: TensorData, inputs: &[f32]) -> Result<Vec<Scores>, ClassifierError> {
+        let flat = outputs
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
-        Ok(self.predictions_from_logits(&logits, n))
+        let per = self.meta.preprocess.input_len();
+        let n = inputs.len() / per;
+        let views = if self.meta.test_time_flips { 3 } else { 1 };
+        let width = flat.len() / (views * n);
+        let k = self.meta.training_classes.len();
+        Ok((0..n)
+            .map(|i| {
+                let mut mean = vec![0.0f32; width];
+                for v in 0..views {
+                    let row = &flat[(v * n + i) * width..(v * n + i + 1) * width];
+                    mean.iter_mut().zip(row).for_each(|(m, x)| *m += x / views as f32);
+                }
+                Scores {
+                    logits: self.adjusted(&mean[..k]),
+                    embedding: mean[k..].to_vec(),
+                    quality: Quality::of_input(&inputs[i * per..(i + 1) * per], &self.meta.preprocess),
+                }
+            })
+            .collect())
     }
 
-    fn predictions_from_logits(&self, logits: &[f32], n: usize) -> Vec<Prediction> {
-        let k = self.meta.training_classes.len();
-        let views = logits.len() / (n * k);
-        (0..n)
-            .map(|i| {
-                let mut probs = vec![0.0f32; k];
-                for v in 0..views {
-                    let row = &logits[(v * n + i) * k..(v * n + i + 1) * k];
-                    for (p, q) in probs.iter_mut().zip(softmax(&self.adjusted(row))) {
-                        *p += q / views as f32;
-                    }
-                }
-                self.prediction_from_probs(&probs)
-            })
-            .collect()
+    /// Scores synchronously (native): [`Self::outputs`] then [`Self::scores`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn scores_of(&self, inputs: &[f32]) -> Result<Vec<Scores>, ClassifierError> {
+        self.scores(self.outputs(inputs)?.into_data(), inputs)
+    }
+
+    /// The prediction for one image's scores: calibrated probabilities, then the gate.
+    pub fn prediction_from(&self, s: &Scores) -> Prediction {
+        let probs = self.probabilities(&s.logits);
+        let lesion_score = self.meta.gate.as_ref().map(|g| g.head.score(&s.embedding));
+        let gate = match (&self.meta.gate, lesion_score) {
+            (Some(g), Some(score)) => g.decide(&s.quality, score),
+            _ => Gate::Ok,
+        };
+        Prediction { lesion_score, quality: s.quality, gate, ..self.prediction_from_probs(&probs) }
     }
 
     /// Aggregates training-class probabilities to the inference nodes.
@@ -492,13 +582,15 @@ impl Classifier {
             nodes,
             malignant,
             high_risk: malignant >= self.meta.high_risk_threshold,
+            lesion_score: None,
+            quality: Quality { luminance: 0.0, clipped: 0.0, sharpness: 0.0 },
+            gate: Gate::Ok,
         }
     }
 
     /// Classifies preprocessed inputs (`n * 3 * s * s` floats) synchronously.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, ClassifierError> {
-        let (logits, n) = self.logits(inputs)?;
-        self.predictions(logits.into_data(), n)
+        self.predictions(self.outputs(inputs)?.into_data(), inputs)
     }
 }

@@ -6,9 +6,13 @@
 //! [`dataset`] reads HAM10000 and splits it by lesion; `train` (feature `train`) fits the
 //! network; `web` (wasm32 only) is the browser engine.
 
+pub mod calibration;
 pub mod classifier;
 pub mod dataset;
 pub mod eval;
+#[cfg(feature = "train")]
+pub mod fit;
+pub mod gate;
 pub mod model;
 pub mod preprocess;
 pub mod report;

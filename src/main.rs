@@ -68,6 +68,24 @@ mod native {
             #[arg(long, default_value = "model")]
             model: PathBuf,
         },
+        /// Fit the model's calibration, high-risk threshold and "not a skin spot" gate on
+        /// photos it was not trained on, and write them into its model.json (needs
+        /// `--features train`; the trainer's export runs the same).
+        #[cfg(feature = "train")]
+        Calibrate {
+            /// Folder holding model.json, its weights and validation_split.csv.
+            #[arg(long, default_value = "model")]
+            model: PathBuf,
+            /// Data root with ham10000/, pad-ufes-20-subset/, isic2019-extra/ and ood/.
+            #[arg(long, default_value = "../shared/data")]
+            data: PathBuf,
+            /// At most this many ISIC 2019 photos from each of BCN and MSK.
+            #[arg(long, default_value_t = 3000)]
+            max_per_source: usize,
+            /// Share of HAM10000 validation cancers the high-risk flag must catch.
+            #[arg(long, default_value_t = 0.85)]
+            target_sensitivity: f64,
+        },
         /// Train from scratch on HAM10000 (needs `--features train`).
         #[cfg(feature = "train")]
         Train {
@@ -197,6 +215,10 @@ mod native {
     fn write_text(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
         for r in rows {
             let p = r.prediction;
+            if let Some(message) = r.gate_message {
+                writeln!(out, "{}: no risk given ({}): {message}", r.path, r.gate.id())?;
+                continue;
+            }
             let top: Vec<String> =
                 p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.id, 100.0 * c.probability)).collect();
             writeln!(
@@ -214,14 +236,28 @@ mod native {
         Ok(())
     }
 
-    /// One row per image: its name, then every training class and inference node.
+    /// One row per image: its name, the gate, the lesion score, P(malignant) and the flag, then
+    /// every training class and inference node. A gated image's risk columns are empty.
     fn write_csv(out: impl Write, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
         let mut w = csv::Writer::from_writer(out);
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
-        w.write_record(std::iter::once("image").chain(ids.map(String::as_str)))?;
+        let head = ["image", "gate", "lesion_score", "malignant", "high_risk"];
+        w.write_record(head.into_iter().chain(ids.map(String::as_str)))?;
+        let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
         for r in rows {
-            let probs = r.prediction.classes.iter().chain(&r.prediction.nodes).map(|c| format!("{:.6}", c.probability));
-            w.write_record(std::iter::once(r.image.clone()).chain(probs))?;
+            let p = r.prediction;
+            let gate = r.gate.id().to_string();
+            let score = r.lesion_score.map(|s| format!("{s:.3}")).unwrap_or_default();
+            let mut record = vec![r.image.clone(), gate, score];
+            match r.malignant {
+                Some(m) => {
+                    record.push(format!("{m:.6}"));
+                    record.push(p.high_risk.to_string());
+                    record.extend(p.classes.iter().chain(&p.nodes).map(|c| format!("{:.6}", c.probability)));
+                }
+                None => record.extend(std::iter::repeat_n(String::new(), 2 + width)),
+            }
+            w.write_record(record)?;
         }
         w.flush()?;
         Ok(())
@@ -338,12 +374,44 @@ mod native {
         Ok(problems.count == 0)
     }
 
+    /// `dermscreen calibrate`: fits, then rewrites model.json (weights untouched) and writes
+    /// calibration.json with what was measured.
+    #[cfg(feature = "train")]
+    fn calibrate(model: &Path, data: &Path, max_per_source: usize, target_sensitivity: f64) -> Result<()> {
+        use dermscreen::fit;
+        let classifier = load_classifier(model)?;
+        let photos = fit::export_photos(data, &model.join("validation_split.csv"), max_per_source)?;
+        eprintln!("calibrate: {} photos", photos.len());
+        let (calibration, threshold, gate, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
+        let path = model.join("model.json");
+        let mut meta = dermscreen::classifier::ModelMeta::from_json(&std::fs::read(&path)?)?;
+        meta.calibration = Some(calibration);
+        meta.gate = Some(gate);
+        meta.high_risk_threshold = threshold;
+        std::fs::write(&path, serde_json::to_string_pretty(&meta)? + "\n")?;
+        std::fs::write(model.join("calibration.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+            "high_risk_threshold": threshold,
+            "calibration_by_source": report.calibration_by_source.iter().map(|r| serde_json::json!({"source": r.source, "photos": r.photos, "ece_malignant": r.ece_malignant, "ece_top_class": r.ece_top_class})).collect::<Vec<_>>(),
+            "uncalibrated_ham10000_ece_malignant": report.uncalibrated_ham10000.ece_malignant,
+            "flag_by_source": report.flag_by_source,
+            "gate_auroc": report.gate.auroc,
+            "gate_rows": report.gate.rows,
+            "gated_by_source": report.gated_by_source,
+        }))?);
+        Ok(())
+    }
+
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
             Command::Classify { paths, model, format, saliency } => classify(&paths, &model, format, saliency.as_deref(), problems),
             Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model, problems),
+            #[cfg(feature = "train")]
+            Command::Calibrate { model, data, max_per_source, target_sensitivity } => {
+                calibrate(&model, &data, max_per_source, target_sensitivity).map(|()| true)
+            }
             #[cfg(feature = "train")]
             Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),
         };

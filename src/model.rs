@@ -146,4 +146,11 @@ impl Net {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.dropout.forward(self.embed(x)))
     }
+
+    /// Logits and the last hidden layer side by side, `[batch, num_classes + channels of the
+    /// last stage]`: one pass and one readback give the prediction and what the gate scores.
+    pub fn forward_with_embedding(&self, x: Tensor<4>) -> Tensor<2> {
+        let e = self.embed(x);
+        Tensor::cat(vec![self.head.forward(self.dropout.forward(e.clone())), e], 1)
+    }
 }

@@ -650,6 +650,8 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         test_time_flips: true,
         high_risk_threshold: 0.5,
         weights: weights_info("model.bpk", &weights, "f16"),
+        calibration: None,
+        gate: None,
     };
     let shipped = Classifier::from_parts(meta.clone(), weights.clone(), taxonomy.clone(), Device::flex())?;
     let f32_weights = classifier::weights_to_bytes(net, false)?;

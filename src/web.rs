@@ -110,6 +110,8 @@ struct ModelInfo<'a> {
     name: &'a str,
     input_size: u32,
     high_risk_threshold: f32,
+    /// Whom the percentages refer to (absent for an uncalibrated model).
+    population: Option<&'a str>,
     taxonomy_version: &'a str,
     weights_bytes: u64,
     weights_sha256: &'a str,
@@ -178,12 +180,12 @@ impl Engine {
     /// only readback WebGPU allows).
     pub async fn predict_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, EngineError> {
         let c = &self.inner.classifier;
-        let (logits, n) = c.logits(inputs)?;
-        let data = logits
+        let data = c
+            .outputs(inputs)?
             .into_data_async()
             .await
             .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-        Ok(c.predictions(data, n)?)
+        Ok(c.predictions(data, inputs)?)
     }
 
     /// Decodes an image file (JPEG, PNG, WebP; EXIF orientation applied) and classifies it.
@@ -301,6 +303,7 @@ impl Engine {
             name: &meta.name,
             input_size: meta.preprocess.input_size,
             high_risk_threshold: meta.high_risk_threshold,
+            population: meta.calibration.as_ref().map(|c| c.population.as_str()),
             taxonomy_version: &meta.taxonomy_version,
             weights_bytes: meta.weights.bytes,
             weights_sha256: &meta.weights.sha256,

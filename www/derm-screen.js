@@ -5,7 +5,9 @@
 //   camera      "off" hides the camera; anything else offers it
 //   backend     "auto" (default: WebGPU when the browser gives an adapter, else CPU), "webgpu", "cpu"
 // Events (bubbling, composed)
-//   dermscreen:result    detail: the CLI's `classify --format json` object for the image
+//   dermscreen:result    detail: the CLI's `classify --format json` object for the image: `gate`
+//                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`, and
+//                        only when the gate is "ok", `malignant`, `high_risk`, `classes`, `nodes`
 //   dermscreen:saliency  detail: { class, name, probability, size, ms } once a map is shown
 //   dermscreen:error     detail: { kind: "input" | "camera" | "model" | "engine", message }
 // Methods and properties
@@ -57,6 +59,8 @@ progress { width: 100%; height: 0.75rem; }
 .risk { font-size: 1.2rem; font-weight: 700; margin: 0; }
 .risk.high { color: #a31515; }
 .risk.low { color: #1b5e20; }
+.risk.gated { color: #5c3d00; }
+.population { font-size: 0.9rem; color: #3d4a5c; }
 .advice { margin: 0.25rem 0 0; }
 .advice.high { font-weight: 700; }
 ol.top { padding-left: 1.25rem; }
@@ -202,10 +206,11 @@ export class DermScreen extends HTMLElement {
 
   /**
    * Shows where the model looked on the last photo checked (computed once, on this device) and
-   * resolves to the engine's saliency object. Rejects when no photo has been checked.
+   * resolves to the engine's saliency object. Rejects when no photo has been checked or the
+   * last one was gated.
    */
   async showSaliency() {
-    if (!this.#lastSaliency) throw new Error('Check a photo first.');
+    if (!this.#lastSaliency) throw new Error('Check a photo of a skin spot first: there is no map for a photo that got no risk.');
     const section = this.#$('.result');
     const toggle = section.querySelector('.saliency-toggle');
     let figure = section.querySelector('figure.saliency');
@@ -333,10 +338,11 @@ export class DermScreen extends HTMLElement {
     const ms = performance.now() - t0;
     const { backend, model } = this.#loaded;
     this.#lastTiming = { ms, backend };
-    this.#lastSaliency = { compute: saliency, result: null };
+    this.#lastSaliency = result.gate === 'ok' ? { compute: saliency, result: null } : null;
     const section = this.#$('.result');
     const [head, ...rest] = resultView(result, model, { previewBlob, backend, ms });
-    section.replaceChildren(head, this.#saliencyToggle(), ...rest);
+    // A map explains a diagnosis; a gated photo has none to explain.
+    section.replaceChildren(head, ...(result.gate === 'ok' ? [this.#saliencyToggle()] : []), ...rest);
     section.hidden = false;
     this.#emit('result', result);
     return result;

@@ -23,8 +23,9 @@ function bar(p) {
 /** How the page names a backend. */
 export const backendLabel = (backend) => (backend === 'webgpu' ? 'WebGPU' : 'CPU');
 
-/** The risk headline and what to do, in words. */
+/** The risk headline and what to do, in words; for a gated photo, what went wrong instead. */
 export function riskText(r) {
+  if (r.gate !== 'ok') return { headline: 'No risk given for this photo.', advice: r.gate_message };
   return r.high_risk
     ? { headline: `Higher risk: ${pct(r.malignant)} chance this is malignant.`,
       advice: 'See a dermatologist soon and show them this spot.' }
@@ -61,14 +62,28 @@ function tree(r, model) {
  * tree, and how it was computed (`backend`, `ms`).
  */
 export function resultView(r, model, { previewBlob, backend, ms }) {
-  const ranked = [...r.classes].sort((a, b) => b.probability - a.probability);
-  const high = r.high_risk;
   const { headline, advice } = riskText(r);
   const preview = el('img', { alt: `The photo checked: ${r.path}` });
   if (previewBlob) {
     preview.src = URL.createObjectURL(previewBlob);
     preview.addEventListener('load', () => URL.revokeObjectURL(preview.src), { once: true });
   }
+  const meta = el('p', { class: 'meta', text: `${r.path} · model ${model.name} · ${backendLabel(backend)} · ${Math.round(ms)} ms` });
+  if (r.gate !== 'ok') {
+    // Nothing that reads as a risk or as reassurance: what went wrong and what to do.
+    return [
+      el('div', { class: 'result-head' }, preview,
+        el('div', {},
+          el('p', { class: 'risk gated', text: headline }),
+          el('p', { class: 'advice', text: advice }))),
+      meta,
+    ];
+  }
+  const ranked = [...r.classes].sort((a, b) => b.probability - a.probability);
+  const high = r.high_risk;
+  const population = model.population
+    ? el('p', { class: 'population', text: `Percentages are for ${model.population}. The flag is raised from ${pct(model.high_risk_threshold)}, where it catches most cancers among those spots.` })
+    : '';
   const top = el('ol', { class: 'top' },
     ...ranked.slice(0, 3).map((c) => el('li', {},
       el('span', { text: `${c.name} ` }), el('span', { class: 'pct', text: pct(c.probability) }), bar(c.probability))));
@@ -80,10 +95,11 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
       el('div', {},
         el('p', { class: `risk ${high ? 'high' : 'low'}`, text: headline }),
         el('p', { class: `advice ${high ? 'high' : ''}`, text: advice }))),
+    population,
     unsure,
     el('h3', { text: 'Most likely diagnoses' }), top,
     el('details', { class: 'tree' }, el('summary', { text: 'All groups and diagnoses' }), tree(r, model)),
-    el('p', { class: 'meta', text: `${r.path} · model ${model.name} · ${backendLabel(backend)} · ${Math.round(ms)} ms · high risk from ${pct(model.high_risk_threshold)}` }),
+    meta,
   ];
 }
 

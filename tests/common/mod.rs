@@ -49,3 +49,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A folder of `../shared/data` beside HAM10000 (`pad-ufes-20-subset`, `isic2019-extra`, `ood`).
+pub fn shared_data(name: &str) -> PathBuf {
+    let dir = data_dir().parent().expect("HAM10000 sits in a data folder").join(name);
+    assert!(dir.is_dir(), "{} not found beside HAM10000", dir.display());
+    dir
+}
+
+/// The first `n` images (sorted) in `folder/images` whose names start with `prefix`.
+pub fn shared_images(folder: &str, prefix: &str, n: usize) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(shared_data(folder).join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    v.sort();
+    v.truncate(n);
+    v
+}

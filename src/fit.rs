@@ -1,0 +1,613 @@
+//! Fitting what every shipped model carries besides its weights (feature `train`): the
+//! calibration of its probabilities and the gate's "is it a skin spot" head, with the
+//! measurements that justify them. `dermscreen calibrate` runs it on a model folder and the
+//! trainer's export runs it on the model it ships.
+//!
+//! Both fits minimise a convex, smooth loss with L-BFGS (argmin). Reported figures are
+//! out-of-fold: each half of the data (split by lesion or patient) is scored by a fit on the
+//! other half; the shipped parameters are then fitted on all of it.
+
+use crate::calibration::{ece, reliability, Calibration, ReliabilityBin};
+use crate::eval::auc as roc_auc;
+use crate::gate::{GateConfig, LesionHead};
+use argmin::core::{CostFunction, Error, Executor, Gradient, State};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use serde::Serialize;
+
+/// Pixel-quality limits, chosen by measurement on every lesion photo in `../shared/data`
+/// (HAM10000 validation, BCN, MSK, PAD phone photos) so that well under 1% of them are gated,
+/// while a frame darkened to 15% or blurred by 2 px (at the 112 px model input) is.
+pub const MIN_LUMINANCE: f32 = 0.15;
+/// See [`MIN_LUMINANCE`].
+pub const MAX_CLIPPED: f32 = 0.5;
+/// See [`MIN_LUMINANCE`].
+pub const MIN_SHARPNESS: f32 = 0.5;
+/// The most lesion photos of any one source the lesion-score threshold may gate (out of fold).
+pub const MAX_GATED_PER_SOURCE: f64 = 0.02;
+/// L2 weight of the lesion head (on standardised features) and of the calibration bias.
+const L2: f64 = 1e-3;
+
+/// Minimises `problem` from `init` with L-BFGS; returns the best parameters found.
+fn minimise<P>(problem: P, init: Vec<f64>) -> Vec<f64>
+where
+    P: CostFunction<Param = Vec<f64>, Output = f64> + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
+{
+    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10);
+    let run = Executor::new(problem, solver).configure(|s| s.param(init.clone()).max_iters(500)).run();
+    match run {
+        Ok(r) => r.state().get_best_param().cloned().unwrap_or(init),
+        Err(_) => init,
+    }
+}
+
+/// Negative log-likelihood of `softmax(scale * z + bias)` for the labels, plus a small L2 on
+/// the bias (the softmax ignores a shift common to all classes, so without it the optimum is
+/// not unique). Parameters: `[scale, bias...]`.
+struct CalibrationLoss<'a> {
+    z: &'a [Vec<f32>],
+    labels: &'a [usize],
+}
+
+impl CalibrationLoss<'_> {
+    /// Loss and gradient together.
+    fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
+        let k = p.len() - 1;
+        let mut loss = 0.0;
+        let mut grad = vec![0.0; k + 1];
+        for (z, &y) in self.z.iter().zip(self.labels) {
+            let s: Vec<f64> = (0..k).map(|j| p[0] * f64::from(z[j]) + p[1 + j]).collect();
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + s.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            loss += lse - s[y];
+            for j in 0..k {
+                let q = (s[j] - lse).exp() - f64::from(u8::from(j == y));
+                grad[0] += q * f64::from(z[j]);
+                grad[1 + j] += q;
+            }
+        }
+        let n = self.z.len() as f64;
+        loss /= n;
+        grad.iter_mut().for_each(|g| *g /= n);
+        for j in 0..k {
+            loss += 0.5 * L2 * p[1 + j] * p[1 + j];
+            grad[1 + j] += L2 * p[1 + j];
+        }
+        (loss, grad)
+    }
+}
+
+impl CostFunction for CalibrationLoss<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, Error> {
+        Ok(self.eval(p).0)
+    }
+}
+
+impl Gradient for CalibrationLoss<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, Error> {
+        Ok(self.eval(p).1)
+    }
+}
+
+/// Fits `scale` and `bias` on averaged, logit-adjusted logits `z` (one row per image) and
+/// their training-class labels.
+pub fn fit_calibration(z: &[Vec<f32>], labels: &[usize], population: &str) -> Calibration {
+    let k = z.first().map_or(0, Vec::len);
+    let mut init = vec![0.0; k + 1];
+    init[0] = 1.0;
+    let p = minimise(CalibrationLoss { z, labels }, init);
+    Calibration {
+        scale: p[0] as f32,
+        bias: p[1..].iter().map(|&b| b as f32).collect(),
+        population: population.to_string(),
+    }
+}
+
+/// Weighted logistic loss of `w . x + b` on standardised features, plus L2 on `w`.
+/// Parameters: `[w..., b]`.
+struct HeadLoss<'a> {
+    x: &'a [Vec<f32>],
+    y: &'a [bool],
+    weight: &'a [f64],
+}
+
+impl HeadLoss<'_> {
+    fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
+        let d = p.len() - 1;
+        let total: f64 = self.weight.iter().sum();
+        let mut loss = 0.0;
+        let mut grad = vec![0.0; d + 1];
+        for ((x, &y), &w) in self.x.iter().zip(self.y).zip(self.weight) {
+            let t = p[d] + x.iter().zip(p).map(|(&a, &b)| f64::from(a) * b).sum::<f64>();
+            let sign = if y { 1.0 } else { -1.0 };
+            // log(1 + exp(-sign * t)), stably.
+            let m = -sign * t;
+            loss += w * (m.max(0.0) + (-m.abs()).exp().ln_1p());
+            let dt = -sign / (1.0 + (sign * t).exp()) * w;
+            for (g, &a) in grad.iter_mut().zip(x) {
+                *g += dt * f64::from(a);
+            }
+            grad[d] += dt;
+        }
+        loss /= total;
+        grad.iter_mut().for_each(|g| *g /= total);
+        for j in 0..d {
+            loss += 0.5 * L2 * p[j] * p[j];
+            grad[j] += L2 * p[j];
+        }
+        (loss, grad)
+    }
+}
+
+impl CostFunction for HeadLoss<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, Error> {
+        Ok(self.eval(p).0)
+    }
+}
+
+impl Gradient for HeadLoss<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, Error> {
+        Ok(self.eval(p).1)
+    }
+}
+
+/// A photo for the gate's fit: its embedding, whether it shows a skin spot, and the source
+/// or kind it belongs to (each source weighs the same in the fit).
+pub struct GatePhoto {
+    pub embedding: Vec<f32>,
+    pub lesion: bool,
+    pub source: String,
+}
+
+/// Fits the lesion head on `photos`, each source weighted equally within its side and the two
+/// sides equally.
+pub fn fit_head(photos: &[&GatePhoto]) -> LesionHead {
+    let d = photos[0].embedding.len();
+    let n = photos.len() as f32;
+    let mean: Vec<f32> = (0..d).map(|j| photos.iter().map(|p| p.embedding[j]).sum::<f32>() / n).collect();
+    let scale: Vec<f32> = (0..d)
+        .map(|j| {
+            let var = photos.iter().map(|p| (p.embedding[j] - mean[j]).powi(2)).sum::<f32>() / n;
+            var.sqrt().max(1e-6)
+        })
+        .collect();
+    let x: Vec<Vec<f32>> = photos
+        .iter()
+        .map(|p| p.embedding.iter().zip(&mean).zip(&scale).map(|((e, m), s)| (e - m) / s).collect())
+        .collect();
+    let y: Vec<bool> = photos.iter().map(|p| p.lesion).collect();
+    let mut counts = std::collections::HashMap::new();
+    for p in photos {
+        *counts.entry((p.lesion, p.source.as_str())).or_insert(0usize) += 1;
+    }
+    let sources_per_side = |side: bool| counts.keys().filter(|(l, _)| *l == side).count() as f64;
+    let weight: Vec<f64> = photos
+        .iter()
+        .map(|p| 1.0 / (counts[&(p.lesion, p.source.as_str())] as f64 * sources_per_side(p.lesion)))
+        .collect();
+    let p = minimise(HeadLoss { x: &x, y: &y, weight: &weight }, vec![0.0; d + 1]);
+    LesionHead { mean, scale, weights: p[..d].iter().map(|&w| w as f32).collect(), bias: p[d] as f32 }
+}
+
+/// Which of two folds a group (lesion, patient) falls in: a stable hash, so that a group's
+/// photos never straddle folds.
+pub fn fold_of(group: &str) -> usize {
+    let h = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (h >> 17) as usize % 2
+}
+
+/// Out-of-fold lesion scores: each photo scored by the head fitted on the other fold.
+pub fn out_of_fold_scores(photos: &[GatePhoto], folds: &[usize]) -> Vec<f32> {
+    let mut scores = vec![0.0; photos.len()];
+    for f in 0..2 {
+        let train: Vec<&GatePhoto> = photos.iter().zip(folds).filter(|(_, &g)| g != f).map(|(p, _)| p).collect();
+        let head = fit_head(&train);
+        for (i, p) in photos.iter().enumerate() {
+            if folds[i] == f {
+                scores[i] = head.score(&p.embedding);
+            }
+        }
+    }
+    scores
+}
+
+/// The `q` quantile of `v` (nearest rank).
+fn quantile(v: &[f32], q: f64) -> f32 {
+    let mut s = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    s[((q * s.len() as f64).floor() as usize).min(s.len() - 1)]
+}
+
+/// How the gate did on one source or kind, out of fold.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRow {
+    pub source: String,
+    pub lesion: bool,
+    pub photos: usize,
+    /// AUROC of the lesion score against all non-lesion photos (lesion sources only).
+    pub auroc_vs_non_lesion: Option<f64>,
+    /// Share turned away by the lesion score at the shipped threshold.
+    pub gated_by_lesion_score: f64,
+}
+
+/// What [`fit_gate`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    pub auroc: f64,
+    pub threshold: f32,
+    pub rows: Vec<GateRow>,
+}
+
+/// Fits the gate: the head on every photo, the threshold as the lowest per-source
+/// [`MAX_GATED_PER_SOURCE`] quantile of out-of-fold lesion scores, the quality limits above.
+pub fn fit_gate(photos: &[GatePhoto], groups: &[String]) -> (GateConfig, GateReport) {
+    let folds: Vec<usize> = groups.iter().map(|g| fold_of(g)).collect();
+    let oof = out_of_fold_scores(photos, &folds);
+    let mut sources: Vec<(bool, String)> = photos.iter().map(|p| (p.lesion, p.source.clone())).collect();
+    sources.sort();
+    sources.dedup();
+    let of = |lesion: bool, source: &str| -> Vec<f32> {
+        photos.iter().zip(&oof).filter(|(p, _)| p.lesion == lesion && p.source == source).map(|(_, &s)| s).collect()
+    };
+    let threshold = sources
+        .iter()
+        .filter(|(l, _)| *l)
+        .map(|(_, s)| quantile(&of(true, s), MAX_GATED_PER_SOURCE))
+        .fold(f32::INFINITY, f32::min);
+    let negatives: Vec<f32> = photos.iter().zip(&oof).filter(|(p, _)| !p.lesion).map(|(_, &s)| s).collect();
+    let auc = |pos: &[f32]| {
+        let scores: Vec<f64> = pos.iter().chain(&negatives).map(|&s| f64::from(s)).collect();
+        let labels: Vec<bool> = pos.iter().map(|_| true).chain(negatives.iter().map(|_| false)).collect();
+        roc_auc(&scores, &labels).unwrap_or(f64::NAN)
+    };
+    let positives: Vec<f32> = photos.iter().zip(&oof).filter(|(p, _)| p.lesion).map(|(_, &s)| s).collect();
+    let rows = sources
+        .iter()
+        .map(|(lesion, source)| {
+            let s = of(*lesion, source);
+            GateRow {
+                source: source.clone(),
+                lesion: *lesion,
+                photos: s.len(),
+                auroc_vs_non_lesion: lesion.then(|| auc(&s)),
+                gated_by_lesion_score: s.iter().filter(|&&v| v < threshold).count() as f64 / s.len() as f64,
+            }
+        })
+        .collect();
+    let all: Vec<&GatePhoto> = photos.iter().collect();
+    let gate = GateConfig {
+        head: fit_head(&all),
+        min_lesion_score: threshold,
+        min_luminance: MIN_LUMINANCE,
+        max_clipped: MAX_CLIPPED,
+        min_sharpness: MIN_SHARPNESS,
+    };
+    (gate, GateReport { auroc: auc(&positives), threshold, rows })
+}
+
+/// Calibration measured on one set of photos.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRow {
+    pub source: String,
+    pub photos: usize,
+    /// ECE of P(malignant).
+    pub ece_malignant: f64,
+    /// ECE of the top class's probability (confidence).
+    pub ece_top_class: f64,
+    pub reliability_malignant: Vec<ReliabilityBin>,
+}
+
+/// Calibration figures for probabilities `probs` (one row per photo, training classes), the
+/// labels, and which classes are malignant.
+pub fn calibration_row(source: &str, probs: &[Vec<f32>], labels: &[usize], malignant: &[usize]) -> CalibrationRow {
+    let p_mal: Vec<f32> = probs.iter().map(|p| malignant.iter().map(|&k| p[k]).sum()).collect();
+    let y_mal: Vec<bool> = labels.iter().map(|l| malignant.contains(l)).collect();
+    let top: Vec<(f32, bool)> = probs
+        .iter()
+        .zip(labels)
+        .map(|(p, &l)| {
+            let k = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+            (p[k], k == l)
+        })
+        .collect();
+    let (conf, hit): (Vec<f32>, Vec<bool>) = top.into_iter().unzip();
+    CalibrationRow {
+        source: source.to_string(),
+        photos: probs.len(),
+        ece_malignant: ece(&p_mal, &y_mal),
+        ece_top_class: ece(&conf, &hit),
+        reliability_malignant: reliability(&p_mal, &y_mal, 10),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_fit_recovers_a_known_temperature_and_prior() {
+        // Labels drawn from softmax(0.5 * z + [1, 0]): the fit should find about that.
+        let mut state = 7u64;
+        let mut uniform = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut z, mut labels) = (Vec::new(), Vec::new());
+        for _ in 0..4000 {
+            let a = (uniform() * 8.0 - 4.0) as f32;
+            let truth = Calibration { scale: 0.5, bias: vec![1.0, 0.0], population: String::new() }.probabilities(&[a, -a]);
+            labels.push(usize::from(uniform() >= f64::from(truth[0])));
+            z.push(vec![a, -a]);
+        }
+        let c = fit_calibration(&z, &labels, "test");
+        assert!((c.scale - 0.5).abs() < 0.05, "scale {}", c.scale);
+        assert!(((c.bias[0] - c.bias[1]) - 1.0).abs() < 0.15, "bias {:?}", c.bias);
+    }
+
+    #[test]
+    fn head_separates_two_clouds_and_folds_keep_groups_together() {
+        let photo = |x: f32, lesion: bool, source: &str| GatePhoto { embedding: vec![x, 1.0], lesion, source: source.into() };
+        let photos: Vec<GatePhoto> = (0..200)
+            .map(|i| {
+                let jitter = (i % 10) as f32 / 10.0;
+                if i % 2 == 0 { photo(2.0 + jitter, true, "a") } else { photo(-2.0 - jitter, false, "b") }
+            })
+            .collect();
+        let groups: Vec<String> = (0..200).map(|i| format!("g{}", i / 4)).collect();
+        let (gate, report) = fit_gate(&photos, &groups);
+        assert!(report.auroc > 0.99);
+        assert!(gate.head.score(&[2.5, 1.0]) > gate.min_lesion_score);
+        assert!(gate.head.score(&[-2.5, 1.0]) < gate.min_lesion_score);
+        assert_eq!(fold_of("g1"), fold_of("g1"));
+        let folds: std::collections::HashSet<usize> = (0..50).map(|g| fold_of(&format!("g{g}"))).collect();
+        assert_eq!(folds.len(), 2, "both folds used");
+    }
+}
+
+/// A photo with what the export knows about it.
+#[derive(Debug, Clone)]
+pub struct LabelledPhoto {
+    pub path: std::path::PathBuf,
+    /// Diagnosis code (`nv`, `scc`, ...) for a lesion; the kind (`natural_photo`, ...) otherwise.
+    pub dx: String,
+    /// Lesion or patient: photos of one group stay in one fold.
+    pub group: String,
+    /// `ham10000`, `bcn_20000`, `msk`, `pad_ufes_20`, or the kind of a non-lesion photo.
+    pub source: String,
+    pub lesion: bool,
+}
+
+/// Reads a CSV's named columns (empty string where a column is missing from a row).
+fn columns<const N: usize>(path: &std::path::Path, names: [&str; N]) -> anyhow::Result<Vec<[String; N]>> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let headers = rdr.headers()?.clone();
+    let at = names.map(|n| headers.iter().position(|h| h == n));
+    if let Some(missing) = names.iter().zip(&at).find(|(_, a)| a.is_none()) {
+        anyhow::bail!("{}: no column '{}'", path.display(), missing.0);
+    }
+    rdr.records()
+        .map(|r| {
+            let r = r?;
+            Ok(at.map(|i| r.get(i.unwrap_or(usize::MAX)).unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// The first existing `dir/name` or `dir/name.<jpg|jpeg|png>`.
+fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    std::iter::once(dir.join(name))
+        .chain(["jpg", "jpeg", "png"].iter().map(|e| dir.join(format!("{name}.{e}"))))
+        .find(|p| p.is_file())
+}
+
+/// The photos the export fits and measures on, under `root` (`../shared/data`): the model's
+/// HAM10000 validation split (`val_labels`: `image,dx`), the PAD-UFES-20 phone photos, up to
+/// `max_per_source` ISIC 2019 photos from each of BCN and MSK (whole lesions, in a stable
+/// order), and the non-lesion photos of `ood/`. None of these was trained on.
+pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path, max_per_source: usize) -> anyhow::Result<Vec<LabelledPhoto>> {
+    let mut out = Vec::new();
+    let ham = root.join("ham10000");
+    let lesion_of: std::collections::HashMap<String, String> = columns(&ham.join("metadata.csv"), ["image_id", "lesion_id"])?
+        .into_iter()
+        .map(|[i, l]| (i, l))
+        .collect();
+    for [image, dx] in columns(val_labels, ["image", "dx"])? {
+        let stem = image.trim_end_matches(".jpg").to_string();
+        let path = find(&ham.join("images"), &stem).ok_or_else(|| anyhow::anyhow!("no HAM10000 image {image}"))?;
+        let group = lesion_of.get(&stem).cloned().unwrap_or(stem);
+        out.push(LabelledPhoto { path, dx, group, source: "ham10000".into(), lesion: true });
+    }
+    let pad = root.join("pad-ufes-20-subset");
+    for [img, diagnostic, patient] in columns(&pad.join("metadata.csv"), ["img_id", "diagnostic", "patient_id"])? {
+        let dx = match diagnostic.as_str() {
+            "ACK" => "akiec",
+            "SEK" => "bkl",
+            "NEV" => "nv",
+            "MEL" => "mel",
+            "BCC" => "bcc",
+            "SCC" => "scc",
+            other => anyhow::bail!("PAD-UFES-20: unknown diagnostic '{other}'"),
+        };
+        out.push(LabelledPhoto { path: pad.join("images").join(img), dx: dx.into(), group: patient, source: "pad_ufes_20".into(), lesion: true });
+    }
+    let isic = root.join("isic2019-extra");
+    let mut by_source: std::collections::BTreeMap<String, Vec<LabelledPhoto>> = Default::default();
+    for [image, dx, lesion, source] in columns(&isic.join("labels.csv"), ["image", "dx", "lesion_id", "source"])? {
+        let group = if lesion.is_empty() { image.clone() } else { lesion };
+        let Some(path) = find(&isic.join("images"), &image) else { continue };
+        let source = source.to_ascii_lowercase();
+        by_source.entry(source.clone()).or_default().push(LabelledPhoto { path, dx, group, source, lesion: true });
+    }
+    for (_, mut photos) in by_source {
+        // Whole groups in a stable pseudo-random order, so the cap cuts no lesion in two.
+        let key = |g: &str| g.bytes().fold(0x9E37_79B9u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        photos.sort_by(|a, b| (key(&a.group), &a.group, &a.path).cmp(&(key(&b.group), &b.group, &b.path)));
+        let mut kept = photos.len().min(max_per_source);
+        while kept > 0 && kept < photos.len() && photos[kept].group == photos[kept - 1].group {
+            kept -= 1;
+        }
+        photos.truncate(kept);
+        out.extend(photos);
+    }
+    let ood = root.join("ood");
+    for [image, kind] in columns(&ood.join("labels.csv"), ["image", "kind"])? {
+        let path = find(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
+        out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, lesion: false });
+    }
+    Ok(out)
+}
+
+/// Everything the export measured, written beside `model.json` as `calibration.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub population: String,
+    pub calibration: Calibration,
+    /// Per source: ECE after calibration (HAM10000: out of fold, by lesion).
+    pub calibration_by_source: Vec<CalibrationRow>,
+    /// HAM10000 validation before calibration (the class-balanced scores), for comparison.
+    pub uncalibrated_ham10000: CalibrationRow,
+    pub high_risk_threshold: f32,
+    pub target_sensitivity: f64,
+    /// Per source: sensitivity and specificity of the flag (photos that pass the gate).
+    pub flag_by_source: Vec<serde_json::Value>,
+    pub gate: GateReport,
+    /// Per source or kind: the share turned away for each reason by the shipped gate.
+    pub gated_by_source: Vec<serde_json::Value>,
+}
+
+/// Whom the shipped percentages refer to.
+pub const POPULATION: &str = "spots like those photographed through a dermatoscope at the dermatology clinics in Vienna and Queensland whose photos (HAM10000) trained this model";
+
+/// Fits calibration, threshold and gate for `classifier` on `photos` (from [`export_photos`])
+/// and returns them with what was measured. Photos whose diagnosis has no training class (scc
+/// for a HAM10000-only model) count for the gate and P(malignant) only.
+pub fn fit_export(classifier: &crate::classifier::Classifier, photos: &[LabelledPhoto], target_sensitivity: f64) -> anyhow::Result<(Calibration, f32, GateConfig, ExportReport)> {
+    let meta = classifier.meta();
+    let (classes, taxonomy) = (&meta.training_classes, classifier.taxonomy());
+    let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
+    let mut scores = Vec::with_capacity(photos.len());
+    let mut kept = Vec::with_capacity(photos.len());
+    for chunk in photos.chunks(32) {
+        let mut inputs = Vec::new();
+        for p in chunk {
+            match std::fs::read(&p.path).map_err(anyhow::Error::from).and_then(|b| Ok(classifier.input_from_bytes(&b)?)) {
+                Ok(x) => {
+                    inputs.extend(x);
+                    kept.push(p.clone());
+                }
+                Err(e) => eprintln!("calibrate: {}: {e}", p.path.display()),
+            }
+        }
+        if !inputs.is_empty() {
+            scores.extend(classifier.scores_of(&inputs)?);
+        }
+    }
+    let photos = kept;
+    let is_malignant = |p: &LabelledPhoto| taxonomy.is_within(&p.dx, "malignant").unwrap_or(false);
+    // Calibration: HAM10000 validation, out of fold for the figures, all of it for the fit.
+    let ham: Vec<usize> = (0..photos.len()).filter(|&i| photos[i].source == "ham10000").collect();
+    let labelled = |idx: &[usize]| -> (Vec<Vec<f32>>, Vec<usize>, Vec<usize>) {
+        let mut z = Vec::new();
+        let mut y = Vec::new();
+        let mut at = Vec::new();
+        for &i in idx {
+            if let Some(k) = taxonomy.class_of(&photos[i].dx, classes) {
+                z.push(scores[i].logits.clone());
+                y.push(k);
+                at.push(i);
+            }
+        }
+        (z, y, at)
+    };
+    let (z_ham, y_ham, at_ham) = labelled(&ham);
+    let fold: Vec<usize> = at_ham.iter().map(|&i| fold_of(&photos[i].group)).collect();
+    let mut oof = vec![Vec::new(); z_ham.len()];
+    for f in 0..2 {
+        let fold = &fold;
+        let pick = |want: bool| (0..z_ham.len()).filter(move |&j| (fold[j] == f) == want);
+        let train_z: Vec<Vec<f32>> = pick(false).map(|j| z_ham[j].clone()).collect();
+        let train_y: Vec<usize> = pick(false).map(|j| y_ham[j]).collect();
+        let c = fit_calibration(&train_z, &train_y, POPULATION);
+        for j in pick(true) {
+            oof[j] = c.probabilities(&z_ham[j]);
+        }
+    }
+    let calibration = fit_calibration(&z_ham, &y_ham, POPULATION);
+    let balanced: Vec<Vec<f32>> = z_ham.iter().map(|z| crate::classifier::softmax(z)).collect();
+    let mut rows = vec![calibration_row("ham10000", &oof, &y_ham, &malignant)];
+    let mut sources: Vec<String> = photos.iter().filter(|p| p.lesion).map(|p| p.source.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    for s in sources.iter().filter(|s| *s != "ham10000") {
+        let idx: Vec<usize> = (0..photos.len()).filter(|&i| &photos[i].source == s).collect();
+        let (z, y, _) = labelled(&idx);
+        let probs: Vec<Vec<f32>> = z.iter().map(|z| calibration.probabilities(z)).collect();
+        rows.push(calibration_row(s, &probs, &y, &malignant));
+    }
+    // The flag keeps its job: the share of HAM10000 validation cancers it catches.
+    let p_mal = |i: usize| -> f32 { malignant.iter().map(|&k| calibration.probabilities(&scores[i].logits)[k]).sum() };
+    let mut mal_scores: Vec<f32> = ham.iter().filter(|&&i| is_malignant(&photos[i])).map(|&i| p_mal(i)).collect();
+    mal_scores.sort_by(|a, b| b.total_cmp(a));
+    let at = ((target_sensitivity * mal_scores.len() as f64).ceil() as usize).clamp(1, mal_scores.len()) - 1;
+    let threshold = ((mal_scores[at] * 1000.0).floor() / 1000.0).max(0.001);
+    // The gate.
+    let gate_photos: Vec<GatePhoto> = photos
+        .iter()
+        .zip(&scores)
+        .map(|(p, s)| GatePhoto { embedding: s.embedding.clone(), lesion: p.lesion, source: p.source.clone() })
+        .collect();
+    let groups: Vec<String> = photos.iter().map(|p| format!("{}/{}", p.source, p.group)).collect();
+    let (gate, gate_report) = fit_gate(&gate_photos, &groups);
+    let mut all_sources: Vec<String> = photos.iter().map(|p| p.source.clone()).collect();
+    all_sources.sort();
+    all_sources.dedup();
+    let mut gated_by_source = Vec::new();
+    let mut flag_by_source = Vec::new();
+    for s in &all_sources {
+        let idx: Vec<usize> = (0..photos.len()).filter(|&i| &photos[i].source == s).collect();
+        let mut reasons = std::collections::BTreeMap::new();
+        for &i in &idx {
+            let g = gate.decide(&scores[i].quality, gate.head.score(&scores[i].embedding));
+            *reasons.entry(g.id()).or_insert(0usize) += 1;
+        }
+        let share: serde_json::Map<String, serde_json::Value> = reasons.iter().map(|(k, &v)| (k.to_string(), serde_json::json!(v as f64 / idx.len() as f64))).collect();
+        gated_by_source.push(serde_json::json!({ "source": s, "photos": idx.len(), "share": share, "note": "in-sample for the lesion head; out-of-fold figures are under gate" }));
+        if photos[idx[0]].lesion {
+            let (mut tp, mut pos, mut tn, mut neg) = (0, 0, 0, 0);
+            for &i in &idx {
+                let flagged = p_mal(i) >= threshold;
+                if is_malignant(&photos[i]) {
+                    pos += 1;
+                    tp += usize::from(flagged);
+                } else {
+                    neg += 1;
+                    tn += usize::from(!flagged);
+                }
+            }
+            flag_by_source.push(serde_json::json!({
+                "source": s, "malignant": pos, "benign": neg,
+                "sensitivity": tp as f64 / pos.max(1) as f64, "specificity": tn as f64 / neg.max(1) as f64,
+            }));
+        }
+    }
+    let report = ExportReport {
+        population: POPULATION.into(),
+        calibration: calibration.clone(),
+        calibration_by_source: rows,
+        uncalibrated_ham10000: calibration_row("ham10000 (class-balanced scores, before calibration)", &balanced, &y_ham, &malignant),
+        high_risk_threshold: threshold,
+        target_sensitivity,
+        flag_by_source,
+        gate: gate_report,
+        gated_by_source,
+    };
+    Ok((calibration, threshold, gate, report))
+}

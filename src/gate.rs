@@ -1,0 +1,188 @@
+//! The gate before any risk is shown: is this a usable photo of a skin spot?
+//!
+//! Two kinds of check, both on exactly what the network sees (the model input):
+//! - **quality**: too dark, overexposed, too blurry, measured from the pixels;
+//! - **"is it a skin spot"**: a logistic head on the network's last hidden layer
+//!   ([`LesionHead`]), fitted at export on lesion photos of every kind the model was validated
+//!   on against photos that are not skin spots, giving `lesion_score` (higher = more like the
+//!   spots the model knows).
+//!
+//! A gated photo gets a plain message of what is wrong and what to do, and no risk number.
+
+use crate::preprocess::PreprocessConfig;
+use serde::{Deserialize, Serialize};
+
+/// Why a photo gets no risk number, or `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// A usable photo of a skin spot: the risk is shown.
+    Ok,
+    /// It does not look like a close-up of a skin spot.
+    NotASkinSpot,
+    /// Too dark to judge.
+    TooDark,
+    /// Mostly blown-out white.
+    Overexposed,
+    /// Too blurry to judge.
+    TooBlurry,
+}
+
+impl Gate {
+    /// The gate's name in results (`ok`, `not_a_skin_spot`, ...), as serialised.
+    pub fn id(self) -> &'static str {
+        match self {
+            Gate::Ok => "ok",
+            Gate::NotASkinSpot => "not_a_skin_spot",
+            Gate::TooDark => "too_dark",
+            Gate::Overexposed => "overexposed",
+            Gate::TooBlurry => "too_blurry",
+        }
+    }
+
+    /// What is wrong and what to do, in words a person can act on. None reads as reassurance.
+    pub fn message(self) -> &'static str {
+        match self {
+            Gate::Ok => "",
+            Gate::NotASkinSpot => "This does not look like a close-up of a skin spot, so no risk is given. This checks skin spots only: fill the square with the spot, about a hand's width away, in daylight.",
+            Gate::TooDark => "The photo is too dark to judge, so no risk is given. Retake it in daylight or with more light on the spot.",
+            Gate::Overexposed => "The photo is too bright (washed out) to judge, so no risk is given. Retake it without a flash or direct glare on the spot.",
+            Gate::TooBlurry => "The photo is too blurry to judge, so no risk is given. Hold the phone still, let it focus on the spot, and retake it.",
+        }
+    }
+}
+
+/// Pixel measures of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Mean luminance (Rec. 601), 0 black to 1 white.
+    pub luminance: f32,
+    /// Share of pixels whose three channels are all at 250 or more (blown-out white).
+    pub clipped: f32,
+    /// Variance of the 4-neighbour Laplacian of luminance, times 10^4: low means blurry.
+    pub sharpness: f32,
+}
+
+impl Quality {
+    /// Measures one model input (`3 * s * s` floats, CHW, normalised with `pre`).
+    pub fn of_input(input: &[f32], pre: &PreprocessConfig) -> Self {
+        let s = pre.input_size as usize;
+        let n = s * s;
+        let channel = |c: usize, i: usize| input[c * n + i] * pre.std[c] + pre.mean[c];
+        let luma: Vec<f32> = (0..n)
+            .map(|i| 0.299 * channel(0, i) + 0.587 * channel(1, i) + 0.114 * channel(2, i))
+            .collect();
+        let clipped = (0..n).filter(|&i| (0..3).all(|c| channel(c, i) >= 250.0 / 255.0)).count();
+        let mut lap = Vec::with_capacity((s - 2) * (s - 2));
+        for y in 1..s - 1 {
+            for x in 1..s - 1 {
+                let at = |x: usize, y: usize| luma[y * s + x];
+                lap.push(4.0 * at(x, y) - at(x - 1, y) - at(x + 1, y) - at(x, y - 1) - at(x, y + 1));
+            }
+        }
+        let mean = lap.iter().sum::<f32>() / lap.len() as f32;
+        let var = lap.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / lap.len() as f32;
+        Self {
+            luminance: luma.iter().sum::<f32>() / n as f32,
+            clipped: clipped as f32 / n as f32,
+            sharpness: var * 1e4,
+        }
+    }
+}
+
+/// Logistic regression on the last hidden layer: `score = w . ((e - mean) / scale) + bias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LesionHead {
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub bias: f32,
+}
+
+impl LesionHead {
+    /// The lesion score of one embedding (log-odds of "a skin spot").
+    pub fn score(&self, embedding: &[f32]) -> f32 {
+        embedding
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(&self.weights)
+            .map(|(((e, m), s), w)| w * (e - m) / s)
+            .sum::<f32>()
+            + self.bias
+    }
+}
+
+/// The gate's settings, fitted at export and stored in `model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateConfig {
+    /// The "is it a skin spot" head.
+    pub head: LesionHead,
+    /// Lesion scores below this are "not a skin spot".
+    pub min_lesion_score: f32,
+    /// Darker than this mean luminance is "too dark".
+    pub min_luminance: f32,
+    /// A larger share of blown-out pixels is "overexposed".
+    pub max_clipped: f32,
+    /// Less Laplacian variance than this is "too blurry".
+    pub min_sharpness: f32,
+}
+
+impl GateConfig {
+    /// The gate for a photo: quality first (a dark or blurred frame also looks unlike a spot,
+    /// and "retake it in daylight" is the more useful message), then the lesion score.
+    pub fn decide(&self, quality: &Quality, lesion_score: f32) -> Gate {
+        if quality.luminance < self.min_luminance {
+            Gate::TooDark
+        } else if quality.clipped > self.max_clipped {
+            Gate::Overexposed
+        } else if quality.sharpness < self.min_sharpness {
+            Gate::TooBlurry
+        } else if lesion_score < self.min_lesion_score {
+            Gate::NotASkinSpot
+        } else {
+            Gate::Ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pre(size: u32) -> PreprocessConfig {
+        PreprocessConfig { input_size: size, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }
+    }
+
+    fn input(size: usize, pixel: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+        let n = size * size;
+        (0..3 * n).map(|i| (pixel((i % n) % size, (i % n) / size) - 0.5) / 0.25).collect()
+    }
+
+    #[test]
+    fn quality_measures_what_it_says() {
+        let black = Quality::of_input(&input(16, |_, _| 0.0), &pre(16));
+        assert!(black.luminance < 1e-6 && black.sharpness < 1e-6 && black.clipped == 0.0);
+        let white = Quality::of_input(&input(16, |_, _| 1.0), &pre(16));
+        assert!((white.luminance - 1.0).abs() < 1e-5 && white.clipped == 1.0);
+        let checks = Quality::of_input(&input(16, |x, y| ((x + y) % 2) as f32), &pre(16));
+        assert!(checks.sharpness > 1e4, "a checkerboard is sharp: {}", checks.sharpness);
+    }
+
+    #[test]
+    fn quality_problems_come_before_the_lesion_score() {
+        let head = LesionHead { mean: vec![0.0], scale: vec![1.0], weights: vec![1.0], bias: 0.0 };
+        let gate = GateConfig { head, min_lesion_score: 0.0, min_luminance: 0.15, max_clipped: 0.5, min_sharpness: 0.5 };
+        let good = Quality { luminance: 0.5, clipped: 0.0, sharpness: 5.0 };
+        assert_eq!(gate.decide(&good, 1.0), Gate::Ok);
+        assert_eq!(gate.decide(&good, -1.0), Gate::NotASkinSpot);
+        assert_eq!(gate.decide(&Quality { luminance: 0.05, ..good }, -1.0), Gate::TooDark);
+        assert_eq!(gate.decide(&Quality { clipped: 0.9, ..good }, 1.0), Gate::Overexposed);
+        assert_eq!(gate.decide(&Quality { sharpness: 0.1, ..good }, 1.0), Gate::TooBlurry);
+        assert_eq!(gate.head.score(&[2.0]), 2.0);
+        assert!(Gate::TooBlurry.message().contains("no risk is given"));
+        for g in [Gate::Ok, Gate::NotASkinSpot, Gate::TooDark, Gate::Overexposed, Gate::TooBlurry] {
+            assert_eq!(serde_json::to_value(g).unwrap(), g.id(), "id() is the serialised name");
+        }
+    }
+}

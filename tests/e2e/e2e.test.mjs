@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -40,6 +40,19 @@ function pngHeader(width, height, { bitDepth = 8, colourType = 2 } = {}) {
   ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = bitDepth; ihdr[9] = colourType;
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
     chunk('IDAT', deflateSync(Buffer.alloc(4096))), chunk('IEND', Buffer.alloc(0))]);
+}
+/** A valid `width` x `height` PNG of one colour. */
+function solidPng(width, height, rgb) {
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: width }, () => rgb).flat())]);
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = 8; ihdr[9] = 2;
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.concat(Array.from({ length: height }, () => row)))), chunk('IEND', Buffer.alloc(0))]);
 }
 /** The JPEG with its frame header (SOF0-SOF2) edited to claim `width` x `height`. */
 function jpegClaiming(path, width, height) {
@@ -260,6 +273,57 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await page.screenshot({ path: join(OUT, 'phone-360-saliency.png'), fullPage: true });
     await page.keyboard.press('Enter');
     assert.equal(await figure.isHidden(), true, 'the toggle hides the map again');
+    rmSync(dir, { recursive: true, force: true });
+    await context.close();
+  });
+
+  test('photos that are not usable get a reason and no risk; lesion photos of every kind get a risk', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
+    const { page } = await openApp(context, site.url, { backend: 'cpu' });
+    const ood = join(DATA, '..', 'ood', 'images');
+    const pad = join(DATA, '..', 'pad-ufes-20-subset', 'images');
+    const firstOf = (dir, prefix) => readdirSync(dir).filter((f) => f.startsWith(prefix)).sort()[0];
+    const dir = mkdtempSync(join(tmpdir(), 'dermscreen-gate-'));
+    writeFileSync(join(dir, 'black.png'), solidPng(300, 300, [0, 0, 0]));
+    const check = async (path) => {
+      const event = nextResult(page);
+      await fileInput(page).setInputFiles(path);
+      const { detail } = await event;
+      return { detail, shown: await resultText(page) };
+    };
+    for (const [path, gate] of [
+      [join(dir, 'black.png'), 'too_dark'],
+      [join(ood, firstOf(ood, 'bsds_')), 'not_a_skin_spot'],
+    ]) {
+      const { detail, shown } = await check(path);
+      assert.equal(detail.gate, gate, path);
+      assert.equal(detail.malignant, undefined, 'no risk number in the event');
+      assert.match(shown, /No risk given for this photo/);
+      assert.ok(shown.includes(detail.gate_message));
+      assert.doesNotMatch(shown, /%|Lower risk|Higher risk/, 'nothing that reads as a risk or as reassurance');
+      assert.equal(await page.locator('derm-screen .saliency-toggle').count(), 0);
+      if (gate === 'not_a_skin_spot') await page.screenshot({ path: join(OUT, 'phone-360-gated.png'), fullPage: true });
+    }
+    // A heavily blurred lesion, blurred in the page as a shaky hand would.
+    const blurred = await page.evaluate(async (file) => {
+      const img = new Image();
+      img.src = `/__samples/${file}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.width; c.height = img.height;
+      const ctx = c.getContext('2d');
+      ctx.filter = 'blur(6px)';
+      ctx.drawImage(img, 0, 0);
+      const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+      return document.querySelector('derm-screen').classify(blob, 'blurred.png');
+    }, samples[0].file);
+    assert.equal(blurred.gate, 'too_blurry');
+    for (const path of [join(pad, firstOf(pad, 'PAT_')), join(DATA, 'images', samples[1].file)]) {
+      const { detail, shown } = await check(path);
+      assert.equal(detail.gate, 'ok', path);
+      assert.match(shown, /(Higher|Lower) risk: \d+(\.\d)?% chance this is malignant/);
+      assert.match(shown, /Percentages are for spots like those photographed through a dermatoscope/);
+    }
     rmSync(dir, { recursive: true, force: true });
     await context.close();
   });

@@ -123,6 +123,10 @@ pub struct Prediction {
     pub malignant: f32,
     /// Whether `malignant` reaches the model's high-risk threshold.
     pub high_risk: bool,
+    /// The class-balanced call: the training class the model would name if every diagnosis
+    /// were equally common (the largest logit-adjusted logit). What balanced accuracy scores;
+    /// the calibrated `classes` rank diagnoses as common as they are in the population.
+    pub diagnosis: String,
     /// How much the photo looks like the skin spots the model knows (log-odds; higher = more);
     /// absent when the model has no gate.
     pub lesion_score: Option<f32>,
@@ -170,6 +174,9 @@ pub struct ImageResult<'a> {
     pub malignant: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_risk: Option<bool>,
+    /// See [`Prediction::diagnosis`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classes: Option<&'a [ClassProb]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,6 +199,7 @@ impl<'a> ImageResult<'a> {
             lesion_score: p.lesion_score,
             malignant: shown.then_some(p.malignant),
             high_risk: shown.then_some(p.high_risk),
+            diagnosis: shown.then_some(p.diagnosis.as_str()),
             classes: shown.then_some(&p.classes[..]),
             nodes: shown.then_some(&p.nodes[..]),
             prediction: p,
@@ -553,7 +561,14 @@ impl Classifier {
             (Some(g), Some(score)) => g.decide(&s.quality, score),
             _ => Gate::Ok,
         };
-        Prediction { lesion_score, quality: s.quality, gate, ..self.prediction_from_probs(&probs) }
+        let call = (0..s.logits.len()).max_by(|&a, &b| s.logits[a].total_cmp(&s.logits[b])).unwrap_or(0);
+        Prediction {
+            lesion_score,
+            quality: s.quality,
+            gate,
+            diagnosis: self.meta.training_classes[call].clone(),
+            ..self.prediction_from_probs(&probs)
+        }
     }
 
     /// Aggregates training-class probabilities to the inference nodes.
@@ -582,6 +597,7 @@ impl Classifier {
             nodes,
             malignant,
             high_risk: malignant >= self.meta.high_risk_threshold,
+            diagnosis: String::new(),
             lesion_score: None,
             quality: Quality { luminance: 0.0, clipped: 0.0, sharpness: 0.0 },
             gate: Gate::Ok,

@@ -552,9 +552,11 @@ pub fn fit_export(classifier: &crate::classifier::Classifier, photos: &[Labelled
         let probs: Vec<Vec<f32>> = z.iter().map(|z| calibration.probabilities(z)).collect();
         rows.push(calibration_row(s, &probs, &y, &malignant));
     }
-    // The flag keeps its job: the share of HAM10000 validation cancers it catches.
+    // The flag keeps its job: the share of HAM10000 validation cancers it catches. A screening
+    // aid should rather send too many people to a dermatologist than too few.
     let p_mal = |i: usize| -> f32 { malignant.iter().map(|&k| calibration.probabilities(&scores[i].logits)[k]).sum() };
     let mut mal_scores: Vec<f32> = ham.iter().filter(|&&i| is_malignant(&photos[i])).map(|&i| p_mal(i)).collect();
+    anyhow::ensure!(!mal_scores.is_empty(), "no malignant HAM10000 validation photo to set the high-risk threshold on");
     mal_scores.sort_by(|a, b| b.total_cmp(a));
     let at = ((target_sensitivity * mal_scores.len() as f64).ceil() as usize).clamp(1, mal_scores.len()) - 1;
     let threshold = ((mal_scores[at] * 1000.0).floor() / 1000.0).max(0.001);

@@ -236,12 +236,13 @@ mod native {
         Ok(())
     }
 
-    /// One row per image: its name, the gate, the lesion score, P(malignant) and the flag, then
-    /// every training class and inference node. A gated image's risk columns are empty.
+    /// One row per image: its name, the gate, the lesion score, P(malignant), the flag and the
+    /// class-balanced call, then every training class and inference node. A gated image's risk
+    /// columns are empty.
     fn write_csv(out: impl Write, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
         let mut w = csv::Writer::from_writer(out);
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
-        let head = ["image", "gate", "lesion_score", "malignant", "high_risk"];
+        let head = ["image", "gate", "lesion_score", "malignant", "high_risk", "diagnosis"];
         w.write_record(head.into_iter().chain(ids.map(String::as_str)))?;
         let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
         for r in rows {
@@ -253,9 +254,10 @@ mod native {
                 Some(m) => {
                     record.push(format!("{m:.6}"));
                     record.push(p.high_risk.to_string());
+                    record.push(p.diagnosis.clone());
                     record.extend(p.classes.iter().chain(&p.nodes).map(|c| format!("{:.6}", c.probability)));
                 }
-                None => record.extend(std::iter::repeat_n(String::new(), 2 + width)),
+                None => record.extend(std::iter::repeat_n(String::new(), 3 + width)),
             }
             w.write_record(record)?;
         }
@@ -343,7 +345,17 @@ mod native {
             bail!("no readable labelled images");
         }
         let labels_kept: Vec<usize> = inputs.iter().map(|(i, _)| label_idx[*i]).collect();
-        let probs: Vec<Vec<f32>> = classify_all(&classifier, &inputs)?.iter().map(Prediction::class_probs).collect();
+        let predictions = classify_all(&classifier, &inputs)?;
+        let probs: Vec<Vec<f32>> = predictions.iter().map(Prediction::class_probs).collect();
+        // Every image is scored whatever its gate; how many the page would have turned away:
+        let mut gated = std::collections::BTreeMap::new();
+        for p in &predictions {
+            *gated.entry(p.gate.id()).or_insert(0usize) += 1;
+        }
+        // The class-balanced call, scored as balanced accuracy (the calibrated probabilities'
+        // argmax favours common diagnoses, as it should for "most likely").
+        let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
+        let call_balanced_accuracy = dermscreen::eval::balanced_accuracy(&dermscreen::eval::confusion(&labels_kept, &calls, classes.len()));
         let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
         let mut embeddings = Vec::with_capacity(inputs.len());
         for batch in batches(&inputs) {
@@ -357,6 +369,8 @@ mod native {
             "images_dir": images.display().to_string(),
             "labels": labels.display().to_string(),
             "skipped": problems.count,
+            "gate": gated,
+            "class_balanced_call": { "balanced_accuracy": call_balanced_accuracy },
             "summary": summary,
         });
         std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
@@ -370,6 +384,8 @@ mod native {
         points.flush()?;
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
         print!("{}", report::summary_text(&summary));
+        println!("class-balanced call (the `diagnosis` column): balanced accuracy {call_balanced_accuracy:.3}");
+        println!("gate (scored anyway): {}", gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
         Ok(problems.count == 0)
     }

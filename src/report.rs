@@ -67,6 +67,19 @@ pub struct Summary {
     pub per_class_recall: Vec<(String, Option<f64>)>,
     pub confusion: Vec<Confusion>,
     pub binary_tasks: Vec<BinaryTask>,
+    /// How well P(malignant) means what it says on these images.
+    pub calibration: CalibrationSummary,
+}
+
+/// Reliability of P(malignant): expected calibration error and the diagram's bins.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationSummary {
+    /// Expected calibration error of P(malignant) over 10 bins.
+    pub ece_malignant: f64,
+    /// Mean P(malignant) and the share of images that are malignant.
+    pub mean_malignant: f64,
+    pub share_malignant: f64,
+    pub reliability: Vec<crate::calibration::ReliabilityBin>,
 }
 
 impl Summary {
@@ -90,6 +103,11 @@ pub fn summary_text(summary: &Summary) -> String {
     for (c, r) in &summary.per_class_recall {
         out.push_str(&format!("  recall {c:>6}: {}\n", fmt_opt(*r)));
     }
+    let cal = &summary.calibration;
+    out.push_str(&format!(
+        "  P(malignant): ECE {:.3}, mean {:.3} vs {:.3} malignant\n",
+        cal.ece_malignant, cal.mean_malignant, cal.share_malignant
+    ));
     for c in &summary.confusion[1..] {
         out.push_str(&format!(
             "  {} ({}-way): accuracy {:.3}, balanced accuracy {:.3}\n",
@@ -193,7 +211,18 @@ pub fn summarise(
             roc,
         });
     }
+    let malignant = taxonomy.aggregation_map(classes, &["malignant".to_string()])?.remove(0);
+    let p_mal: Vec<f32> = probs.iter().map(|p| malignant.iter().map(|&c| p[c]).sum()).collect();
+    let y_mal: Vec<bool> = labels.iter().map(|l| malignant.contains(l)).collect();
+    let n = labels.len().max(1) as f64;
+    let calibration = CalibrationSummary {
+        ece_malignant: crate::calibration::ece(&p_mal, &y_mal),
+        mean_malignant: p_mal.iter().map(|&p| f64::from(p)).sum::<f64>() / n,
+        share_malignant: y_mal.iter().filter(|&&m| m).count() as f64 / n,
+        reliability: crate::calibration::reliability(&p_mal, &y_mal, 10),
+    };
     Ok(Summary {
+        calibration,
         images: labels.len(),
         accuracy: correct as f64 / labels.len().max(1) as f64,
         balanced_accuracy: eval::balanced_accuracy(&m),
@@ -203,11 +232,42 @@ pub fn summarise(
     })
 }
 
+/// The reliability diagram of P(malignant): observed share malignant against predicted, per
+/// bin (dot size by count), with the diagonal a calibrated model follows.
+fn write_reliability(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let cal = &summary.calibration;
+    let root = SVGBackend::new(path, (520, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("P(malignant) reliability: ECE {:.3}", cal.ece_malignant), ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
+    chart.configure_mesh().x_desc("predicted P(malignant)").y_desc("observed share malignant").draw()?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], &BLACK.mix(0.3)))?;
+    chart
+        .draw_series(LineSeries::new(cal.reliability.iter().map(|b| (b.predicted, b.observed)), BLUE.stroke_width(2)))?
+        .label(format!("{} images in 10 bins", summary.images))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+    let most = cal.reliability.iter().map(|b| b.count).max().unwrap_or(1) as f64;
+    chart.draw_series(cal.reliability.iter().map(|b| {
+        Circle::new((b.predicted, b.observed), (3.0 + 7.0 * (b.count as f64 / most).sqrt()) as i32, BLUE.filled())
+    }))?;
+    chart.configure_series_labels().border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Writes one SVG per binary task (ROC with AUC and interval) and one per confusion matrix.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_plots(summary: &Summary, dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     use plotters::prelude::*;
     let mut written = Vec::new();
+    let reliability = dir.join("reliability_malignant.svg");
+    write_reliability(summary, &reliability)?;
+    written.push(reliability);
     for task in &summary.binary_tasks {
         let path = dir.join(format!("roc_{}.svg", task.name));
         {

@@ -10,7 +10,7 @@ use crate::classifier::{self, Classifier, ModelMeta, WeightsInfo, META_FORMAT};
 use crate::dataset::{self, Sample};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig};
-use crate::report::{self, fmt_opt, Summary};
+use crate::report::{self, fmt_opt};
 use crate::taxonomy::Taxonomy;
 use anyhow::{bail, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -79,6 +79,10 @@ pub struct TrainConfig {
     /// Share of malignant validation lesions the "high risk" threshold must flag.
     #[arg(long, default_value_t = 0.85)]
     pub target_sensitivity: f64,
+    /// At most this many ISIC 2019 photos from each of BCN and MSK when the export fits the
+    /// calibration and the gate (the other data sets sit beside `--data`).
+    #[arg(long, default_value_t = 3000)]
+    pub export_max_per_source: usize,
     /// Architecture; `None` is [`NetConfig::resnet_small`]. Set in code, not on the command line.
     #[arg(skip)]
     pub net: Option<NetConfig>,
@@ -668,16 +672,18 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         .fold(0f32, f32::max);
     let summary = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs)?;
     let summary32 = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs32)?;
-    if let Some(t) = high_risk_threshold(&summary, cfg.target_sensitivity) {
-        meta.high_risk_threshold = t;
-    }
+    // What every shipped model carries: calibration, the flag's threshold on the calibrated
+    // scale, and the gate, fitted on photos this run never trained on.
+    let root = cfg.data.parent().context("--data has no parent folder holding the other data sets")?;
+    let photos = crate::fit::export_photos(root, &paths.file("val_labels.csv"), cfg.export_max_per_source)?;
+    let (calibration, threshold, gate, export) = crate::fit::fit_export(&shipped, &photos, cfg.target_sensitivity)?;
+    meta.calibration = Some(calibration);
+    meta.gate = Some(gate);
+    meta.high_risk_threshold = threshold;
     std::fs::write(paths.file("model.bpk"), &weights)?;
     write_json(&paths.file("model.json"), &meta)?;
-    let operating_point = summary
-        .binary_tasks
-        .iter()
-        .find(|t| t.name == "malignant_vs_benign")
-        .and_then(|t| t.roc.iter().rev().find(|p| p.threshold >= f64::from(meta.high_risk_threshold)).copied());
+    write_json(&paths.file("calibration.json"), &export)?;
+    let operating_point = export.flag_by_source.iter().find(|r| r["source"] == "ham10000").cloned();
     let metrics = serde_json::json!({
         "split": {
             "seed": cfg.seed,
@@ -688,10 +694,7 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         },
         "validation": summary,
         "high_risk_threshold": meta.high_risk_threshold,
-        "high_risk_operating_point": operating_point.map(|p| serde_json::json!({
-            "sensitivity": p.tpr,
-            "specificity": 1.0 - p.fpr,
-        })),
+        "high_risk_operating_point": operating_point,
         "f32_weights": {
             "max_abs_probability_difference_vs_f16": max_diff,
             "balanced_accuracy": summary32.balanced_accuracy,
@@ -731,16 +734,6 @@ fn validation_probs(classifier: &Classifier, inputs: &[f32]) -> Result<Vec<Vec<f
         probs.extend(classifier.classify_inputs(chunk)?.iter().map(classifier::Prediction::class_probs));
     }
     Ok(probs)
-}
-
-/// A screening aid should rather send too many people to a dermatologist than too few: the
-/// "high risk" threshold is the highest P(malignant), floored to a percent, that still flags
-/// `target_sensitivity` of the malignant validation lesions (chosen on validation, so expect a
-/// little less on new data).
-fn high_risk_threshold(summary: &Summary, target_sensitivity: f64) -> Option<f32> {
-    let task = summary.binary_tasks.iter().find(|t| t.name == "malignant_vs_benign")?;
-    let point = task.roc.iter().find(|p| p.tpr >= target_sensitivity)?;
-    Some(((point.threshold * 100.0).floor() / 100.0).clamp(0.01, 0.99) as f32)
 }
 
 fn console_is_tty() -> bool {

@@ -50,7 +50,7 @@ fn csv_has_the_documented_header_and_probabilities() {
     assert_eq!(
         header,
         [
-            "image", "gate", "lesion_score", "malignant", "high_risk", "df", "vasc", "bkl", "nv", "akiec", "bcc", "mel",
+            "image", "gate", "lesion_score", "malignant", "high_risk", "diagnosis", "df", "vasc", "bkl", "nv", "akiec", "bcc", "mel",
             "benign", "benign_dermal", "benign_epidermal", "benign_melanocytic", "malignant", "malignant_epidermal",
             "malignant_melanocytic"
         ]
@@ -62,9 +62,10 @@ fn csv_has_the_documented_header_and_probabilities() {
         assert_eq!(&row[1], "ok", "a held-out lesion photo passes the gate");
         assert!(row[2].parse::<f64>().unwrap() > 0.0, "lesion score");
         assert!(matches!(&row[4], "true" | "false"));
-        assert_eq!(&row[3], &row[16], "malignant is the malignant node's probability");
-        assert!(row.iter().skip(5).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
-        let v: Vec<f64> = row.iter().skip(5).map(|x| x.parse().unwrap()).collect();
+        assert_eq!(&row[3], &row[17], "malignant is the malignant node's probability");
+        assert!(["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"].contains(&&row[5]), "diagnosis is a class");
+        assert!(row.iter().skip(6).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
+        let v: Vec<f64> = row.iter().skip(6).map(|x| x.parse().unwrap()).collect();
         let classes: f64 = v[..7].iter().sum();
         assert!((classes - 1.0).abs() < 1e-3, "classes sum to {classes}");
         assert!((v[7] + v[11] - 1.0).abs() < 1e-3, "benign + malignant = 1");
@@ -94,7 +95,7 @@ fn folders_are_walked_and_json_matches_csv() {
         let mel_json = row["classes"].as_array().unwrap().iter().find(|c| c["id"] == "mel").unwrap()["probability"]
             .as_f64()
             .unwrap();
-        let mel_csv: f64 = rec[11].parse().unwrap();
+        let mel_csv: f64 = rec[12].parse().unwrap();
         assert!((mel_json - mel_csv).abs() < 1e-5);
         assert!(row["malignant"].as_f64().is_some() && row["high_risk"].is_boolean());
         assert_eq!(row["gate"], "ok");

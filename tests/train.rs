@@ -19,10 +19,11 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
         max_steps_per_epoch: Some(2),
         limit_train: Some(300),
         val_fraction: 0.05,
+        export_max_per_source: 50,
         ..Default::default()
     };
     run(cfg.clone(), &out, false).unwrap();
-    for f in ["model.bpk", "model.json", "metrics.json", "val_labels.csv", "checkpoint/model.bpk", "checkpoint/optimizer.bpk"] {
+    for f in ["model.bpk", "model.json", "calibration.json", "metrics.json", "val_labels.csv", "checkpoint/model.bpk", "checkpoint/optimizer.bpk"] {
         assert!(out.join(f).is_file(), "{f} written");
     }
     // Resume to two epochs: the history continues rather than restarting.
@@ -33,6 +34,7 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     let c = Classifier::load_dir(&out, Device::flex()).unwrap();
     assert_eq!(c.meta().training_classes.len(), 7);
     assert_eq!(c.meta().preprocess.input_size, 32);
+    assert!(c.meta().calibration.is_some() && c.meta().gate.is_some(), "the export calibrates and gates what it ships");
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["split"]["grouped_by"], "lesion_id");
     let _ = std::fs::remove_dir_all(&out);

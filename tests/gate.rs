@@ -95,13 +95,15 @@ fn cli_shows_no_risk_for_gated_photos() {
     let dir = common::temp_dir("gate-cli");
     let (black, blurred) = drawn(&dir);
     let natural = common::shared_images("ood", "bsds_", 1).remove(0);
+    // Healthy skin, no spot (skin_1.jpg: the first in name order).
+    let skin = common::shared_images("ood", "skin_", 1).remove(0);
     let (id, _) = &common::validation_split()[1];
     let lesion = common::image(id);
     let run = |format: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dermscreen"))
             .args(["classify", "--format", format, "--model"])
             .arg(common::model_dir())
-            .args([&black, &blurred, &natural, &lesion])
+            .args([&black, &blurred, &natural, &skin, &lesion])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -111,11 +113,11 @@ fn cli_shows_no_risk_for_gated_photos() {
     let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     let gates: Vec<&str> = rows.iter().map(|r| &r[1]).collect();
-    assert_eq!(gates, ["too_dark", "too_blurry", "not_a_skin_spot", "ok"]);
-    for r in &rows[..3] {
+    assert_eq!(gates, ["too_dark", "too_blurry", "not_a_skin_spot", "not_a_skin_spot", "ok"]);
+    for r in &rows[..4] {
         assert!(r.iter().skip(3).all(str::is_empty), "no risk for a gated photo: {r:?}");
     }
-    assert!(rows[3][3].parse::<f64>().is_ok());
+    assert!(rows[4][3].parse::<f64>().is_ok());
     let text = run("text");
     assert!(text.contains("no risk given (too_dark)") && text.contains("retake"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();

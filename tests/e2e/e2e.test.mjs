@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
-import { join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import {
   CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
   openApp, sampleImages, serveSite,
@@ -294,6 +294,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     for (const [path, gate] of [
       [join(dir, 'black.png'), 'too_dark'],
       [join(ood, firstOf(ood, 'bsds_')), 'not_a_skin_spot'],
+      [join(ood, firstOf(ood, 'skin_')), 'not_a_skin_spot'], // healthy skin, no spot
     ]) {
       const { detail, shown } = await check(path);
       assert.equal(detail.gate, gate, path);
@@ -302,7 +303,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.ok(shown.includes(detail.gate_message));
       assert.doesNotMatch(shown, /%|Lower risk|Higher risk/, 'nothing that reads as a risk or as reassurance');
       assert.equal(await page.locator('derm-screen .saliency-toggle').count(), 0);
-      if (gate === 'not_a_skin_spot') await page.screenshot({ path: join(OUT, 'phone-360-gated.png'), fullPage: true });
+      await page.screenshot({ path: join(OUT, `phone-360-gated-${basename(path, extname(path))}.png`), fullPage: true });
     }
     // A heavily blurred lesion, blurred in the page as a shaky hand would.
     const blurred = await page.evaluate(async (file) => {
@@ -318,6 +319,8 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       return document.querySelector('derm-screen').classify(blob, 'blurred.png');
     }, samples[0].file);
     assert.equal(blurred.gate, 'too_blurry');
+    assert.match(await resultText(page), /too blurry to judge/);
+    await page.screenshot({ path: join(OUT, 'phone-360-gated-blurred.png'), fullPage: true });
     for (const path of [join(pad, firstOf(pad, 'PAT_')), join(DATA, 'images', samples[1].file)]) {
       const { detail, shown } = await check(path);
       assert.equal(detail.gate, 'ok', path);

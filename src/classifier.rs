@@ -599,7 +599,7 @@ impl Classifier {
             high_risk: malignant >= self.meta.high_risk_threshold,
             diagnosis: String::new(),
             lesion_score: None,
-            quality: Quality { luminance: 0.0, clipped: 0.0, sharpness: 0.0 },
+            quality: Quality { luminance: 0.0, clipped: 0.0, sharpness: 0.0, spot: 0.0, contrast: 0.0 },
             gate: Gate::Ok,
         }
     }

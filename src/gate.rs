@@ -1,7 +1,8 @@
 //! The gate before any risk is shown: is this a usable photo of a skin spot?
 //!
 //! Two kinds of check, both on exactly what the network sees (the model input):
-//! - **quality**: too dark, overexposed, too blurry, measured from the pixels;
+//! - **quality**: too dark, overexposed, too blurry, the spot too small in the frame, measured
+//!   from the pixels;
 //! - **"is it a skin spot"**: a logistic head on the network's last hidden layer
 //!   ([`LesionHead`]), fitted at export on lesion photos of every kind the model was validated
 //!   on against photos that are not skin spots, giving `lesion_score` (higher = more like the
@@ -26,6 +27,8 @@ pub enum Gate {
     Overexposed,
     /// Too blurry to judge.
     TooBlurry,
+    /// A darker spot that fills too little of the frame to show its detail.
+    SpotTooSmall,
 }
 
 impl Gate {
@@ -37,6 +40,7 @@ impl Gate {
             Gate::TooDark => "too_dark",
             Gate::Overexposed => "overexposed",
             Gate::TooBlurry => "too_blurry",
+            Gate::SpotTooSmall => "spot_too_small",
         }
     }
 
@@ -48,6 +52,7 @@ impl Gate {
             Gate::TooDark => "The photo is too dark to judge, so no risk is given. Retake it in daylight or with more light on the spot.",
             Gate::Overexposed => "The photo is too bright (washed out) to judge, so no risk is given. Retake it without a flash or direct glare on the spot.",
             Gate::TooBlurry => "The photo is too blurry to judge, so no risk is given. Hold the phone still, let it focus on the spot, and retake it.",
+            Gate::SpotTooSmall => "The spot is too small in the photo to judge, so no risk is given. Move closer so that the spot fills most of the square, and keep it sharp.",
         }
     }
 }
@@ -61,6 +66,41 @@ pub struct Quality {
     pub clipped: f32,
     /// Variance of the 4-neighbour Laplacian of luminance, times 10^4: low means blurry.
     pub sharpness: f32,
+    /// Share of pixels in the darker of the two luminance classes Otsu's threshold separates:
+    /// the spot's share of the frame when a darker spot sits on lighter skin.
+    pub spot: f32,
+    /// Mean luminance of the lighter class minus that of the darker one: how clearly they differ.
+    pub contrast: f32,
+}
+
+/// Otsu's threshold over luminance in [0, 1] (64 bins): the split that maximises the variance
+/// between the two classes. Returns the darker class's share and the gap between class means.
+fn otsu_split(luma: &[f32]) -> (f32, f32) {
+    const BINS: usize = 64;
+    let mut hist = [0usize; BINS];
+    for &l in luma {
+        hist[((l.clamp(0.0, 1.0) * (BINS - 1) as f32).round()) as usize] += 1;
+    }
+    let total = luma.len() as f64;
+    let centre = |b: usize| b as f64 / (BINS - 1) as f64;
+    let sum_all: f64 = hist.iter().enumerate().map(|(b, &n)| n as f64 * centre(b)).sum();
+    let (mut best, mut split) = (-1.0, (0.0, 0.0));
+    let (mut n_dark, mut sum_dark) = (0.0, 0.0);
+    for (b, &n) in hist.iter().enumerate().take(BINS - 1) {
+        n_dark += n as f64;
+        sum_dark += n as f64 * centre(b);
+        let n_light = total - n_dark;
+        if n_dark == 0.0 || n_light == 0.0 {
+            continue;
+        }
+        let (m_dark, m_light) = (sum_dark / n_dark, (sum_all - sum_dark) / n_light);
+        let between = n_dark * n_light * (m_light - m_dark).powi(2);
+        if between > best {
+            best = between;
+            split = ((n_dark / total) as f32, (m_light - m_dark) as f32);
+        }
+    }
+    split
 }
 
 impl Quality {
@@ -82,10 +122,13 @@ impl Quality {
         }
         let mean = lap.iter().sum::<f32>() / lap.len() as f32;
         let var = lap.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / lap.len() as f32;
+        let (spot, contrast) = otsu_split(&luma);
         Self {
             luminance: luma.iter().sum::<f32>() / n as f32,
             clipped: clipped as f32 / n as f32,
             sharpness: var * 1e4,
+            spot,
+            contrast,
         }
     }
 }
@@ -126,6 +169,13 @@ pub struct GateConfig {
     pub max_clipped: f32,
     /// Less Laplacian variance than this is "too blurry".
     pub min_sharpness: f32,
+    /// A darker class smaller than this share of the frame, when it clearly differs from the
+    /// rest (`min_spot_contrast`), is "the spot is too small".
+    #[serde(default)]
+    pub min_spot: f32,
+    /// See `min_spot`.
+    #[serde(default)]
+    pub min_spot_contrast: f32,
 }
 
 impl GateConfig {
@@ -138,6 +188,8 @@ impl GateConfig {
             Gate::Overexposed
         } else if quality.sharpness < self.min_sharpness {
             Gate::TooBlurry
+        } else if quality.spot < self.min_spot && quality.contrast > self.min_spot_contrast {
+            Gate::SpotTooSmall
         } else if lesion_score < self.min_lesion_score {
             Gate::NotASkinSpot
         } else {
@@ -172,16 +224,26 @@ mod tests {
     #[test]
     fn quality_problems_come_before_the_lesion_score() {
         let head = LesionHead { mean: vec![0.0], scale: vec![1.0], weights: vec![1.0], bias: 0.0 };
-        let gate = GateConfig { head, min_lesion_score: 0.0, min_luminance: 0.15, max_clipped: 0.5, min_sharpness: 0.5 };
-        let good = Quality { luminance: 0.5, clipped: 0.0, sharpness: 5.0 };
+        let gate = GateConfig {
+            head,
+            min_lesion_score: 0.0,
+            min_luminance: 0.15,
+            max_clipped: 0.5,
+            min_sharpness: 0.5,
+            min_spot: 0.008,
+            min_spot_contrast: 0.15,
+        };
+        let good = Quality { luminance: 0.5, clipped: 0.0, sharpness: 5.0, spot: 0.2, contrast: 0.3 };
         assert_eq!(gate.decide(&good, 1.0), Gate::Ok);
         assert_eq!(gate.decide(&good, -1.0), Gate::NotASkinSpot);
         assert_eq!(gate.decide(&Quality { luminance: 0.05, ..good }, -1.0), Gate::TooDark);
         assert_eq!(gate.decide(&Quality { clipped: 0.9, ..good }, 1.0), Gate::Overexposed);
         assert_eq!(gate.decide(&Quality { sharpness: 0.1, ..good }, 1.0), Gate::TooBlurry);
+        assert_eq!(gate.decide(&Quality { spot: 0.004, ..good }, 1.0), Gate::SpotTooSmall);
+        assert_eq!(gate.decide(&Quality { spot: 0.004, contrast: 0.05, ..good }, 1.0), Gate::Ok, "no clear spot: nothing to be small");
         assert_eq!(gate.head.score(&[2.0]), 2.0);
         assert!(Gate::TooBlurry.message().contains("no risk is given"));
-        for g in [Gate::Ok, Gate::NotASkinSpot, Gate::TooDark, Gate::Overexposed, Gate::TooBlurry] {
+        for g in [Gate::Ok, Gate::NotASkinSpot, Gate::TooDark, Gate::Overexposed, Gate::TooBlurry, Gate::SpotTooSmall] {
             assert_eq!(serde_json::to_value(g).unwrap(), g.id(), "id() is the serialised name");
         }
     }

@@ -234,6 +234,7 @@ pub fn summarise(
 
 /// The reliability diagram of P(malignant): observed share malignant against predicted, per
 /// bin (dot size by count), with the diagonal a calibrated model follows.
+#[cfg(not(target_arch = "wasm32"))]
 fn write_reliability(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let cal = &summary.calibration;

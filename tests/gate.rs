@@ -68,6 +68,9 @@ fn unusable_photos_are_gated_with_the_right_reason() {
     let (black, blurred) = drawn(&dir);
     assert_eq!(predict(&c, &black).gate, Gate::TooDark);
     assert_eq!(predict(&c, &blurred).gate, Gate::TooBlurry);
+    let far = dir.join("far.png");
+    dermscreen::synthetic::DrawnLesion { side: 256, cx: 0.5, cy: 0.5, radius: 0.03 }.image().save(&far).unwrap();
+    assert_eq!(predict(&c, &far).gate, Gate::SpotTooSmall, "a spot a few pixels wide: move closer");
     for (prefix, at_least) in [("bsds_", 18), ("skin_", 14)] {
         let photos = common::shared_images("ood", prefix, 20);
         let gated = photos.iter().filter(|p| predict(&c, p).gate == Gate::NotASkinSpot).count();

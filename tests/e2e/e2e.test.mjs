@@ -285,6 +285,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const firstOf = (dir, prefix) => readdirSync(dir).filter((f) => f.startsWith(prefix)).sort()[0];
     const dir = mkdtempSync(join(tmpdir(), 'dermscreen-gate-'));
     writeFileSync(join(dir, 'black.png'), solidPng(300, 300, [0, 0, 0]));
+    writeFileSync(join(dir, 'white.png'), solidPng(300, 300, [255, 255, 255]));
     const check = async (path) => {
       const event = nextResult(page);
       await fileInput(page).setInputFiles(path);
@@ -293,6 +294,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     };
     for (const [path, gate] of [
       [join(dir, 'black.png'), 'too_dark'],
+      [join(dir, 'white.png'), 'overexposed'],
       [join(ood, firstOf(ood, 'bsds_')), 'not_a_skin_spot'],
       [join(ood, firstOf(ood, 'skin_')), 'not_a_skin_spot'], // healthy skin, no spot
     ]) {

@@ -467,15 +467,18 @@ impl Classifier {
         Ok(Tensor::cat(chunks, 0))
     }
 
-    /// Turns logits read back from [`Self::occlusion_logits`] into the map for the class the
-    /// network predicts on the photo as given.
+    /// Turns logits read back from [`Self::occlusion_logits`] into the map for the class-balanced
+    /// call on the photo as given (one view).
     pub fn saliency(&self, logits: TensorData, grid: &OcclusionConfig) -> Result<Saliency, ClassifierError> {
         let logits = logits
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
         let k = self.meta.training_classes.len();
-        let probs: Vec<Vec<f32>> = logits.chunks(k).map(|row| self.probabilities(&self.adjusted(row))).collect();
+        // The class-balanced probabilities: the map shows the evidence for the diagnosis the
+        // network leans to (`Prediction::diagnosis`), not how common that diagnosis is; under
+        // the population's prior the top class of most photos is simply "nevus".
+        let probs: Vec<Vec<f32>> = logits.chunks(k).map(|row| softmax(&self.adjusted(row))).collect();
         let base = &probs[0];
         let class = (0..k).max_by(|&a, &b| base[a].total_cmp(&base[b])).unwrap_or(0);
         // The drop in log-probability is the rise in the loss whose gradient the paper draws;

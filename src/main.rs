@@ -49,7 +49,7 @@ mod native {
             #[arg(long, value_enum, default_value_t = Format::Text)]
             format: Format,
             /// Also write, per image, a PNG of where the model looked (DIR/<image>.png): the
-            /// photo's centre square with the occlusion saliency of the predicted class over it.
+            /// photo's centre square with the occlusion saliency of the diagnosis it leans to over it.
             #[arg(long, value_name = "DIR")]
             saliency: Option<PathBuf>,
         },

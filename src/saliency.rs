@@ -2,11 +2,12 @@
 //! CLI writes and the page shows.
 //!
 //! Each window of a half-overlapping grid over the model input is covered with the training
-//! mean colour (zero after normalisation), and the drop in the predicted class's
-//! log-probability (the rise in the loss) is recorded; a pixel's saliency is the mean drop over the windows that cover it. Chosen over the
-//! paper's input gradient because it needs only the forward pass the page already runs: no
-//! autodiff code in the download and the same kernels on WebGPU and the CPU, so both backends
-//! draw the same map (README, "Where the model looked", has the measurements).
+//! mean colour (zero after normalisation), and the drop in the class-balanced call's
+//! log-probability (the rise in the loss) is recorded; a pixel's saliency is the mean drop
+//! over the windows that cover it. Chosen over the paper's input gradient because it needs
+//! only the forward pass the page already runs: no autodiff code in the download and the same
+//! kernels on WebGPU and the CPU, so both backends draw the same map (README, "Where the model
+//! looked", has the measurements).
 
 use crate::preprocess::{centre_square, resize_square};
 use image::{imageops, ImageBuffer, Luma, Rgb, RgbImage};
@@ -91,14 +92,15 @@ impl OcclusionConfig {
     }
 }
 
-/// Where the network looked for one photo, for the class it predicted.
+/// Where the network looked for one photo, for its class-balanced call.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Saliency {
-    /// The predicted training class (taxonomy id) the map explains.
+    /// The training class (taxonomy id) the map explains: the class-balanced call on the photo
+    /// as given (the largest logit-adjusted logit, one view).
     pub class: String,
     /// Its display name.
     pub name: String,
-    /// Its probability on the photo as given (one view, no flips).
+    /// Its class-balanced probability on the photo as given (one view, no flips).
     pub probability: f32,
     /// Side of the map: the model's input size.
     pub size: usize,

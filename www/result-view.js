@@ -117,5 +117,5 @@ export function saliencyView(s) {
   return el('figure', { class: 'saliency' }, canvas,
     el('div', { class: 'legend' }, ramp,
       el('span', { class: 'legend-ends' }, el('span', { text: 'little effect' }), el('span', { text: 'most effect' }))),
-    el('figcaption', { text: `Where the model looked for its answer "${s.name}" (${pct(s.probability)}): brighter, warmer areas are those that, hidden, lowered its confidence most. Check that they lie on the spot, not on hair, a ruler or the edge of the photo.` }));
+    el('figcaption', { text: `Where the model looked for signs of "${s.name}", the diagnosis it leans to: brighter, warmer areas are those that, hidden, weakened that signal most. Check that they lie on the spot, not on hair, a ruler or the edge of the photo.` }));
 }

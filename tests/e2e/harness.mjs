@@ -90,11 +90,17 @@ export function cliResults(samples) {
   return new Map(JSON.parse(out).map((r) => [r.image, r]));
 }
 
-/** Largest absolute difference over every class and node probability of two results. */
+/**
+ * Largest absolute difference over the lesion score and every class and node probability of two
+ * results; Infinity when their gates differ.
+ */
 export function maxDiff(a, b) {
+  if (a.gate !== b.gate) return Infinity;
+  let worst = Math.abs(a.lesion_score - b.lesion_score);
+  if (a.gate !== 'ok') return worst;
   const probs = (r) => new Map([...r.classes, ...r.nodes].map((c) => [c.id, c.probability]));
   const [pa, pb] = [probs(a), probs(b)];
-  let worst = Math.abs(a.malignant - b.malignant);
+  worst = Math.max(worst, Math.abs(a.malignant - b.malignant));
   for (const [id, p] of pa) {
     if (!pb.has(id)) return Infinity;
     worst = Math.max(worst, Math.abs(p - pb.get(id)));

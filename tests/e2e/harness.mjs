@@ -118,6 +118,8 @@ export async function openApp(context, url, { backend, path = '/' } = {}) {
   });
   await page.goto(`${url}${path}${backend ? `?backend=${backend}` : ''}`);
   const ready = await page.evaluate(async () => {
+    // The module may still be loading: before the element is defined, `ready` is undefined.
+    await customElements.whenDefined('derm-screen');
     const el = document.querySelector('derm-screen');
     const r = await el.ready;
     return { backend: r.backend, backendReason: r.backendReason, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name };

@@ -33,6 +33,15 @@ impl Calibration {
     }
 }
 
+/// A binary task read off training-class probabilities: for each image, the summed probability
+/// of the `members` classes and whether its label is one of them (P(malignant) and "is
+/// malignant", say).
+pub fn binary_outcomes(probs: &[Vec<f32>], labels: &[usize], members: &[usize]) -> (Vec<f32>, Vec<bool>) {
+    let p = probs.iter().map(|p| members.iter().map(|&k| p[k]).sum()).collect();
+    let y = labels.iter().map(|l| members.contains(l)).collect();
+    (p, y)
+}
+
 /// One bin of a reliability diagram: predictions with confidence in `[lo, hi)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ReliabilityBin {

@@ -4,6 +4,7 @@
 //! inference-node probabilities -> a [`Prediction`] (what the CLI and the UI show).
 
 use crate::calibration::Calibration;
+use crate::eval::argmax;
 use crate::gate::{Gate, GateConfig, Quality};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig, PreprocessError};
@@ -282,6 +283,13 @@ pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, half: bool, file: &str
     Ok(net.valid())
 }
 
+/// Reads floats back from a tensor's data (any float dtype).
+fn read_f32(data: TensorData) -> Result<Vec<f32>, ClassifierError> {
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ClassifierError::Logits(format!("{e:?}")))
+}
+
 /// Numerically stable softmax.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -441,12 +449,7 @@ impl Classifier {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn embeddings(&self, inputs: &[f32]) -> Result<Vec<Vec<f32>>, ClassifierError> {
         let (x, n) = self.batch(inputs)?;
-        let flat = self
-            .net
-            .embed(x)
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
+        let flat = read_f32(self.net.embed(x).into_data())?;
         Ok(flat.chunks(flat.len() / n).map(<[f32]>::to_vec).collect())
     }
 
@@ -470,17 +473,14 @@ impl Classifier {
     /// Turns logits read back from [`Self::occlusion_logits`] into the map for the class-balanced
     /// call on the photo as given (one view).
     pub fn saliency(&self, logits: TensorData, grid: &OcclusionConfig) -> Result<Saliency, ClassifierError> {
-        let logits = logits
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
+        let logits = read_f32(logits)?;
         let k = self.meta.training_classes.len();
         // The class-balanced probabilities: the map shows the evidence for the diagnosis the
         // network leans to (`Prediction::diagnosis`), not how common that diagnosis is; under
         // the population's prior the top class of most photos is simply "nevus".
         let probs: Vec<Vec<f32>> = logits.chunks(k).map(|row| softmax(&self.adjusted(row))).collect();
         let base = &probs[0];
-        let class = (0..k).max_by(|&a, &b| base[a].total_cmp(&base[b])).unwrap_or(0);
+        let class = argmax(base);
         // The drop in log-probability is the rise in the loss whose gradient the paper draws;
         // it also counts a fall from 0.9 to 0.45 as much as one from 0.2 to 0.1.
         let log = |p: f32| p.max(1e-12).ln();
@@ -489,7 +489,7 @@ impl Classifier {
         let id = &self.meta.training_classes[class];
         Ok(Saliency {
             class: id.clone(),
-            name: self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default(),
+            name: self.display_name(id),
             probability: base[class],
             size,
             map: grid.map(size, log(base[class]), &occluded),
@@ -525,10 +525,7 @@ impl Classifier {
     /// What [`Self::predictions`] is made from, before calibration and the gate (what the
     /// export fits them on).
     pub fn scores(&self, outputs: TensorData, inputs: &[f32]) -> Result<Vec<Scores>, ClassifierError> {
-        let flat = outputs
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| ClassifierError::Logits(format!("{e:?}")))?;
+        let flat = read_f32(outputs)?;
         let per = self.meta.preprocess.input_len();
         let n = inputs.len() / per;
         let views = if self.meta.test_time_flips { 3 } else { 1 };
@@ -556,55 +553,39 @@ impl Classifier {
         self.scores(self.outputs(inputs)?.into_data(), inputs)
     }
 
-    /// The prediction for one image's scores: calibrated probabilities, then the gate.
+    /// The prediction for one image's scores: calibrated probabilities aggregated to the
+    /// inference nodes, the class-balanced call, then the gate.
     pub fn prediction_from(&self, s: &Scores) -> Prediction {
         let probs = self.probabilities(&s.logits);
+        let class_prob = |id: &String, probability: f32| ClassProb { id: id.clone(), name: self.display_name(id), probability };
+        let classes = self.meta.training_classes.iter().zip(&probs).map(|(id, &p)| class_prob(id, p)).collect();
+        let nodes = self
+            .nodes
+            .iter()
+            .zip(&self.node_map)
+            .map(|(id, members)| class_prob(id, members.iter().map(|&k| probs[k]).sum()))
+            .collect();
+        let malignant: f32 = self.malignant_map.iter().map(|&k| probs[k]).sum();
         let lesion_score = self.meta.gate.as_ref().map(|g| g.head.score(&s.embedding));
         let gate = match (&self.meta.gate, lesion_score) {
             (Some(g), Some(score)) => g.decide(&s.quality, score),
             _ => Gate::Ok,
         };
-        let call = (0..s.logits.len()).max_by(|&a, &b| s.logits[a].total_cmp(&s.logits[b])).unwrap_or(0);
-        Prediction {
-            lesion_score,
-            quality: s.quality,
-            gate,
-            diagnosis: self.meta.training_classes[call].clone(),
-            ..self.prediction_from_probs(&probs)
-        }
-    }
-
-    /// Aggregates training-class probabilities to the inference nodes.
-    fn prediction_from_probs(&self, probs: &[f32]) -> Prediction {
-        let name = |id: &str| self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default();
-        let classes = self
-            .meta
-            .training_classes
-            .iter()
-            .zip(probs)
-            .map(|(id, &p)| ClassProb { id: id.clone(), name: name(id), probability: p })
-            .collect();
-        let nodes = self
-            .nodes
-            .iter()
-            .zip(&self.node_map)
-            .map(|(id, members)| ClassProb {
-                id: id.clone(),
-                name: name(id),
-                probability: members.iter().map(|&k| probs[k]).sum(),
-            })
-            .collect();
-        let malignant: f32 = self.malignant_map.iter().map(|&k| probs[k]).sum();
         Prediction {
             classes,
             nodes,
             malignant,
             high_risk: malignant >= self.meta.high_risk_threshold,
-            diagnosis: String::new(),
-            lesion_score: None,
-            quality: Quality { luminance: 0.0, clipped: 0.0, sharpness: 0.0, spot: 0.0, contrast: 0.0 },
-            gate: Gate::Ok,
+            diagnosis: self.meta.training_classes[argmax(&s.logits)].clone(),
+            lesion_score,
+            quality: s.quality,
+            gate,
         }
+    }
+
+    /// A taxonomy node's display name ("" for an id the taxonomy lacks, which loading rules out).
+    fn display_name(&self, id: &str) -> String {
+        self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default()
     }
 
     /// Classifies preprocessed inputs (`n * 3 * s * s` floats) synchronously.

@@ -28,7 +28,7 @@ pub enum DatasetError {
 }
 
 /// Reads the named columns of a CSV file, in that order, for every row.
-fn read_columns<const N: usize>(path: &Path, columns: [&str; N]) -> Result<Vec<[String; N]>, DatasetError> {
+pub fn read_columns<const N: usize>(path: &Path, columns: [&str; N]) -> Result<Vec<[String; N]>, DatasetError> {
     let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
     let mut rdr = csv::Reader::from_path(path).map_err(csv_err)?;
     let headers = rdr.headers().map_err(csv_err)?.clone();
@@ -72,6 +72,16 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     Ok(rows.into_iter().map(|[image, dx]| Label { image, dx }).collect())
 }
 
+/// The image files the app reads, by extension.
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
+
+/// The image a label names in `dir`: the name as given, else with one of [`IMAGE_EXTENSIONS`].
+pub fn find_image(dir: &Path, name: &str) -> Option<PathBuf> {
+    std::iter::once(dir.join(name))
+        .chain(IMAGE_EXTENSIONS.iter().map(|e| dir.join(format!("{name}.{e}"))))
+        .find(|p| p.is_file())
+}
+
 /// Train and validation samples.
 #[derive(Debug, Clone)]
 pub struct Split {
@@ -86,7 +96,8 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn fnv1a(s: &str) -> u64 {
+/// FNV-1a hash of a string: stable across runs and platforms, for seeded orders and folds.
+pub fn fnv1a(s: &str) -> u64 {
     s.bytes()
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }

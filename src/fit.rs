@@ -7,8 +7,9 @@
 //! out-of-fold: each half of the data (split by lesion or patient) is scored by a fit on the
 //! other half; the shipped parameters are then fitted on all of it.
 
-use crate::calibration::{ece, reliability, Calibration, ReliabilityBin};
-use crate::eval::auc as roc_auc;
+use crate::calibration::{binary_outcomes, ece, reliability, Calibration, ReliabilityBin};
+use crate::dataset::{find_image, fnv1a, read_columns};
+use crate::eval::{argmax, auc as roc_auc};
 use crate::gate::{GateConfig, LesionHead};
 use argmin::core::{CostFunction, Error, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
@@ -35,13 +36,34 @@ pub const MAX_GATED_PER_SOURCE: f64 = 0.02;
 /// L2 weight of the lesion head (on standardised features) and of the calibration bias.
 const L2: f64 = 1e-3;
 
-/// Minimises `problem` from `init` with L-BFGS; returns the best parameters found.
-fn minimise<P>(problem: P, init: Vec<f64>) -> Vec<f64>
-where
-    P: CostFunction<Param = Vec<f64>, Output = f64> + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
-{
+/// A smooth loss that computes its value and gradient together.
+trait Smooth {
+    fn eval(&self, p: &[f64]) -> (f64, Vec<f64>);
+}
+
+/// A [`Smooth`] loss as argmin sees it.
+struct Objective<L>(L);
+
+impl<L: Smooth> CostFunction for Objective<L> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, Error> {
+        Ok(self.0.eval(p).0)
+    }
+}
+
+impl<L: Smooth> Gradient for Objective<L> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, Error> {
+        Ok(self.0.eval(p).1)
+    }
+}
+
+/// Minimises `loss` from `init` with L-BFGS; returns the best parameters found.
+fn minimise(loss: impl Smooth, init: Vec<f64>) -> Vec<f64> {
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10);
-    let run = Executor::new(problem, solver).configure(|s| s.param(init.clone()).max_iters(500)).run();
+    let run = Executor::new(Objective(loss), solver).configure(|s| s.param(init.clone()).max_iters(500)).run();
     match run {
         Ok(r) => r.state().get_best_param().cloned().unwrap_or(init),
         Err(_) => init,
@@ -56,8 +78,7 @@ struct CalibrationLoss<'a> {
     labels: &'a [usize],
 }
 
-impl CalibrationLoss<'_> {
-    /// Loss and gradient together.
+impl Smooth for CalibrationLoss<'_> {
     fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
         let k = p.len() - 1;
         let mut loss = 0.0;
@@ -84,22 +105,6 @@ impl CalibrationLoss<'_> {
     }
 }
 
-impl CostFunction for CalibrationLoss<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, p: &Vec<f64>) -> Result<f64, Error> {
-        Ok(self.eval(p).0)
-    }
-}
-
-impl Gradient for CalibrationLoss<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, Error> {
-        Ok(self.eval(p).1)
-    }
-}
-
 /// Fits `scale` and `bias` on averaged, logit-adjusted logits `z` (one row per image) and
 /// their training-class labels.
 pub fn fit_calibration(z: &[Vec<f32>], labels: &[usize], population: &str) -> Calibration {
@@ -122,7 +127,7 @@ struct HeadLoss<'a> {
     weight: &'a [f64],
 }
 
-impl HeadLoss<'_> {
+impl Smooth for HeadLoss<'_> {
     fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
         let d = p.len() - 1;
         let total: f64 = self.weight.iter().sum();
@@ -147,22 +152,6 @@ impl HeadLoss<'_> {
             grad[j] += L2 * p[j];
         }
         (loss, grad)
-    }
-}
-
-impl CostFunction for HeadLoss<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, p: &Vec<f64>) -> Result<f64, Error> {
-        Ok(self.eval(p).0)
-    }
-}
-
-impl Gradient for HeadLoss<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, Error> {
-        Ok(self.eval(p).1)
     }
 }
 
@@ -207,8 +196,7 @@ pub fn fit_head(photos: &[&GatePhoto]) -> LesionHead {
 /// Which of two folds a group (lesion, patient) falls in: a stable hash, so that a group's
 /// photos never straddle folds.
 pub fn fold_of(group: &str) -> usize {
-    let h = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (h >> 17) as usize % 2
+    (fnv1a(group) >> 17) as usize % 2
 }
 
 /// Out-of-fold lesion scores: each photo scored by the head fitted on the other fold.
@@ -317,13 +305,12 @@ pub struct CalibrationRow {
 /// Calibration figures for probabilities `probs` (one row per photo, training classes), the
 /// labels, and which classes are malignant.
 pub fn calibration_row(source: &str, probs: &[Vec<f32>], labels: &[usize], malignant: &[usize]) -> CalibrationRow {
-    let p_mal: Vec<f32> = probs.iter().map(|p| malignant.iter().map(|&k| p[k]).sum()).collect();
-    let y_mal: Vec<bool> = labels.iter().map(|l| malignant.contains(l)).collect();
+    let (p_mal, y_mal) = binary_outcomes(probs, labels, malignant);
     let top: Vec<(f32, bool)> = probs
         .iter()
         .zip(labels)
         .map(|(p, &l)| {
-            let k = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+            let k = argmax(p);
             (p[k], k == l)
         })
         .collect();
@@ -394,29 +381,6 @@ pub struct LabelledPhoto {
     pub lesion: bool,
 }
 
-/// Reads a CSV's named columns (empty string where a column is missing from a row).
-fn columns<const N: usize>(path: &std::path::Path, names: [&str; N]) -> anyhow::Result<Vec<[String; N]>> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let headers = rdr.headers()?.clone();
-    let at = names.map(|n| headers.iter().position(|h| h == n));
-    if let Some(missing) = names.iter().zip(&at).find(|(_, a)| a.is_none()) {
-        anyhow::bail!("{}: no column '{}'", path.display(), missing.0);
-    }
-    rdr.records()
-        .map(|r| {
-            let r = r?;
-            Ok(at.map(|i| r.get(i.unwrap_or(usize::MAX)).unwrap_or_default().to_string()))
-        })
-        .collect()
-}
-
-/// The first existing `dir/name` or `dir/name.<jpg|jpeg|png>`.
-fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    std::iter::once(dir.join(name))
-        .chain(["jpg", "jpeg", "png"].iter().map(|e| dir.join(format!("{name}.{e}"))))
-        .find(|p| p.is_file())
-}
-
 /// The photos the export fits and measures on, under `root` (`../shared/data`): the model's
 /// HAM10000 validation split (`val_labels`: `image,dx`), the PAD-UFES-20 phone photos, up to
 /// `max_per_source` ISIC 2019 photos from each of BCN and MSK (whole lesions, in a stable
@@ -424,18 +388,18 @@ fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
 pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path, max_per_source: usize) -> anyhow::Result<Vec<LabelledPhoto>> {
     let mut out = Vec::new();
     let ham = root.join("ham10000");
-    let lesion_of: std::collections::HashMap<String, String> = columns(&ham.join("metadata.csv"), ["image_id", "lesion_id"])?
+    let lesion_of: std::collections::HashMap<String, String> = read_columns(&ham.join("metadata.csv"), ["image_id", "lesion_id"])?
         .into_iter()
         .map(|[i, l]| (i, l))
         .collect();
-    for [image, dx] in columns(val_labels, ["image", "dx"])? {
+    for [image, dx] in read_columns(val_labels, ["image", "dx"])? {
         let stem = image.trim_end_matches(".jpg").to_string();
-        let path = find(&ham.join("images"), &stem).ok_or_else(|| anyhow::anyhow!("no HAM10000 image {image}"))?;
+        let path = find_image(&ham.join("images"), &stem).ok_or_else(|| anyhow::anyhow!("no HAM10000 image {image}"))?;
         let group = lesion_of.get(&stem).cloned().unwrap_or(stem);
         out.push(LabelledPhoto { path, dx, group, source: "ham10000".into(), lesion: true });
     }
     let pad = root.join("pad-ufes-20-subset");
-    for [img, diagnostic, patient] in columns(&pad.join("metadata.csv"), ["img_id", "diagnostic", "patient_id"])? {
+    for [img, diagnostic, patient] in read_columns(&pad.join("metadata.csv"), ["img_id", "diagnostic", "patient_id"])? {
         let dx = match diagnostic.as_str() {
             "ACK" => "akiec",
             "SEK" => "bkl",
@@ -449,9 +413,9 @@ pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path, max_p
     }
     let isic = root.join("isic2019-extra");
     let mut by_source: std::collections::BTreeMap<String, Vec<LabelledPhoto>> = Default::default();
-    for [image, dx, lesion, source] in columns(&isic.join("labels.csv"), ["image", "dx", "lesion_id", "source"])? {
+    for [image, dx, lesion, source] in read_columns(&isic.join("labels.csv"), ["image", "dx", "lesion_id", "source"])? {
         let group = if lesion.is_empty() { image.clone() } else { lesion };
-        let Some(path) = find(&isic.join("images"), &image) else { continue };
+        let Some(path) = find_image(&isic.join("images"), &image) else { continue };
         let source = source.to_ascii_lowercase();
         by_source.entry(source.clone()).or_default().push(LabelledPhoto { path, dx, group, source, lesion: true });
     }
@@ -467,8 +431,8 @@ pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path, max_p
         out.extend(photos);
     }
     let ood = root.join("ood");
-    for [image, kind] in columns(&ood.join("labels.csv"), ["image", "kind"])? {
-        let path = find(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
+    for [image, kind] in read_columns(&ood.join("labels.csv"), ["image", "kind"])? {
+        let path = find_image(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
         out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, lesion: false });
     }
     Ok(out)
@@ -563,7 +527,10 @@ pub fn fit_export(classifier: &crate::classifier::Classifier, photos: &[Labelled
     }
     // The flag keeps its job: the share of HAM10000 validation cancers it catches. A screening
     // aid should rather send too many people to a dermatologist than too few.
-    let p_mal = |i: usize| -> f32 { malignant.iter().map(|&k| calibration.probabilities(&scores[i].logits)[k]).sum() };
+    // Calibrated P(malignant) of every photo, computed once for the threshold and the flag.
+    let all_probs: Vec<Vec<f32>> = scores.iter().map(|s| calibration.probabilities(&s.logits)).collect();
+    let (p_mal_all, _) = binary_outcomes(&all_probs, &[], &malignant);
+    let p_mal = |i: usize| p_mal_all[i];
     let mut mal_scores: Vec<f32> = ham.iter().filter(|&&i| is_malignant(&photos[i])).map(|&i| p_mal(i)).collect();
     anyhow::ensure!(!mal_scores.is_empty(), "no malignant HAM10000 validation photo to set the high-risk threshold on");
     mal_scores.sort_by(|a, b| b.total_cmp(a));

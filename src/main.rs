@@ -17,7 +17,7 @@ mod native {
     use burn::prelude::Device;
     use clap::{Parser, Subcommand, ValueEnum};
     use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
-    use dermscreen::dataset::{self, Label};
+    use dermscreen::dataset::{self, find_image, Label, IMAGE_EXTENSIONS};
     use dermscreen::saliency::{self, OcclusionConfig};
     use dermscreen::{preprocess, report};
     use std::fmt::Display;
@@ -107,8 +107,6 @@ mod native {
         Json,
     }
 
-    /// What the app reads.
-    const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
     /// Pictures people have that the app does not read: in a folder they are tried too, so each
     /// gets its own reason instead of being passed over in silence.
     const OTHER_IMAGE_EXTENSIONS: [&str; 8] = ["gif", "bmp", "tif", "tiff", "heic", "heif", "avif", "dng"];
@@ -313,13 +311,6 @@ mod native {
             eprintln!("dermscreen: wrote {n} saliency overlays to {}", dir.display());
         }
         Ok(problems.count == 0)
-    }
-
-    /// The image a label names: the name as given, else with one of the image extensions.
-    fn find_image(images: &Path, name: &str) -> Option<PathBuf> {
-        std::iter::once(images.join(name))
-            .chain(IMAGE_EXTENSIONS.iter().map(|e| images.join(format!("{name}.{e}"))))
-            .find(|p| p.is_file())
     }
 
     fn evaluate(images: &Path, labels: &Path, out: &Path, model: &Path, mut problems: Problems) -> Result<bool> {

@@ -212,8 +212,7 @@ pub fn summarise(
         });
     }
     let malignant = taxonomy.aggregation_map(classes, &["malignant".to_string()])?.remove(0);
-    let p_mal: Vec<f32> = probs.iter().map(|p| malignant.iter().map(|&c| p[c]).sum()).collect();
-    let y_mal: Vec<bool> = labels.iter().map(|l| malignant.contains(l)).collect();
+    let (p_mal, y_mal) = crate::calibration::binary_outcomes(probs, labels, &malignant);
     let n = labels.len().max(1) as f64;
     let calibration = CalibrationSummary {
         ece_malignant: crate::calibration::ece(&p_mal, &y_mal),

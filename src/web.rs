@@ -25,6 +25,7 @@ const PANIC_CALLBACK: &str = "__dermscreenPanic";
 
 #[wasm_bindgen(start)]
 fn start() {
+    run_static_constructors();
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         let global = js_sys::global();
@@ -34,6 +35,45 @@ fn start() {
             }
         }
     }));
+}
+
+/// Runs the module's static constructors, once.
+///
+/// CubeCL's IR (through `pliron`) registers its dialects with `inventory`, that is, with static
+/// constructors. When nothing in a module calls `__wasm_call_ctors`, wasm-ld links it as a
+/// "command" and wraps *every* export in a call to it. Every call from JavaScript into the
+/// engine then re-ran all of them, and WebGPU work makes thousands of such calls per photo
+/// (promise callbacks, externref-table slots for each GPU object): measured in Chromium, over
+/// 90% of a WebGPU classification. One explicit call turns the wrappers off (see lld's
+/// `Writer::createCommandExportWrappers`). Called from the start function and, because test
+/// runners may skip that, when an engine opens.
+fn run_static_constructors() {
+    extern "C" {
+        fn __wasm_call_ctors();
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: a linker-synthesised function with no arguments; `Once` keeps it to one call, as
+    // a reactor module expects.
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+}
+
+static CONSTRUCTOR_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_constructor_run() {
+    CONSTRUCTOR_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+// A static constructor of our own, beside CubeCL's, so that the runs can be counted.
+#[used]
+#[link_section = ".init_array"]
+static COUNT_CONSTRUCTOR_RUNS: extern "C" fn() = count_constructor_run;
+
+/// How many times the module's static constructors have run: 1 once an engine is open. More
+/// means wasm-ld wraps every export in them again (see `run_static_constructors`), which made
+/// a WebGPU classification several times slower; the browser tests hold this to 1.
+#[wasm_bindgen(js_name = staticConstructorRuns)]
+pub fn static_constructor_runs() -> u32 {
+    CONSTRUCTOR_RUNS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 thread_local! {
@@ -58,6 +98,7 @@ pub enum EngineError {
 
 /// The page's WebGPU device, initialised on first use; `Err` says why there is none.
 async fn webgpu_device() -> Result<Device, String> {
+    run_static_constructors();
     if let Some(known) = WEBGPU.with(|w| w.borrow().clone()) {
         return known;
     }
@@ -151,6 +192,7 @@ impl Engine {
     /// Checks `model.json` against the weights (size, SHA-256, taxonomy) and loads them on the
     /// chosen backend.
     pub async fn open(model_json: &str, weights: Vec<u8>, choice: BackendChoice) -> Result<Engine, EngineError> {
+        run_static_constructors();
         let meta = ModelMeta::from_json(model_json.as_bytes())?;
         let (device, backend, fallback_reason) = match choice {
             BackendChoice::Cpu => (Device::flex(), "cpu", None),

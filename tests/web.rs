@@ -67,6 +67,18 @@ async fn cpu_backend_classifies_a_lesion_image() {
     assert_complete(&p);
 }
 
+/// Every call from JavaScript into the module (each test, each resolved promise) must not re-run
+/// the static constructors: when wasm-ld wrapped the exports in them, WebGPU work spent most of
+/// its time there.
+#[wasm_bindgen_test]
+async fn static_constructors_run_once() {
+    let engine = cpu().await;
+    for size in [120, 160] {
+        engine.predict_file(&lesion_png(size)).await.unwrap();
+    }
+    assert_eq!(dermscreen::web::static_constructor_runs(), 1);
+}
+
 #[wasm_bindgen_test]
 async fn rgba_frames_match_encoded_files() {
     let engine = cpu().await;

@@ -361,7 +361,7 @@ impl Classifier {
                 return Err(ClassifierError::Meta(format!("unknown weights precision '{other}' (expected f16 or f32)")))
             }
         };
-        let net = net_from_bytes(&meta.architecture, weights, half, &file, &device)?;
+        let net = net_from_bytes(&meta.architecture, weights, half, &file, &device)?.fold_batch_norms();
         Ok(Self {
             net,
             meta,

@@ -6,6 +6,7 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::module::Param;
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,8 @@ impl NetConfig {
 #[derive(Module, Debug)]
 pub struct ConvBn {
     conv: Conv2d,
-    bn: BatchNorm,
+    /// `None` once folded into `conv` for inference ([`Net::fold_batch_norms`]).
+    bn: Option<BatchNorm>,
 }
 
 impl ConvBn {
@@ -80,12 +82,33 @@ impl ConvBn {
                 .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(c_out).init(device),
+            bn: Some(BatchNormConfig::new(c_out).init(device)),
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        let y = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => bn.forward(y),
+            None => y,
+        }
+    }
+
+    /// The same function as one biased convolution: batch norm at inference is a per-channel
+    /// `y * scale + shift` with `scale = gamma / sqrt(var + eps)` and
+    /// `shift = beta - mean * scale`, so `conv(x, w) * scale + shift = conv(x, w * scale) + shift`.
+    fn fold(mut self) -> Self {
+        let Some(bn) = self.bn.take() else { return self };
+        let scale = bn.gamma.val() / bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let [c_out] = scale.dims();
+        let bias = match self.conv.bias.take() {
+            Some(b) => b.val() * scale.clone() + shift,
+            None => shift,
+        };
+        self.conv.weight = Param::from_tensor(self.conv.weight.val() * scale.reshape([c_out, 1, 1, 1]));
+        self.conv.bias = Some(Param::from_tensor(bias));
+        self
     }
 }
 
@@ -106,6 +129,15 @@ impl BasicBlock {
             conv2: ConvBn::new(c_out, c_out, 3, 1, device),
             shortcut,
             relu: Relu::new(),
+        }
+    }
+
+    fn fold(self) -> Self {
+        Self {
+            conv1: self.conv1.fold(),
+            conv2: self.conv2.fold(),
+            shortcut: self.shortcut.map(ConvBn::fold),
+            relu: self.relu,
         }
     }
 
@@ -133,6 +165,18 @@ pub struct Net {
 }
 
 impl Net {
+    /// Folds every batch norm into the convolution before it, for inference only: the outputs
+    /// stay the same (to float rounding), with one pass over each activation instead of two.
+    /// On WebGPU that is 14 fewer layers of small dispatches per view; the trainer never
+    /// calls it, since training needs the batch statistics.
+    pub fn fold_batch_norms(self) -> Self {
+        Self {
+            stem: self.stem.fold(),
+            blocks: self.blocks.into_iter().map(BasicBlock::fold).collect(),
+            ..self
+        }
+    }
+
     /// The last hidden layer: global-average-pooled features, `[batch, channels of the last stage]`.
     pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = self.pool.forward(self.relu.forward(self.stem.forward(x)));

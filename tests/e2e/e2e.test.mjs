@@ -202,9 +202,11 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
 
   // A guard on the WebGPU path's shape: a change that multiplies dispatches, submits or
   // readbacks, or creates pipelines or buffers per photo, fails here (SwiftShader is enough to
-  // count calls, not to time them). Measured here: see target/e2e/webgpu-calls-per-photo.json.
+  // count calls, not to time them). Measured here: see target/e2e/webgpu-calls-per-photo.json
+  // (64 dispatches and 4 submits since batch norms are folded into the convolutions; 148 and 6
+  // before). On a real GPU each dispatch costs the page a bind group and a few calls.
   test('WebGPU calls per photo stay within budget, and nothing is created after the first photo', async () => {
-    const budget = { dispatchWorkgroups: 160, createBindGroup: 160, submit: 8, writeBuffer: 2, mapAsync: 1 };
+    const budget = { dispatchWorkgroups: 72, createBindGroup: 72, submit: 6, writeBuffer: 2, mapAsync: 1 };
     const context = await browser.newContext();
     await countGpuCalls(context);
     const { page } = await openApp(context, site.url, { backend: 'webgpu' });

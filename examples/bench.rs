@@ -47,7 +47,8 @@ mod native {
         let args: Vec<String> = std::env::args().collect();
         let data = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "../shared/data/ham10000".into()));
         let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-        let classifier = Classifier::load_dir(&PathBuf::from("model"), Device::flex()).expect("load model/");
+        let (device, device_name) = device();
+        let classifier = Classifier::load_dir(&PathBuf::from("model"), device).expect("load model/");
         let pre = classifier.meta().preprocess;
         let input = |b: &[u8]| classifier.input_from_bytes(b).expect("a HAM10000 image decodes");
         let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
@@ -57,7 +58,7 @@ mod native {
         files.sort();
         files.truncate(64);
         let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-        let info = serde_json::json!({ "input_size": pre.input_size, "test_time_flips": classifier.meta().test_time_flips });
+        let info = serde_json::json!({ "input_size": pre.input_size, "test_time_flips": classifier.meta().test_time_flips, "device": device_name });
 
         let decode = median_secs(iters, || {
             for b in &bytes {
@@ -71,26 +72,37 @@ mod native {
         let single = median_secs(iters, || {
             std::hint::black_box(classifier.classify_inputs(&inputs[0]).unwrap());
         });
-        emit("classify_batch1_flex", "ms/image", 1e3 * single, info.clone());
+        emit(&format!("classify_batch1_{device_name}"), "ms/image", 1e3 * single, info.clone());
 
         let batch: Vec<f32> = inputs.iter().take(32).flatten().copied().collect();
         let batched = median_secs(iters.div_ceil(3), || {
             std::hint::black_box(classifier.classify_inputs(&batch).unwrap());
         });
-        emit("classify_batch32_flex", "images/s", 32.0 / batched, info.clone());
+        emit(&format!("classify_batch32_{device_name}"), "images/s", 32.0 / batched, info.clone());
         emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info.clone());
-        saliency(&classifier, &inputs[0], single, iters, info);
+        saliency(&classifier, &inputs[0], single, iters, info, device_name);
         real_photos_refused(&data);
+    }
+
+    /// The device the classifier runs on: Burn's CPU backend, or with `--features vulkan` and
+    /// `DERMSCREEN_BENCH_DEVICE=vulkan` a Vulkan GPU (the native baseline for the browser's WebGPU
+    /// path on a lent GPU machine).
+    fn device() -> (Device, &'static str) {
+        #[cfg(feature = "vulkan")]
+        if std::env::var("DERMSCREEN_BENCH_DEVICE").as_deref() == Ok("vulkan") {
+            return (Device::vulkan(burn::tensor::DeviceKind::DefaultDevice), "vulkan");
+        }
+        (Device::flex(), "flex")
     }
 
     /// Occlusion saliency: its time per photo (and over one classification), and how much of
     /// the map falls on drawn lesions at nine places in the frame, over what a uniform map gives.
-    fn saliency(classifier: &Classifier, input: &[f32], classify_secs: f64, iters: usize, info: serde_json::Value) {
+    fn saliency(classifier: &Classifier, input: &[f32], classify_secs: f64, iters: usize, info: serde_json::Value, device_name: &str) {
         let grid = OcclusionConfig::default();
         let secs = median_secs(iters.div_ceil(3), || {
             std::hint::black_box(classifier.saliency_of(input, &grid).unwrap());
         });
-        emit("saliency_occlusion_flex", "ms/image", 1e3 * secs, serde_json::json!({ "over_classify": secs / classify_secs, "grid": grid.grid }));
+        emit(&format!("saliency_occlusion_{device_name}"), "ms/image", 1e3 * secs, serde_json::json!({ "over_classify": secs / classify_secs, "grid": grid.grid }));
         let mut ratios = Vec::new();
         for cy in [0.3, 0.5, 0.7] {
             for cx in [0.3, 0.5, 0.7] {

@@ -386,6 +386,12 @@ impl Classifier {
         Self::from_parts(meta, weights, Taxonomy::bundled(), device)
     }
 
+    /// The network, batch norms folded.
+    #[cfg(feature = "onnx")]
+    pub(crate) fn net(&self) -> &Net {
+        &self.net
+    }
+
     /// The model's metadata.
     pub fn meta(&self) -> &ModelMeta {
         &self.meta

@@ -3,7 +3,7 @@
 //! Data flows one way: bytes -> image ([`preprocess`]) -> tensor -> logits ([`model`]) ->
 //! training-class probabilities -> inference-node probabilities ([`taxonomy`]) -> a
 //! [`classifier::Prediction`]; [`saliency`] shows where the network looked. [`eval`] and [`report`] score predictions against labels;
-//! [`dataset`] reads HAM10000 and splits it by lesion; `train` (feature `train`) fits the
+//! [`dataset`] reads HAM10000 and splits it by lesion; `onnx` (feature `onnx`) writes the network as an ONNX graph; `train` (feature `train`) fits the
 //! network; `web` (wasm32 only) is the browser engine.
 
 pub mod calibration;
@@ -14,6 +14,8 @@ pub mod eval;
 pub mod fit;
 pub mod gate;
 pub mod model;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod preprocess;
 pub mod report;
 pub mod saliency;

@@ -86,6 +86,17 @@ mod native {
             #[arg(long, default_value_t = 0.85)]
             target_sensitivity: f64,
         },
+        /// Write the network as an ONNX graph, from the preprocessed input to the calibrated
+        /// probabilities (needs `--features onnx`; `./build.sh bench` runs it in onnxruntime).
+        #[cfg(feature = "onnx")]
+        ExportOnnx {
+            /// Folder holding model.json and its weights.
+            #[arg(long, default_value = "model")]
+            model: PathBuf,
+            /// The .onnx file to write.
+            #[arg(long)]
+            out: PathBuf,
+        },
         /// Train from scratch on HAM10000 (needs `--features train`).
         #[cfg(feature = "train")]
         Train {
@@ -409,6 +420,15 @@ mod native {
         Ok(())
     }
 
+    /// `dermscreen export-onnx`: the classifier as one ONNX graph.
+    #[cfg(feature = "onnx")]
+    fn export_onnx(model: &Path, out: &Path) -> Result<()> {
+        let bytes = dermscreen::onnx::export(&load_classifier(model)?)?;
+        std::fs::write(out, &bytes).with_context(|| out.display().to_string())?;
+        println!("wrote {} ({} bytes, opset {})", out.display(), bytes.len(), dermscreen::onnx::OPSET);
+        Ok(())
+    }
+
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
@@ -419,6 +439,8 @@ mod native {
             Command::Calibrate { model, data, max_per_source, target_sensitivity } => {
                 calibrate(&model, &data, max_per_source, target_sensitivity).map(|()| true)
             }
+            #[cfg(feature = "onnx")]
+            Command::ExportOnnx { model, out } => export_onnx(&model, &out).map(|()| true),
             #[cfg(feature = "train")]
             Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),
         };

@@ -321,6 +321,13 @@ impl Engine {
         self.inner.fallback_reason.clone()
     }
 
+    /// What the network sees for an encoded image: `3 * s * s` normalised floats, CHW (the
+    /// bench feeds them to onnxruntime to check that it gives the same probabilities).
+    #[wasm_bindgen(js_name = inputFile)]
+    pub fn input_file(&self, bytes: Vec<u8>) -> Result<Vec<f32>, JsValue> {
+        self.inner.classifier.input_from_bytes(&bytes).map_err(|e| js_err(EngineError::from(e)))
+    }
+
     /// Model name, high-risk threshold, input size and the taxonomy nodes the results refer to.
     #[wasm_bindgen(js_name = modelInfo)]
     pub fn model_info(&self) -> Result<JsValue, JsValue> {

@@ -1,0 +1,211 @@
+//! The shipped network as an ONNX graph (feature `onnx`), so that another engine can run the
+//! same weights: `./build.sh bench` times onnxruntime beside this crate's engine and checks
+//! that both give the same probabilities.
+//!
+//! The graph is the classifier from preprocessed input to calibrated training-class
+//! probabilities, as [`Classifier::predictions`] computes them: input `image`
+//! `[n, 3, s, s]` (the normalised CHW floats [`Classifier::input_from_bytes`] returns), the
+//! test-time views when the model uses them (the image, flipped left-right, flipped
+//! upside-down; batched, views first), the network with batch norms folded into the
+//! convolutions, the logits averaged over the views, the logit adjustment and calibration,
+//! and a softmax: output `probabilities` `[n, classes]`. Opset 17.
+
+use crate::classifier::{Classifier, ClassifierError};
+use crate::model::{ConvBn, Net};
+use onnx_protobuf::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
+    Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// ONNX operator set the graph is written against (onnxruntime 1.14 and later run it).
+pub const OPSET: i64 = 17;
+/// Name of the graph's input, `[n, 3, s, s]`.
+pub const INPUT: &str = "image";
+/// Name of the graph's output, `[n, classes]`.
+pub const OUTPUT: &str = "probabilities";
+
+/// Encodes the classifier as an ONNX model (protobuf bytes).
+pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
+    let meta = classifier.meta();
+    let mut g = Graph::default();
+    let s = meta.preprocess.input_size as i64;
+    let x = if meta.test_time_flips {
+        let lr = g.flip(INPUT, 3, s);
+        let ud = g.flip(INPUT, 2, s);
+        g.node("Concat", &[INPUT, &lr, &ud], &[int("axis", 0)])
+    } else {
+        INPUT.to_string()
+    };
+    let logits = g.net(classifier.net(), &x)?;
+    let views = if meta.test_time_flips { 3 } else { 1 };
+    let k = meta.training_classes.len();
+    // [views * n, k] -> [views, n, k] -> mean over views -> [n, k]
+    let shape = g.constant_i64("views_shape", &[views, -1, k as i64]);
+    let by_view = g.node("Reshape", &[&logits, &shape], &[]);
+    let mean = g.node("ReduceMean", &[&by_view], &[ints("axes", &[0]), int("keepdims", 0)]);
+    // softmax(scale * (z + adjustment) + bias) = softmax(scale * z + (scale * adjustment + bias))
+    let (scale, bias) = match &meta.calibration {
+        Some(c) => (c.scale, c.bias.clone()),
+        None => (1.0, vec![0.0; k]),
+    };
+    let offset: Vec<f32> = meta.logit_adjustment.iter().zip(&bias).map(|(a, b)| scale * a + b).collect();
+    let scale = g.constant_f32("calibration_scale", &[], vec![scale]);
+    let offset = g.constant_f32("calibration_offset", &[k], offset);
+    let scaled = g.node("Mul", &[&mean, &scale], &[]);
+    let shifted = g.node("Add", &[&scaled, &offset], &[]);
+    g.nodes.push(node("Softmax", &[&shifted], &[OUTPUT], &[int("axis", 1)]));
+
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET, ..Default::default() }],
+        producer_name: "dermscreen".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc_string: format!("{} (weights sha256 {})", meta.name, meta.weights.sha256),
+        graph: Some(GraphProto {
+            name: meta.name.clone(),
+            node: g.nodes,
+            initializer: g.initializers,
+            input: vec![value_info(INPUT, &[Dim::Batch, Dim::Fixed(3), Dim::Fixed(s), Dim::Fixed(s)])],
+            output: vec![value_info(OUTPUT, &[Dim::Batch, Dim::Fixed(k as i64)])],
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    model
+        .write_to_bytes()
+        .map_err(|e| ClassifierError::Meta(format!("could not encode the ONNX graph: {e}")))
+}
+
+/// A graph under construction: nodes in order and the weights they read.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl Graph {
+    /// Adds a node with one fresh output and returns that output's name.
+    fn node(&mut self, op: &str, inputs: &[&str], attributes: &[AttributeProto]) -> String {
+        let out = format!("{}_{}", op.to_lowercase(), self.nodes.len());
+        self.nodes.push(node(op, inputs, &[&out], attributes));
+        out
+    }
+
+    fn constant_f32(&mut self, name: &str, dims: &[usize], values: Vec<f32>) -> String {
+        self.initializers.push(TensorProto {
+            name: name.into(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::FLOAT as i32,
+            float_data: values,
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    fn constant_i64(&mut self, name: &str, values: &[i64]) -> String {
+        self.initializers.push(TensorProto {
+            name: name.into(),
+            dims: vec![values.len() as i64],
+            data_type: DataType::INT64 as i32,
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    /// The input reversed along `axis`, of length `len`: a gather of the reversed indices.
+    /// Not a slice with step -1: onnxruntime-web 1.30's WebGPU backend sizes that wrongly (the
+    /// views' Concat then fails), and every engine runs a gather.
+    fn flip(&mut self, input: &str, axis: i64, len: i64) -> String {
+        let reversed: Vec<i64> = (0..len).rev().collect();
+        let indices = self.constant_i64(&format!("flip{axis}_indices"), &reversed);
+        self.node("Gather", &[input, &indices], &[int("axis", axis)])
+    }
+
+    /// A convolution with its folded batch norm as the bias.
+    fn conv(&mut self, name: &str, c: &ConvBn, input: &str) -> Result<String, ClassifierError> {
+        let p = c.parameters().map_err(ClassifierError::Meta)?;
+        let [_, _, k, _] = p.weight_shape;
+        let w = self.constant_f32(&format!("{name}.weight"), &p.weight_shape, p.weight);
+        let b = self.constant_f32(&format!("{name}.bias"), &[p.bias.len()], p.bias);
+        let (k, s, pad) = (k as i64, p.stride as i64, p.padding as i64);
+        let attributes = [ints("kernel_shape", &[k, k]), ints("strides", &[s, s]), ints("pads", &[pad; 4])];
+        Ok(self.node("Conv", &[input, &w, &b], &attributes))
+    }
+
+    /// The network of [`crate::model::Net::forward`]: logits `[batch, classes]`.
+    fn net(&mut self, net: &Net, input: &str) -> Result<String, ClassifierError> {
+        let stem = self.conv("stem", &net.stem, input)?;
+        let stem = self.node("Relu", &[&stem], &[]);
+        let mut x = self.node(
+            "MaxPool",
+            &[&stem],
+            &[ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), ints("pads", &[1; 4])],
+        );
+        for (i, b) in net.blocks.iter().enumerate() {
+            let identity = match &b.shortcut {
+                Some(s) => self.conv(&format!("blocks.{i}.shortcut"), s, &x)?,
+                None => x.clone(),
+            };
+            let y = self.conv(&format!("blocks.{i}.conv1"), &b.conv1, &x)?;
+            let y = self.node("Relu", &[&y], &[]);
+            let y = self.conv(&format!("blocks.{i}.conv2"), &b.conv2, &y)?;
+            let sum = self.node("Add", &[&y, &identity], &[]);
+            x = self.node("Relu", &[&sum], &[]);
+        }
+        let pooled = self.node("GlobalAveragePool", &[&x], &[]);
+        let embedding = self.node("Flatten", &[&pooled], &[int("axis", 1)]);
+        let (w, w_shape, b) = net.head_parameters().map_err(ClassifierError::Meta)?;
+        let w = self.constant_f32("head.weight", &w_shape, w);
+        let b = self.constant_f32("head.bias", &[b.len()], b);
+        Ok(self.node("Gemm", &[&embedding, &w, &b], &[]))
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str], attributes: &[AttributeProto]) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: outputs[0].into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attributes.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), type_: AttributeType::INT.into(), i: value, ..Default::default() }
+}
+
+fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), type_: AttributeType::INTS.into(), ints: values.to_vec(), ..Default::default() }
+}
+
+enum Dim {
+    Batch,
+    Fixed(i64),
+}
+
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(match d {
+                Dim::Batch => tensor_shape_proto::dimension::Value::DimParam("n".into()),
+                Dim::Fixed(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let tensor = type_proto::Tensor {
+        elem_type: DataType::FLOAT as i32,
+        shape: Some(TensorShapeProto { dim, ..Default::default() }).into(),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: name.into(),
+        type_: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }).into(),
+        ..Default::default()
+    }
+}

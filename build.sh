@@ -95,7 +95,8 @@ cmd_site() {
 
 need_e2e() {
     need_browser
-    npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+    # onnxruntime-node ships its CPU library; skip its optional download of CUDA libraries.
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 }
 
 cmd_test() {
@@ -107,9 +108,10 @@ cmd_test() {
     local log status=0
     log="$(mktemp)"
     set +e
-    # Native: one feature set for all tests (the trainer's smoke test included), so the
-    # dependencies are compiled once. The library has no doc tests.
-    cargo test --features train --no-fail-fast --lib --bins --tests 2>&1 | tee -a "$log"
+    # Native: one feature set for all tests (the trainer's smoke test included, and the ONNX
+    # export the e2e tests run in onnxruntime-web), so the dependencies are compiled once. The
+    # library has no doc tests.
+    cargo test --features train,onnx --no-fail-fast --lib --bins --tests 2>&1 | tee -a "$log"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
     # The browser engine in headless Chromium, on the CPU backend and WebGPU. This Chromium has
     # a WebGPU adapter with --enable-unsafe-webgpu (webdriver.json), so WebGPU may not skip.
@@ -151,11 +153,15 @@ cmd_serve() {
 cmd_bench() {
     need_rust
     need_data
-    cargo run --release --quiet --example bench -- "$DATA" "${1:-10}"
-    cargo build --release --quiet
+    mkdir -p target/bench
+    # The browser bench compares onnxruntime (native) with these lines.
+    cargo run --release --quiet --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
+    cargo build --release --quiet --features onnx
+    ./target/release/dermscreen export-onnx --model model --out target/bench/model.onnx >&2
     cmd_site >&2
     need_e2e >&2
-    DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI="$PWD/target/release/dermscreen" node tests/e2e/bench.mjs "${1:-10}"
+    DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI="$PWD/target/release/dermscreen" DERMSCREEN_ONNX="$PWD/target/bench/model.onnx" \
+        node tests/e2e/bench.mjs "${1:-10}"
 }
 
 cmd_train() {

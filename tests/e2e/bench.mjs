@@ -2,10 +2,12 @@
 // For each backend: time from navigation to a ready engine (wasm, weights, device, warm-up), and
 // per-image latency of classify() (decode + preprocess + 3 test-time views + readback) over
 // validation images, after one untimed image, and of the saliency map for three of them. Also the
-// size of what a first visit downloads.
+// size of what a first visit downloads, and the same network in onnxruntime (web and native)
+// beside the engine (onnx_compare.mjs).
 import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
+import { compareInBrowser, compareNative } from './onnx_compare.mjs';
 import { SITE, classifyInPage, countGpuCalls, gpuCallsFor, launch, openApp, sampleImages, serveSite } from './harness.mjs';
 
 const n = Number(process.argv[2] ?? 10);
@@ -59,6 +61,7 @@ try {
     }));
     await context.close();
   }
+  await compareNative(await compareInBrowser(browser, samples.slice(1), 3), n);
 } finally {
   await browser.close();
   site.server.close();

@@ -14,6 +14,7 @@ import {
   CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
   openApp, sampleImages, serveSite,
 } from './harness.mjs';
+import { openComparison, parity } from './onnx_compare.mjs';
 
 mkdirSync(OUT, { recursive: true });
 const samples = sampleImages(1);
@@ -523,5 +524,21 @@ describe('without WebGPU, with a camera (fake device)', () => {
     assert.ok(last.jsHeapBytes <= warm.jsHeapBytes + 4e5, `JS heap grew from ${warm.jsHeapBytes} to ${last.jsHeapBytes} bytes`);
     assert.deepEqual(problems, []);
     await context.close();
+  });
+  // Another engine checks this one: the shipped network exported by `dermscreen export-onnx`
+  // (views, folded convolutions, calibration, softmax) run in onnxruntime-web on the engine's own
+  // inputs. It needs the CLI built with the `onnx` feature, as build.sh does.
+  test('onnxruntime-web on the exported network gives the engine\'s probabilities', async () => {
+    const onnx = join(OUT, 'onnx', 'model.onnx');
+    mkdirSync(join(OUT, 'onnx'), { recursive: true });
+    execFileSync(CLI, ['export-onnx', '--model', join(ROOT, 'model'), '--out', onnx]);
+    const { page, close } = await openComparison(browser, samples.slice(0, 4), onnx);
+    try {
+      const { worst, outputs } = await parity(page);
+      assert.equal(outputs.length, 4);
+      assert.ok(worst < 1e-5, `largest |engine - onnxruntime-web| probability difference: ${worst}`);
+    } finally {
+      await close();
+    }
   });
 });

@@ -22,19 +22,23 @@ const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
   '.json': 'application/json', '.wasm': 'application/wasm', '.webmanifest': 'application/manifest+json',
   '.png': 'image/png', '.svg': 'image/svg+xml', '.jpg': 'image/jpeg', '.bpk': 'application/octet-stream',
+  '.onnx': 'application/octet-stream',
 };
 
 /**
  * Serves the site on an ephemeral localhost port (a secure context, as service workers and the
- * camera need). `/__samples/NAME` serves HAM10000 images to the tests only; the site never sees them.
+ * camera need). `/__samples/NAME` serves HAM10000 images to the tests only; the site never sees
+ * them. `routes` maps further URL prefixes (`/__ort/`) to folders, for the bench.
  */
-export async function serveSite(root = SITE) {
+export async function serveSite(root = SITE, routes = {}) {
+  const folders = { '/__samples/': join(DATA, 'images'), ...routes };
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     // normalize() keeps a leading ../ only; dropping it keeps every request inside its folder.
     const inside = (dir, rel) => join(dir, normalize(rel).replace(/^(\.\.[/\\])+/, ''));
-    const file = path.startsWith('/__samples/')
-      ? inside(join(DATA, 'images'), path.slice('/__samples/'.length))
+    const prefix = Object.keys(folders).find((p) => path.startsWith(p));
+    const file = prefix
+      ? inside(folders[prefix], path.slice(prefix.length))
       : join(inside(root, path), path.endsWith('/') ? 'index.html' : '');
     try {
       if (!(await stat(file)).isFile()) throw new Error('not a file');

@@ -246,3 +246,40 @@ impl Net {
         Tensor::cat(vec![self.head.forward(self.dropout.forward(e.clone())), e], 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::RunningState;
+    use burn::tensor::Distribution;
+
+    /// Batch-norm statistics and affine terms away from their initial 0/1, as training leaves them.
+    fn trained(bn: &mut BatchNorm, device: &Device) {
+        let [c] = bn.gamma.val().dims();
+        let uniform = |lo, hi| Tensor::<1>::random([c], Distribution::Uniform(lo, hi), device);
+        bn.gamma = Param::from_tensor(uniform(0.5, 1.5));
+        bn.beta = Param::from_tensor(uniform(-0.5, 0.5));
+        bn.running_mean = RunningState::new(uniform(-0.3, 0.3));
+        bn.running_var = RunningState::new(uniform(0.2, 2.0));
+    }
+
+    #[test]
+    fn folding_batch_norms_keeps_the_outputs() {
+        let device = Device::flex();
+        let mut net = NetConfig::resnet_small(7).init(&device);
+        let convs = std::iter::once(&mut net.stem).chain(
+            net.blocks.iter_mut().flat_map(|b| [Some(&mut b.conv1), Some(&mut b.conv2), b.shortcut.as_mut()].into_iter().flatten()),
+        );
+        for c in convs {
+            trained(c.bn.as_mut().unwrap(), &device);
+        }
+        let x = Tensor::<4>::random([2, 3, 48, 48], Distribution::Normal(0.0, 1.0), &device);
+        let expected = net.forward_with_embedding(x.clone());
+        let folded = net.fold_batch_norms();
+        assert!(folded.stem.bn.is_none() && folded.blocks.iter().all(|b| b.conv1.bn.is_none() && b.conv2.bn.is_none()));
+        let got = folded.forward_with_embedding(x);
+        let scale = expected.clone().abs().max().into_scalar::<f32>();
+        let diff = (got - expected).abs().max().into_scalar::<f32>();
+        assert!(scale > 0.1 && diff <= 1e-4 * scale, "max |folded - unfolded| {diff} at output scale {scale}");
+    }
+}

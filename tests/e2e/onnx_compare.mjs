@@ -162,8 +162,11 @@ export async function compareNative(outputs, iterations = 10) {
   await time(one, 3);
   const single = await time(one, iterations * 3);
   const batched = await time(batch, iterations);
-  const native = new Map(readFileSync(join(ROOT, 'target/bench/native.jsonl'), 'utf8').trim().split('\n')
-    .map((l) => JSON.parse(l)).map((l) => [l.bench, l]));
+  // The native bench's lines, which ./build.sh bench writes first (absent: no ratio).
+  const lines = join(ROOT, 'target/bench/native.jsonl');
+  const native = new Map(existsSync(lines)
+    ? readFileSync(lines, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((l) => [l.bench, l])
+    : []);
   const flex1 = native.get('classify_batch1_flex')?.value;
   const flex32 = native.get('classify_batch32_flex')?.value;
   console.log(JSON.stringify({

@@ -284,7 +284,7 @@ pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, half: bool, file: &str
 }
 
 /// Reads floats back from a tensor's data (any float dtype).
-fn read_f32(data: TensorData) -> Result<Vec<f32>, ClassifierError> {
+pub(crate) fn read_f32(data: TensorData) -> Result<Vec<f32>, ClassifierError> {
     data.convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| ClassifierError::Logits(format!("{e:?}")))

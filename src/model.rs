@@ -112,46 +112,6 @@ impl ConvBn {
     }
 }
 
-/// A folded convolution's numbers, for export ([`crate::onnx`]).
-#[cfg(feature = "onnx")]
-pub(crate) struct ConvParameters {
-    /// `[out, in, k, k]`, row-major.
-    pub weight: Vec<f32>,
-    pub weight_shape: [usize; 4],
-    /// `[out]`: the folded batch norm's shift.
-    pub bias: Vec<f32>,
-    pub stride: usize,
-    /// The same on every side.
-    pub padding: usize,
-}
-
-#[cfg(feature = "onnx")]
-impl ConvBn {
-    /// The convolution's numbers once its batch norm is folded in ([`Net::fold_batch_norms`]).
-    pub(crate) fn parameters(&self) -> Result<ConvParameters, String> {
-        if self.bn.is_some() {
-            return Err("export needs the batch norms folded into the convolutions".into());
-        }
-        let PaddingConfig2d::Explicit(padding, ..) = self.conv.padding else {
-            return Err(format!("unexpected padding {:?}", self.conv.padding));
-        };
-        let weight = self.conv.weight.val();
-        let bias = self.conv.bias.as_ref().ok_or("a folded convolution has a bias")?.val();
-        Ok(ConvParameters {
-            weight_shape: weight.dims(),
-            weight: floats(weight.into_data())?,
-            bias: floats(bias.into_data())?,
-            stride: self.conv.stride[0],
-            padding,
-        })
-    }
-}
-
-#[cfg(feature = "onnx")]
-fn floats(data: TensorData) -> Result<Vec<f32>, String> {
-    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
-}
-
 /// ResNet basic block: two 3x3 conv-bn with a (projected when needed) identity shortcut.
 #[derive(Module, Debug)]
 pub struct BasicBlock {
@@ -215,14 +175,6 @@ impl Net {
             blocks: self.blocks.into_iter().map(BasicBlock::fold).collect(),
             ..self
         }
-    }
-
-    /// The classifier's weight `[embedding, classes]` (row-major, shape) and bias `[classes]`.
-    #[cfg(feature = "onnx")]
-    pub(crate) fn head_parameters(&self) -> Result<(Vec<f32>, [usize; 2], Vec<f32>), String> {
-        let w = self.head.weight.val();
-        let b = self.head.bias.as_ref().ok_or("the classifier has a bias")?.val();
-        Ok((w.dims(), floats(w.into_data())?, floats(b.into_data())?)).map(|(shape, w, b)| (w, shape, b))
     }
 
     /// The last hidden layer: global-average-pooled features, `[batch, channels of the last stage]`.

@@ -10,8 +10,9 @@
 //! convolutions, the logits averaged over the views, the logit adjustment and calibration,
 //! and a softmax: output `probabilities` `[n, classes]`. Opset 17.
 
-use crate::classifier::{Classifier, ClassifierError};
+use crate::classifier::{read_f32, Classifier, ClassifierError};
 use crate::model::{ConvBn, Net};
+use burn::nn::PaddingConfig2d;
 use onnx_protobuf::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
     Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
@@ -125,11 +126,18 @@ impl Graph {
 
     /// A convolution with its folded batch norm as the bias.
     fn conv(&mut self, name: &str, c: &ConvBn, input: &str) -> Result<String, ClassifierError> {
-        let p = c.parameters().map_err(ClassifierError::Meta)?;
-        let [_, _, k, _] = p.weight_shape;
-        let w = self.constant_f32(&format!("{name}.weight"), &p.weight_shape, p.weight);
-        let b = self.constant_f32(&format!("{name}.bias"), &[p.bias.len()], p.bias);
-        let (k, s, pad) = (k as i64, p.stride as i64, p.padding as i64);
+        if c.bn.is_some() {
+            return Err(ClassifierError::Meta("export needs the batch norms folded into the convolutions".into()));
+        }
+        let PaddingConfig2d::Explicit(pad, ..) = c.conv.padding else {
+            return Err(ClassifierError::Meta(format!("unexpected padding {:?}", c.conv.padding)));
+        };
+        let weight = c.conv.weight.val();
+        let shape = weight.dims();
+        let bias = c.conv.bias.as_ref().ok_or_else(|| ClassifierError::Meta("a folded convolution has a bias".into()))?;
+        let w = self.constant_f32(&format!("{name}.weight"), &shape, read_f32(weight.into_data())?);
+        let b = self.constant_f32(&format!("{name}.bias"), &[shape[0]], read_f32(bias.val().into_data())?);
+        let (k, s, pad) = (shape[2] as i64, c.conv.stride[0] as i64, pad as i64);
         let attributes = [ints("kernel_shape", &[k, k]), ints("strides", &[s, s]), ints("pads", &[pad; 4])];
         Ok(self.node("Conv", &[input, &w, &b], &attributes))
     }
@@ -156,9 +164,12 @@ impl Graph {
         }
         let pooled = self.node("GlobalAveragePool", &[&x], &[]);
         let embedding = self.node("Flatten", &[&pooled], &[int("axis", 1)]);
-        let (w, w_shape, b) = net.head_parameters().map_err(ClassifierError::Meta)?;
-        let w = self.constant_f32("head.weight", &w_shape, w);
-        let b = self.constant_f32("head.bias", &[b.len()], b);
+        // Burn's linear weight is `[embedding, classes]`: Gemm's B as it is.
+        let weight = net.head.weight.val();
+        let shape = weight.dims();
+        let bias = net.head.bias.as_ref().ok_or_else(|| ClassifierError::Meta("the classifier has a bias".into()))?;
+        let w = self.constant_f32("head.weight", &shape, read_f32(weight.into_data())?);
+        let b = self.constant_f32("head.bias", &[shape[1]], read_f32(bias.val().into_data())?);
         Ok(self.node("Gemm", &[&embedding, &w, &b], &[]))
     }
 }

@@ -98,7 +98,6 @@ pub enum EngineError {
 
 /// The page's WebGPU device, initialised on first use; `Err` says why there is none.
 async fn webgpu_device() -> Result<Device, String> {
-    run_static_constructors();
     if let Some(known) = WEBGPU.with(|w| w.borrow().clone()) {
         return known;
     }

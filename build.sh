@@ -154,8 +154,9 @@ cmd_bench() {
     need_rust
     need_data
     mkdir -p target/bench
-    # The browser bench compares onnxruntime (native) with these lines.
-    cargo run --release --quiet --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
+    # The browser bench compares onnxruntime (native) with these lines. One feature set for the
+    # example and the CLI, so the library is compiled once.
+    cargo run --release --quiet --features onnx --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
     cargo build --release --quiet --features onnx
     ./target/release/dermscreen export-onnx --model model --out target/bench/model.onnx >&2
     cmd_site >&2

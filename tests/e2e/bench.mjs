@@ -8,10 +8,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { compareInBrowser, compareNative } from './onnx_compare.mjs';
-import { SITE, classifyInPage, countGpuCalls, gpuCallsFor, launch, openApp, sampleImages, serveSite } from './harness.mjs';
+import { SITE, classifyInPage, countGpuCalls, gpuCallsFor, launch, median, openApp, sampleImages, serveSite } from './harness.mjs';
 
 const n = Number(process.argv[2] ?? 10);
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
 const wasm = join(SITE, 'pkg/dermscreen_bg.wasm');
 console.log(JSON.stringify({

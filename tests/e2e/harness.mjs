@@ -15,6 +15,9 @@ export const CLI = resolve(ROOT, process.env.DERMSCREEN_CLI ?? 'target/debug/der
 export const OUT = join(ROOT, 'target/e2e');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
+/** Median of a list of timings (the upper middle one for an even count). */
+export const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
 /** Largest difference allowed between a probability in the browser and in the native CLI. */
 export const PARITY_TOLERANCE = 1e-3;
 

@@ -5,12 +5,11 @@
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { DATA, ROOT, serveSite } from './harness.mjs';
+import { DATA, ROOT, median, serveSite } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 export const ONNX = process.env.DERMSCREEN_ONNX ?? join(ROOT, 'target/bench/model.onnx');
 const ORT_WEB_DIST = join(import.meta.dirname, 'node_modules/onnxruntime-web/dist');
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const round = (x, d = 2) => Number(x.toFixed(d));
 
 /**

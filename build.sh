@@ -139,7 +139,8 @@ cmd_evaluate() {
     need_rust
     need_data
     cargo build --release
-    ./target/release/dermscreen evaluate --images "$DATA/images" --labels model/validation_split.csv --out report
+    # The split names each photo by its path under the data root, with its source and kind.
+    ./target/release/dermscreen evaluate --images "$(dirname "$DATA")" --labels model/validation_split.csv --out report
 }
 
 cmd_serve() {

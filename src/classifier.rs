@@ -5,7 +5,8 @@
 
 use crate::calibration::Calibration;
 use crate::eval::argmax;
-use crate::gate::{Gate, GateConfig, Quality};
+use crate::dataset::Kind;
+use crate::gate::{Gate, GateConfig, LesionHead, Quality};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig, PreprocessError};
 use crate::saliency::{OcclusionConfig, Saliency};
@@ -104,6 +105,37 @@ pub struct ModelMeta {
     /// The gate before any risk is shown. Absent: every photo passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateConfig>,
+    /// Tells a dermoscopic photo from a plain camera photo, with the flag's threshold for each.
+    /// Absent: no kind is reported and `high_risk_threshold` applies to every photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainConfig>,
+}
+
+/// The kind-of-photo head: a linear head on the embedding, like the gate's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DomainConfig {
+    /// Log-odds that the photo was taken through a dermatoscope.
+    pub head: LesionHead,
+    /// P(malignant) at or above which a photo of each kind is flagged: chosen so that the same
+    /// share of malignant validation photos of each kind is flagged.
+    pub high_risk_thresholds: std::collections::BTreeMap<Kind, f32>,
+}
+
+impl DomainConfig {
+    /// The kind an embedding looks like.
+    pub fn kind(&self, embedding: &[f32]) -> Kind {
+        if self.head.score(embedding) >= 0.0 { Kind::Dermoscopic } else { Kind::Clinical }
+    }
+}
+
+impl ModelMeta {
+    /// The flag's threshold for a photo of `kind` (the single threshold without a domain head).
+    pub fn high_risk_threshold_for(&self, kind: Option<Kind>) -> f32 {
+        match (&self.domain, kind) {
+            (Some(d), Some(k)) => d.high_risk_thresholds.get(&k).copied().unwrap_or(self.high_risk_threshold),
+            _ => self.high_risk_threshold,
+        }
+    }
 }
 
 impl ModelMeta {
@@ -122,8 +154,11 @@ pub struct Prediction {
     pub nodes: Vec<ClassProb>,
     /// P(malignant), the screening number (calibrated when the model is).
     pub malignant: f32,
-    /// Whether `malignant` reaches the model's high-risk threshold.
+    /// Whether `malignant` reaches the model's high-risk threshold for this kind of photo.
     pub high_risk: bool,
+    /// Whether the photo looks dermoscopic or like a plain camera photo (absent when the model
+    /// has no domain head).
+    pub domain: Option<Kind>,
     /// The class-balanced call: the training class the model would name if every diagnosis
     /// were equally common (the largest logit-adjusted logit). What balanced accuracy scores;
     /// the calibrated `classes` rank diagnoses as common as they are in the population.
@@ -175,6 +210,9 @@ pub struct ImageResult<'a> {
     pub malignant: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_risk: Option<bool>,
+    /// See [`Prediction::domain`]; given for every photo the model judged, gated or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Kind>,
     /// See [`Prediction::diagnosis`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<&'a str>,
@@ -200,6 +238,7 @@ impl<'a> ImageResult<'a> {
             lesion_score: p.lesion_score,
             malignant: shown.then_some(p.malignant),
             high_risk: shown.then_some(p.high_risk),
+            domain: p.domain,
             diagnosis: shown.then_some(p.diagnosis.as_str()),
             classes: shown.then_some(&p.classes[..]),
             nodes: shown.then_some(&p.nodes[..]),
@@ -577,11 +616,13 @@ impl Classifier {
             (Some(g), Some(score)) => g.decide(&s.quality, score),
             _ => Gate::Ok,
         };
+        let domain = self.meta.domain.as_ref().map(|d| d.kind(&s.embedding));
         Prediction {
             classes,
             nodes,
             malignant,
-            high_risk: malignant >= self.meta.high_risk_threshold,
+            high_risk: malignant >= self.meta.high_risk_threshold_for(domain),
+            domain,
             diagnosis: self.meta.training_classes[argmax(&s.logits)].clone(),
             lesion_score,
             quality: s.quality,

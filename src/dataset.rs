@@ -1,17 +1,119 @@
-//! HAM10000 metadata and the lesion-grouped, class-stratified, seeded train/validation split.
+//! The labelled photo sets (`taxonomy/sources.json`) and the group-wise (lesion or patient),
+//! diagnosis-stratified, seeded train/validation split within each source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// One labelled image from `metadata.csv`.
+/// What a photo looks like: taken through a dermatoscope, or a plain (phone) camera photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Dermoscopic,
+    Clinical,
+}
+
+impl Kind {
+    /// Both kinds, in the order results list them.
+    pub const ALL: [Kind; 2] = [Kind::Dermoscopic, Kind::Clinical];
+
+    /// The word used in CSV, JSON and `model.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dermoscopic => "dermoscopic",
+            Kind::Clinical => "clinical",
+        }
+    }
+
+    /// Parses [`Kind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Keep only the rows of a shared table whose `column` holds `value`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RowFilter {
+    pub column: String,
+    pub value: String,
+}
+
+/// One labelled photo set, as `taxonomy/sources.json` describes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SourceSpec {
+    /// Short name used in reports (`ham10000`, `bcn_20000`, ...).
+    pub name: String,
+    pub kind: Kind,
+    /// Folder under the data root.
+    pub folder: PathBuf,
+    /// Label table, relative to `folder`.
+    pub table: String,
+    /// Image folder, relative to `folder`.
+    pub images: String,
+    pub image_column: String,
+    pub dx_column: String,
+    /// Lesion or patient; an empty cell makes the image its own group.
+    pub group_column: String,
+    #[serde(default)]
+    pub only: Option<RowFilter>,
+    /// Diagnosis codes of the table -> taxonomy node ids (codes not listed are used as they are).
+    #[serde(default)]
+    pub dx_map: BTreeMap<String, String>,
+    /// How often the sampler draws this source's images, relative to the others.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(serde::Deserialize)]
+struct SourcesFile {
+    sources: Vec<SourceSpec>,
+}
+
+/// Reads a sources file (`taxonomy/sources.json`).
+pub fn read_sources(path: &Path) -> Result<Vec<SourceSpec>, DatasetError> {
+    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+    let file: SourcesFile =
+        serde_json::from_slice(&bytes).map_err(|source| DatasetError::Json { path: path.to_path_buf(), source })?;
+    Ok(file.sources)
+}
+
+/// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// Lesion the image shows; images of one lesion never straddle splits.
-    pub lesion_id: String,
-    /// File stem (`ISIC_0024306`).
-    pub image_id: String,
-    /// Diagnosis code, a taxonomy node id.
+    /// Source name ([`SourceSpec::name`]).
+    pub source: String,
+    pub kind: Kind,
+    /// Lesion or patient the image shows; a group's images never straddle splits.
+    pub group: String,
+    /// Image path relative to the data root (`ham10000/images/ISIC_0024306.jpg`).
+    pub image: String,
+    /// Diagnosis, a taxonomy node id.
     pub dx: String,
+}
+
+/// Reads one source's labelled images under the data root `root`. Every image the table names
+/// must exist.
+pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, DatasetError> {
+    let folder = root.join(&spec.folder);
+    let table = folder.join(&spec.table);
+    let filter = spec.only.as_ref().map_or(spec.dx_column.as_str(), |f| f.column.as_str());
+    let rows = read_columns(&table, [spec.image_column.as_str(), spec.dx_column.as_str(), spec.group_column.as_str(), filter])?;
+    let images = folder.join(&spec.images);
+    let mut out = Vec::new();
+    for [image, dx, group, filter_value] in rows {
+        if spec.only.as_ref().is_some_and(|f| f.value != filter_value) {
+            continue;
+        }
+        let path = find_image(&images, &image).ok_or_else(|| DatasetError::MissingImage { table: table.clone(), image: image.clone() })?;
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        let dx = spec.dx_map.get(&dx).cloned().unwrap_or(dx);
+        let group = if group.is_empty() { image } else { group };
+        out.push(Sample { source: spec.name.clone(), kind: spec.kind, group, image: rel, dx });
+    }
+    Ok(out)
 }
 
 /// Errors reading a dataset folder.
@@ -23,8 +125,12 @@ pub enum DatasetError {
     Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: missing column '{column}'")]
     MissingColumn { path: PathBuf, column: String },
-    #[error("lesion {lesion} has images with different diagnoses ({a} and {b})")]
-    MixedLesion { lesion: String, a: String, b: String },
+    #[error("{path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: unknown kind of photo '{kind}' (dermoscopic or clinical)")]
+    UnknownKind { path: PathBuf, kind: String },
+    #[error("{table}: no image file for '{image}'")]
+    MissingImage { table: PathBuf, image: String },
 }
 
 /// Reads the named columns of a CSV file, in that order, for every row.
@@ -47,29 +153,44 @@ pub fn read_columns<const N: usize>(path: &Path, columns: [&str; N]) -> Result<V
         .collect()
 }
 
-/// Reads `metadata.csv` (HAM10000 layout: lesion_id, image_id, dx, ...).
-pub fn read_metadata(path: &Path) -> Result<Vec<Sample>, DatasetError> {
-    let rows = read_columns(path, ["lesion_id", "image_id", "dx"])?;
-    Ok(rows
-        .into_iter()
-        .map(|[lesion_id, image_id, dx]| Sample { lesion_id, image_id, dx })
-        .collect())
-}
-
-/// One row of a label table (`image,dx`), what `evaluate` scores against.
+/// One row of a label table (`image,dx`, optionally `source` and `kind`), what `evaluate`
+/// scores against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Label {
-    /// Image file name, with or without its extension.
+    /// Image file name or path (relative to the images folder), with or without its extension.
     pub image: String,
     /// Diagnosis code, a taxonomy node id.
     pub dx: String,
+    /// Where the photo comes from, when the table says (`evaluate` reports each source apart).
+    pub source: Option<String>,
+    /// The kind of photo, when the table says.
+    pub kind: Option<Kind>,
 }
 
-/// Reads a label table with columns `image` and `dx` (others are ignored), such as
-/// `model/validation_split.csv`.
+/// Reads a label table with columns `image` and `dx`, and `source` and `kind` where present
+/// (others are ignored), such as `model/validation_split.csv`.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
+    let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
+    let headers = csv::Reader::from_path(path).map_err(csv_err)?.headers().map_err(csv_err)?.clone();
     let rows = read_columns(path, ["image", "dx"])?;
-    Ok(rows.into_iter().map(|[image, dx]| Label { image, dx }).collect())
+    let optional = |name: &str| -> Result<Option<Vec<String>>, DatasetError> {
+        if !headers.iter().any(|h| h == name) {
+            return Ok(None);
+        }
+        Ok(Some(read_columns(path, [name])?.into_iter().map(|[v]| v).collect()))
+    };
+    let (sources, kinds) = (optional("source")?, optional("kind")?);
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, [image, dx])| {
+            let source = sources.as_ref().map(|s| s[i].clone()).filter(|s| !s.is_empty());
+            let kind = match kinds.as_ref().map(|k| k[i].as_str()).filter(|k| !k.is_empty()) {
+                None => None,
+                Some(k) => Some(Kind::parse(k).ok_or_else(|| DatasetError::UnknownKind { path: path.to_path_buf(), kind: k.to_string() })?),
+            };
+            Ok(Label { image, dx, source, kind })
+        })
+        .collect()
 }
 
 /// The image files the app reads, by extension.
@@ -102,37 +223,44 @@ pub fn fnv1a(s: &str) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Splits by lesion: within each diagnosis, lesions are ordered by a seeded hash of their id and
-/// the first `round(val_fraction * n)` go to validation. Deterministic for a given seed and
-/// independent of file order.
-pub fn split_by_lesion(samples: &[Sample], val_fraction: f64, seed: u64) -> Result<Split, DatasetError> {
-    let mut lesion_dx: HashMap<&str, &str> = HashMap::new();
+/// Splits by group within each source: a group (lesion or patient) goes to validation whole.
+/// Within a source, groups are stratified by diagnosis (a patient with several diagnoses by the
+/// rarest of them), ordered by a seeded hash of their id, and the first
+/// `round(val_fraction * n)` of each stratum go to validation. Deterministic for a given seed
+/// and independent of file order.
+pub fn split_by_group(samples: &[Sample], val_fraction: f64, seed: u64) -> Split {
+    let mut images_per_dx: HashMap<(&str, &str), usize> = HashMap::new();
     for s in samples {
-        if let Some(prev) = lesion_dx.insert(&s.lesion_id, &s.dx) {
-            if prev != s.dx {
-                return Err(DatasetError::MixedLesion {
-                    lesion: s.lesion_id.clone(),
-                    a: prev.to_string(),
-                    b: s.dx.clone(),
-                });
-            }
-        }
+        *images_per_dx.entry((&s.source, &s.dx)).or_insert(0) += 1;
     }
-    let mut by_dx: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (lesion, dx) in &lesion_dx {
-        by_dx.entry(dx).or_default().push(lesion);
+    // (source, group) -> the rarest diagnosis among its images.
+    let mut stratum: HashMap<(&str, &str), &str> = HashMap::new();
+    for s in samples {
+        let rarity = |dx: &str| (images_per_dx[&(s.source.as_str(), dx)], dx.to_string());
+        stratum
+            .entry((&s.source, &s.group))
+            .and_modify(|dx| {
+                if rarity(&s.dx) < rarity(dx) {
+                    *dx = &s.dx;
+                }
+            })
+            .or_insert(&s.dx);
     }
-    let mut val_lesions = std::collections::HashSet::new();
-    for lesions in by_dx.values_mut() {
-        lesions.sort_by_key(|l| (splitmix64(seed ^ fnv1a(l)), *l));
-        let n_val = (val_fraction * lesions.len() as f64).round() as usize;
-        val_lesions.extend(lesions.iter().take(n_val).copied());
+    let mut by_stratum: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for (&(source, group), &dx) in &stratum {
+        by_stratum.entry((source, dx)).or_default().push(group);
+    }
+    let mut val_groups = std::collections::HashSet::new();
+    for (&(source, _), groups) in by_stratum.iter_mut() {
+        groups.sort_by_key(|g| (splitmix64(seed ^ fnv1a(g)), *g));
+        let n_val = (val_fraction * groups.len() as f64).round() as usize;
+        val_groups.extend(groups.iter().take(n_val).map(|g| (source, *g)));
     }
     let (val, train) = samples
         .iter()
         .cloned()
-        .partition(|s| val_lesions.contains(s.lesion_id.as_str()));
-    Ok(Split { train, val })
+        .partition(|s| val_groups.contains(&(s.source.as_str(), s.group.as_str())));
+    Split { train, val }
 }
 
 /// Images per diagnosis.
@@ -148,16 +276,16 @@ pub fn class_counts(samples: &[Sample]) -> HashMap<String, usize> {
 mod tests {
     use super::*;
 
+    fn sample(source: &str, group: String, image: String, dx: &str) -> Sample {
+        Sample { source: source.into(), kind: Kind::Dermoscopic, group, image, dx: dx.into() }
+    }
+
     fn synthetic() -> Vec<Sample> {
         let mut v = Vec::new();
         for i in 0..200 {
             let dx = if i % 10 == 0 { "mel" } else { "nv" };
             for k in 0..(1 + i % 3) {
-                v.push(Sample {
-                    lesion_id: format!("L{i}"),
-                    image_id: format!("I{i}_{k}"),
-                    dx: dx.into(),
-                });
+                v.push(sample("a", format!("L{i}"), format!("I{i}_{k}"), dx));
             }
         }
         v
@@ -166,30 +294,58 @@ mod tests {
     #[test]
     fn split_groups_lesions_stratifies_and_is_deterministic() {
         let s = synthetic();
-        let a = split_by_lesion(&s, 0.2, 7).unwrap();
-        let b = split_by_lesion(&s, 0.2, 7).unwrap();
+        let a = split_by_group(&s, 0.2, 7);
+        let b = split_by_group(&s, 0.2, 7);
         assert_eq!(a.val, b.val);
-        let train_lesions: std::collections::HashSet<_> = a.train.iter().map(|s| &s.lesion_id).collect();
-        assert!(a.val.iter().all(|s| !train_lesions.contains(&s.lesion_id)));
-        let val_mel_lesions: std::collections::HashSet<_> =
-            a.val.iter().filter(|s| s.dx == "mel").map(|s| &s.lesion_id).collect();
-        assert_eq!(val_mel_lesions.len(), 4, "20% of the 20 melanoma lesions");
+        let train_groups: std::collections::HashSet<_> = a.train.iter().map(|s| &s.group).collect();
+        assert!(a.val.iter().all(|s| !train_groups.contains(&s.group)));
+        let val_mel: std::collections::HashSet<_> = a.val.iter().filter(|s| s.dx == "mel").map(|s| &s.group).collect();
+        assert_eq!(val_mel.len(), 4, "20% of the 20 melanoma lesions");
         let mut reversed = s.clone();
         reversed.reverse();
-        let c = split_by_lesion(&reversed, 0.2, 7).unwrap();
-        let mut v1: Vec<_> = a.val.iter().map(|s| &s.image_id).collect();
-        let mut v2: Vec<_> = c.val.iter().map(|s| &s.image_id).collect();
+        let c = split_by_group(&reversed, 0.2, 7);
+        let mut v1: Vec<_> = a.val.iter().map(|s| &s.image).collect();
+        let mut v2: Vec<_> = c.val.iter().map(|s| &s.image).collect();
         v1.sort();
         v2.sort();
         assert_eq!(v1, v2, "independent of file order");
-        let d = split_by_lesion(&s, 0.2, 8).unwrap();
-        assert_ne!(a.val, d.val, "the seed matters");
+        assert_ne!(a.val, split_by_group(&s, 0.2, 8).val, "the seed matters");
     }
 
     #[test]
-    fn mixed_lesion_is_an_error() {
+    fn a_patient_with_several_diagnoses_stays_on_one_side_and_sources_split_apart() {
         let mut s = synthetic();
-        s[1].dx = "bcc".into();
-        assert!(matches!(split_by_lesion(&s, 0.2, 1), Err(DatasetError::MixedLesion { .. })));
+        // Patients of a second source, each with a nevus and (every fifth) a carcinoma.
+        for p in 0..50 {
+            s.push(sample("b", format!("P{p}"), format!("b/P{p}_1"), "nv"));
+            if p % 5 == 0 {
+                s.push(sample("b", format!("P{p}"), format!("b/P{p}_2"), "bcc"));
+            }
+        }
+        // A group id both sources use is two different groups.
+        s.push(sample("b", "L0".into(), "b/L0".into(), "nv"));
+        let split = split_by_group(&s, 0.2, 3);
+        for side in [&split.train, &split.val] {
+            let other = if std::ptr::eq(side, &split.train) { &split.val } else { &split.train };
+            let groups: std::collections::HashSet<_> = other.iter().map(|s| (&s.source, &s.group)).collect();
+            assert!(side.iter().all(|s| !groups.contains(&(&s.source, &s.group))), "no group straddles the split");
+        }
+        let val_bcc_patients = split.val.iter().filter(|s| s.source == "b" && s.dx == "bcc").count();
+        assert_eq!(val_bcc_patients, 2, "stratified by the rarer diagnosis: 20% of 10 carcinoma patients");
+    }
+
+    #[test]
+    fn the_bundled_sources_map_every_diagnosis_into_the_taxonomy() {
+        let sources = read_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("taxonomy/sources.json")).unwrap();
+        let taxonomy = crate::taxonomy::Taxonomy::bundled();
+        assert!(sources.iter().any(|s| s.kind == Kind::Clinical) && sources.iter().any(|s| s.kind == Kind::Dermoscopic));
+        for s in &sources {
+            for dx in s.dx_map.values() {
+                assert!(taxonomy.is_within(dx, "root").unwrap_or(false), "{}: {dx} is a taxonomy node", s.name);
+            }
+        }
+        let pad = sources.iter().find(|s| s.name == "pad_ufes_20").unwrap();
+        assert_eq!(pad.dx_map["SCC"], "scc");
+        assert!(taxonomy.is_within("scc", "malignant_epidermal").unwrap());
     }
 }

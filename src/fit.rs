@@ -8,6 +8,9 @@
 //! other half; the shipped parameters are then fitted on all of it.
 
 use crate::calibration::{binary_outcomes, ece, reliability, Calibration, ReliabilityBin};
+use crate::classifier::{Classifier, DomainConfig, Scores};
+use crate::dataset::Kind;
+use std::collections::BTreeMap;
 use crate::dataset::{find_image, fnv1a, read_columns};
 use crate::eval::{argmax, auc as roc_auc};
 use crate::gate::{GateConfig, LesionHead};
@@ -378,62 +381,24 @@ pub struct LabelledPhoto {
     pub group: String,
     /// `ham10000`, `bcn_20000`, `msk`, `pad_ufes_20`, or the kind of a non-lesion photo.
     pub source: String,
+    /// Dermoscopic or clinical, for lesion photos.
+    pub kind: Option<Kind>,
     pub lesion: bool,
 }
 
 /// The photos the export fits and measures on, under `root` (`../shared/data`): the model's
-/// HAM10000 validation split (`val_labels`: `image,dx`), the PAD-UFES-20 phone photos, up to
-/// `max_per_source` ISIC 2019 photos from each of BCN and MSK (whole lesions, in a stable
-/// order), and the non-lesion photos of `ood/`. None of these was trained on.
-pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path, max_per_source: usize) -> anyhow::Result<Vec<LabelledPhoto>> {
+/// validation split (`val_labels`: `image,dx,source,kind,group`, images relative to `root`)
+/// and the non-lesion photos of `ood/`. None of these was trained on.
+pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path) -> anyhow::Result<Vec<LabelledPhoto>> {
     let mut out = Vec::new();
-    let ham = root.join("ham10000");
-    let lesion_of: std::collections::HashMap<String, String> = read_columns(&ham.join("metadata.csv"), ["image_id", "lesion_id"])?
-        .into_iter()
-        .map(|[i, l]| (i, l))
-        .collect();
-    for [image, dx] in read_columns(val_labels, ["image", "dx"])? {
-        let stem = image.trim_end_matches(".jpg").to_string();
-        let path = find_image(&ham.join("images"), &stem).ok_or_else(|| anyhow::anyhow!("no HAM10000 image {image}"))?;
-        let group = lesion_of.get(&stem).cloned().unwrap_or(stem);
-        out.push(LabelledPhoto { path, dx, group, source: "ham10000".into(), lesion: true });
-    }
-    let pad = root.join("pad-ufes-20-subset");
-    for [img, diagnostic, patient] in read_columns(&pad.join("metadata.csv"), ["img_id", "diagnostic", "patient_id"])? {
-        let dx = match diagnostic.as_str() {
-            "ACK" => "akiec",
-            "SEK" => "bkl",
-            "NEV" => "nv",
-            "MEL" => "mel",
-            "BCC" => "bcc",
-            "SCC" => "scc",
-            other => anyhow::bail!("PAD-UFES-20: unknown diagnostic '{other}'"),
-        };
-        out.push(LabelledPhoto { path: pad.join("images").join(img), dx: dx.into(), group: patient, source: "pad_ufes_20".into(), lesion: true });
-    }
-    let isic = root.join("isic2019-extra");
-    let mut by_source: std::collections::BTreeMap<String, Vec<LabelledPhoto>> = Default::default();
-    for [image, dx, lesion, source] in read_columns(&isic.join("labels.csv"), ["image", "dx", "lesion_id", "source"])? {
-        let group = if lesion.is_empty() { image.clone() } else { lesion };
-        let Some(path) = find_image(&isic.join("images"), &image) else { continue };
-        let source = source.to_ascii_lowercase();
-        by_source.entry(source.clone()).or_default().push(LabelledPhoto { path, dx, group, source, lesion: true });
-    }
-    for (_, mut photos) in by_source {
-        // Whole groups in a stable pseudo-random order, so the cap cuts no lesion in two.
-        let key = |g: &str| g.bytes().fold(0x9E37_79B9u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        photos.sort_by(|a, b| (key(&a.group), &a.group, &a.path).cmp(&(key(&b.group), &b.group, &b.path)));
-        let mut kept = photos.len().min(max_per_source);
-        while kept > 0 && kept < photos.len() && photos[kept].group == photos[kept - 1].group {
-            kept -= 1;
-        }
-        photos.truncate(kept);
-        out.extend(photos);
+    for [image, dx, source, kind, group] in read_columns(val_labels, ["image", "dx", "source", "kind", "group"])? {
+        let kind = Kind::parse(&kind).ok_or_else(|| anyhow::anyhow!("{}: unknown kind '{kind}'", val_labels.display()))?;
+        out.push(LabelledPhoto { path: root.join(image), dx, group, source, kind: Some(kind), lesion: true });
     }
     let ood = root.join("ood");
     for [image, kind] in read_columns(&ood.join("labels.csv"), ["image", "kind"])? {
         let path = find_image(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
-        out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, lesion: false });
+        out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, kind: None, lesion: false });
     }
     Ok(out)
 }
@@ -443,29 +408,38 @@ pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path, max_p
 pub struct ExportReport {
     pub population: String,
     pub calibration: Calibration,
-    /// Per source: ECE after calibration (HAM10000: out of fold, by lesion).
+    /// Per source and kind: ECE after calibration, out of fold (by lesion or patient).
     pub calibration_by_source: Vec<CalibrationRow>,
-    /// HAM10000 validation before calibration (the class-balanced scores), for comparison.
-    pub uncalibrated_ham10000: CalibrationRow,
-    pub high_risk_threshold: f32,
+    /// All validation photos before calibration (the class-balanced scores), for comparison.
+    pub uncalibrated: CalibrationRow,
+    pub high_risk_thresholds: BTreeMap<Kind, f32>,
     pub target_sensitivity: f64,
-    /// Per source: sensitivity and specificity of the flag (photos that pass the gate).
+    /// Per source and kind: sensitivity and specificity of the flag as shipped (each photo's
+    /// threshold is that of the kind the domain head takes it for).
     pub flag_by_source: Vec<serde_json::Value>,
+    /// Per source: the share of photos the domain head takes for dermoscopic, out of fold.
+    pub domain_by_source: Vec<serde_json::Value>,
     pub gate: GateReport,
     /// Per source or kind: the share turned away for each reason by the shipped gate.
     pub gated_by_source: Vec<serde_json::Value>,
 }
 
 /// Whom the shipped percentages refer to.
-pub const POPULATION: &str = "spots like those photographed through a dermatoscope at the dermatology clinics in Vienna and Queensland whose photos (HAM10000) trained this model";
+pub const POPULATION: &str = "the validation photos of this model's sources taken together: spots photographed through a dermatoscope at clinics in Vienna, Queensland, Barcelona and New York (HAM10000, BCN20000, MSK) and with smartphones in Brazil (PAD-UFES-20), about 38% of them malignant";
 
-/// Fits calibration, threshold and gate for `classifier` on `photos` (from [`export_photos`])
-/// and returns them with what was measured. Photos whose diagnosis has no training class (scc
-/// for a HAM10000-only model) count for the gate and P(malignant) only.
-pub fn fit_export(classifier: &crate::classifier::Classifier, photos: &[LabelledPhoto], target_sensitivity: f64) -> anyhow::Result<(Calibration, f32, GateConfig, ExportReport)> {
-    let meta = classifier.meta();
-    let (classes, taxonomy) = (&meta.training_classes, classifier.taxonomy());
-    let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
+/// Images of each source (or kind) that [`fit_export`] fits and reports on, as groups of indices.
+fn groups_by<K: Ord + Clone>(photos: &[LabelledPhoto], key: impl Fn(&LabelledPhoto) -> Option<K>) -> BTreeMap<K, Vec<usize>> {
+    let mut m: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+    for (i, p) in photos.iter().enumerate() {
+        if let Some(k) = key(p) {
+            m.entry(k).or_default().push(i);
+        }
+    }
+    m
+}
+
+/// Scores every photo that reads; reports and drops the others.
+fn score_photos(classifier: &Classifier, photos: &[LabelledPhoto]) -> anyhow::Result<(Vec<LabelledPhoto>, Vec<Scores>)> {
     let mut scores = Vec::with_capacity(photos.len());
     let mut kept = Vec::with_capacity(photos.len());
     for chunk in photos.chunks(32) {
@@ -483,109 +457,145 @@ pub fn fit_export(classifier: &crate::classifier::Classifier, photos: &[Labelled
             scores.extend(classifier.scores_of(&inputs)?);
         }
     }
-    let photos = kept;
+    Ok((kept, scores))
+}
+
+/// The calibration fitted on all labelled photos, and each photo's probabilities from the fit
+/// on the other fold (groups kept whole).
+fn fit_calibration_out_of_fold(z: &[Vec<f32>], y: &[usize], groups: &[&str]) -> (Calibration, Vec<Vec<f32>>) {
+    let fold: Vec<usize> = groups.iter().map(|g| fold_of(g)).collect();
+    let mut oof = vec![Vec::new(); z.len()];
+    for f in 0..2 {
+        let pick = |want: bool| (0..z.len()).filter(|&j| (fold[j] == f) == want).collect::<Vec<_>>();
+        let train: Vec<usize> = pick(false);
+        let c = fit_calibration(&train.iter().map(|&j| z[j].clone()).collect::<Vec<_>>(), &train.iter().map(|&j| y[j]).collect::<Vec<_>>(), POPULATION);
+        for j in pick(true) {
+            oof[j] = c.probabilities(&z[j]);
+        }
+    }
+    (fit_calibration(z, y, POPULATION), oof)
+}
+
+/// The largest threshold (rounded down to 0.001) that flags at least `target` of `malignant`.
+fn threshold_for(mut malignant: Vec<f32>, target: f64) -> f32 {
+    malignant.sort_by(|a, b| b.total_cmp(a));
+    let at = ((target * malignant.len() as f64).ceil() as usize).clamp(1, malignant.len()) - 1;
+    ((malignant[at] * 1000.0).floor() / 1000.0).max(0.001)
+}
+
+/// Fits calibration, thresholds, domain head and gate for `classifier` on `photos` (from
+/// [`export_photos`]) and returns them with what was measured. Photos whose diagnosis has no
+/// training class count for the gate and P(malignant) only.
+pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sensitivity: f64) -> anyhow::Result<(Calibration, DomainConfig, GateConfig, ExportReport)> {
+    let meta = classifier.meta();
+    let (classes, taxonomy) = (&meta.training_classes, classifier.taxonomy());
+    let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
+    let (photos, scores) = score_photos(classifier, photos)?;
     let is_malignant = |p: &LabelledPhoto| taxonomy.is_within(&p.dx, "malignant").unwrap_or(false);
-    // Calibration: HAM10000 validation, out of fold for the figures, all of it for the fit.
-    let ham: Vec<usize> = (0..photos.len()).filter(|&i| photos[i].source == "ham10000").collect();
-    let labelled = |idx: &[usize]| -> (Vec<Vec<f32>>, Vec<usize>, Vec<usize>) {
-        let mut z = Vec::new();
-        let mut y = Vec::new();
-        let mut at = Vec::new();
+    // Calibration on every labelled lesion photo: figures out of fold, the fit on all.
+    let labelled: Vec<usize> = (0..photos.len()).filter(|&i| photos[i].lesion && taxonomy.class_of(&photos[i].dx, classes).is_some()).collect();
+    let z: Vec<Vec<f32>> = labelled.iter().map(|&i| scores[i].logits.clone()).collect();
+    let y: Vec<usize> = labelled.iter().map(|&i| taxonomy.class_of(&photos[i].dx, classes).unwrap_or(0)).collect();
+    let groups: Vec<&str> = labelled.iter().map(|&i| photos[i].group.as_str()).collect();
+    let (calibration, oof) = fit_calibration_out_of_fold(&z, &y, &groups);
+    let rows_of = |key: &dyn Fn(&LabelledPhoto) -> String| -> Vec<CalibrationRow> {
+        let by = groups_by(&photos, |p| p.lesion.then(|| key(p)));
+        by.iter()
+            .map(|(name, idx)| {
+                let at: Vec<usize> = (0..labelled.len()).filter(|&j| idx.contains(&labelled[j])).collect();
+                let probs: Vec<Vec<f32>> = at.iter().map(|&j| oof[j].clone()).collect();
+                calibration_row(name, &probs, &at.iter().map(|&j| y[j]).collect::<Vec<_>>(), &malignant)
+            })
+            .collect()
+    };
+    let mut rows = rows_of(&|p| p.source.clone());
+    rows.extend(rows_of(&|p| p.kind.map_or(String::new(), |k| k.as_str().to_string())));
+    let balanced: Vec<Vec<f32>> = z.iter().map(|z| crate::classifier::softmax(z)).collect();
+    // The domain head: dermoscopic validation photos against camera photos (the phone photos,
+    // and the healthy-skin photos of `ood/`, which are camera photos of skin too).
+    let domain_photos: Vec<GatePhoto> = photos
+        .iter()
+        .zip(&scores)
+        .filter(|(p, _)| p.lesion || p.source == "healthy_skin")
+        .map(|(p, s)| GatePhoto { embedding: s.embedding.clone(), lesion: p.kind == Some(Kind::Dermoscopic), source: p.source.clone() })
+        .collect();
+    let domain_folds: Vec<usize> = photos.iter().filter(|p| p.lesion || p.source == "healthy_skin").map(|p| fold_of(&p.group)).collect();
+    let domain_oof = out_of_fold_scores(&domain_photos, &domain_folds);
+    let domain_head = fit_head(&domain_photos.iter().collect::<Vec<_>>());
+    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (p, &score) in domain_photos.iter().zip(&domain_oof) {
+        let t = tally.entry(&p.source).or_default();
+        t.0 += 1;
+        t.1 += usize::from(score >= 0.0);
+    }
+    let domain_by_source: Vec<serde_json::Value> = tally
+        .iter()
+        .map(|(source, (n, dermoscopic))| serde_json::json!({ "source": source, "photos": n, "taken_for_dermoscopic": *dermoscopic as f64 / *n as f64, "out_of_fold": true }))
+        .collect();
+    let predicted_kind: Vec<Kind> = scores.iter().map(|s| if domain_head.score(&s.embedding) >= 0.0 { Kind::Dermoscopic } else { Kind::Clinical }).collect();
+    // The flag: per kind, the threshold that catches `target_sensitivity` of its malignant
+    // validation photos. A screening aid should rather send too many people to a dermatologist
+    // than too few.
+    let all_probs: Vec<Vec<f32>> = scores.iter().map(|s| calibration.probabilities(&s.logits)).collect();
+    let (p_mal, _) = binary_outcomes(&all_probs, &[], &malignant);
+    let mut thresholds = BTreeMap::new();
+    for kind in Kind::ALL {
+        let m: Vec<f32> = (0..photos.len()).filter(|&i| photos[i].kind == Some(kind) && is_malignant(&photos[i])).map(|i| p_mal[i]).collect();
+        anyhow::ensure!(!m.is_empty(), "no malignant {} validation photo to set the high-risk threshold on", kind.as_str());
+        thresholds.insert(kind, threshold_for(m, target_sensitivity));
+    }
+    let domain = DomainConfig { head: domain_head, high_risk_thresholds: thresholds.clone() };
+    let flagged = |i: usize| p_mal[i] >= thresholds[&predicted_kind[i]];
+    let flag_row = |name: &str, idx: &[usize]| {
+        let (mut tp, mut pos, mut tn, mut neg) = (0, 0, 0, 0);
         for &i in idx {
-            if let Some(k) = taxonomy.class_of(&photos[i].dx, classes) {
-                z.push(scores[i].logits.clone());
-                y.push(k);
-                at.push(i);
+            if is_malignant(&photos[i]) {
+                pos += 1;
+                tp += usize::from(flagged(i));
+            } else {
+                neg += 1;
+                tn += usize::from(!flagged(i));
             }
         }
-        (z, y, at)
+        serde_json::json!({
+            "source": name, "malignant": pos, "benign": neg,
+            "sensitivity": tp as f64 / pos.max(1) as f64, "specificity": tn as f64 / neg.max(1) as f64,
+        })
     };
-    let (z_ham, y_ham, at_ham) = labelled(&ham);
-    let fold: Vec<usize> = at_ham.iter().map(|&i| fold_of(&photos[i].group)).collect();
-    let mut oof = vec![Vec::new(); z_ham.len()];
-    for f in 0..2 {
-        let fold = &fold;
-        let pick = |want: bool| (0..z_ham.len()).filter(move |&j| (fold[j] == f) == want);
-        let train_z: Vec<Vec<f32>> = pick(false).map(|j| z_ham[j].clone()).collect();
-        let train_y: Vec<usize> = pick(false).map(|j| y_ham[j]).collect();
-        let c = fit_calibration(&train_z, &train_y, POPULATION);
-        for j in pick(true) {
-            oof[j] = c.probabilities(&z_ham[j]);
-        }
-    }
-    let calibration = fit_calibration(&z_ham, &y_ham, POPULATION);
-    let balanced: Vec<Vec<f32>> = z_ham.iter().map(|z| crate::classifier::softmax(z)).collect();
-    let mut rows = vec![calibration_row("ham10000", &oof, &y_ham, &malignant)];
-    let mut sources: Vec<String> = photos.iter().filter(|p| p.lesion).map(|p| p.source.clone()).collect();
-    sources.sort();
-    sources.dedup();
-    for s in sources.iter().filter(|s| *s != "ham10000") {
-        let idx: Vec<usize> = (0..photos.len()).filter(|&i| &photos[i].source == s).collect();
-        let (z, y, _) = labelled(&idx);
-        let probs: Vec<Vec<f32>> = z.iter().map(|z| calibration.probabilities(z)).collect();
-        rows.push(calibration_row(s, &probs, &y, &malignant));
-    }
-    // The flag keeps its job: the share of HAM10000 validation cancers it catches. A screening
-    // aid should rather send too many people to a dermatologist than too few.
-    // Calibrated P(malignant) of every photo, computed once for the threshold and the flag.
-    let all_probs: Vec<Vec<f32>> = scores.iter().map(|s| calibration.probabilities(&s.logits)).collect();
-    let (p_mal_all, _) = binary_outcomes(&all_probs, &[], &malignant);
-    let p_mal = |i: usize| p_mal_all[i];
-    let mut mal_scores: Vec<f32> = ham.iter().filter(|&&i| is_malignant(&photos[i])).map(|&i| p_mal(i)).collect();
-    anyhow::ensure!(!mal_scores.is_empty(), "no malignant HAM10000 validation photo to set the high-risk threshold on");
-    mal_scores.sort_by(|a, b| b.total_cmp(a));
-    let at = ((target_sensitivity * mal_scores.len() as f64).ceil() as usize).clamp(1, mal_scores.len()) - 1;
-    let threshold = ((mal_scores[at] * 1000.0).floor() / 1000.0).max(0.001);
+    let mut flag_by_source: Vec<serde_json::Value> =
+        groups_by(&photos, |p| p.lesion.then(|| p.source.clone())).iter().map(|(s, idx)| flag_row(s, idx)).collect();
+    flag_by_source.extend(groups_by(&photos, |p| p.kind.map(|k| k.as_str().to_string())).iter().map(|(s, idx)| flag_row(s, idx)));
     // The gate.
     let gate_photos: Vec<GatePhoto> = photos
         .iter()
         .zip(&scores)
         .map(|(p, s)| GatePhoto { embedding: s.embedding.clone(), lesion: p.lesion, source: p.source.clone() })
         .collect();
-    let groups: Vec<String> = photos.iter().map(|p| format!("{}/{}", p.source, p.group)).collect();
-    let (gate, gate_report) = fit_gate(&gate_photos, &groups);
-    let mut all_sources: Vec<String> = photos.iter().map(|p| p.source.clone()).collect();
-    all_sources.sort();
-    all_sources.dedup();
-    let mut gated_by_source = Vec::new();
-    let mut flag_by_source = Vec::new();
-    for s in &all_sources {
-        let idx: Vec<usize> = (0..photos.len()).filter(|&i| &photos[i].source == s).collect();
-        let mut reasons = std::collections::BTreeMap::new();
-        for &i in &idx {
-            let g = gate.decide(&scores[i].quality, gate.head.score(&scores[i].embedding));
-            *reasons.entry(g.id()).or_insert(0usize) += 1;
-        }
-        let share: serde_json::Map<String, serde_json::Value> = reasons.iter().map(|(k, &v)| (k.to_string(), serde_json::json!(v as f64 / idx.len() as f64))).collect();
-        gated_by_source.push(serde_json::json!({ "source": s, "photos": idx.len(), "share": share, "note": "in-sample for the lesion head; out-of-fold figures are under gate" }));
-        if photos[idx[0]].lesion {
-            let (mut tp, mut pos, mut tn, mut neg) = (0, 0, 0, 0);
-            for &i in &idx {
-                let flagged = p_mal(i) >= threshold;
-                if is_malignant(&photos[i]) {
-                    pos += 1;
-                    tp += usize::from(flagged);
-                } else {
-                    neg += 1;
-                    tn += usize::from(!flagged);
-                }
+    let gate_groups: Vec<String> = photos.iter().map(|p| format!("{}/{}", p.source, p.group)).collect();
+    let (gate, gate_report) = fit_gate(&gate_photos, &gate_groups);
+    let gated_by_source = groups_by(&photos, |p| Some(p.source.clone()))
+        .iter()
+        .map(|(s, idx)| {
+            let mut reasons = BTreeMap::new();
+            for &i in idx {
+                let g = gate.decide(&scores[i].quality, gate.head.score(&scores[i].embedding));
+                *reasons.entry(g.id()).or_insert(0usize) += 1;
             }
-            flag_by_source.push(serde_json::json!({
-                "source": s, "malignant": pos, "benign": neg,
-                "sensitivity": tp as f64 / pos.max(1) as f64, "specificity": tn as f64 / neg.max(1) as f64,
-            }));
-        }
-    }
+            let share: serde_json::Map<String, serde_json::Value> = reasons.iter().map(|(k, &v)| (k.to_string(), serde_json::json!(v as f64 / idx.len() as f64))).collect();
+            serde_json::json!({ "source": s, "photos": idx.len(), "share": share, "note": "in-sample for the lesion head; out-of-fold figures are under gate" })
+        })
+        .collect();
     let report = ExportReport {
         population: POPULATION.into(),
         calibration: calibration.clone(),
         calibration_by_source: rows,
-        uncalibrated_ham10000: calibration_row("ham10000 (class-balanced scores, before calibration)", &balanced, &y_ham, &malignant),
-        high_risk_threshold: threshold,
+        uncalibrated: calibration_row("all validation photos (class-balanced scores, before calibration)", &balanced, &y, &malignant),
+        high_risk_thresholds: thresholds,
         target_sensitivity,
         flag_by_source,
+        domain_by_source,
         gate: gate_report,
         gated_by_source,
     };
-    Ok((calibration, threshold, gate, report))
+    Ok((calibration, domain, gate, report))
 }

@@ -3,9 +3,11 @@
 //! Data flows one way: bytes -> image ([`preprocess`]) -> tensor -> logits ([`model`]) ->
 //! training-class probabilities -> inference-node probabilities ([`taxonomy`]) -> a
 //! [`classifier::Prediction`]; [`saliency`] shows where the network looked. [`eval`] and [`report`] score predictions against labels;
-//! [`dataset`] reads HAM10000 and splits it by lesion; `onnx` (feature `onnx`) writes the network as an ONNX graph; `train` (feature `train`) fits the
+//! [`dataset`] reads the labelled photo sets and splits them by lesion or patient; `onnx` (feature `onnx`) writes the network as an ONNX graph; `train` (feature `train`) fits the
 //! network; `web` (wasm32 only) is the browser engine.
 
+#[cfg(feature = "train")]
+pub mod augment;
 pub mod calibration;
 pub mod classifier;
 pub mod dataset;

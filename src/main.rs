@@ -76,14 +76,11 @@ mod native {
             /// Folder holding model.json, its weights and validation_split.csv.
             #[arg(long, default_value = "model")]
             model: PathBuf,
-            /// Data root with ham10000/, pad-ufes-20-subset/, isic2019-extra/ and ood/.
+            /// Data root: the folders validation_split.csv's paths start from, and ood/.
             #[arg(long, default_value = "../shared/data")]
             data: PathBuf,
-            /// At most this many ISIC 2019 photos from each of BCN and MSK.
-            #[arg(long, default_value_t = 3000)]
-            max_per_source: usize,
-            /// Share of HAM10000 validation cancers the high-risk flag must catch.
-            #[arg(long, default_value_t = 0.85)]
+            /// Share of each kind's malignant validation photos the high-risk flag must catch.
+            #[arg(long, default_value_t = 0.9)]
             target_sensitivity: f64,
         },
         /// Write the network as an ONNX graph, from the preprocessed input to the calibrated
@@ -97,7 +94,7 @@ mod native {
             #[arg(long)]
             out: PathBuf,
         },
-        /// Train from scratch on HAM10000 (needs `--features train`).
+        /// Train from scratch on the sources of taxonomy/sources.json (needs `--features train`).
         #[cfg(feature = "train")]
         Train {
             #[command(flatten)]
@@ -230,9 +227,10 @@ mod native {
             }
             let top: Vec<String> =
                 p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.id, 100.0 * c.probability)).collect();
+            let kind = p.domain.map_or(String::new(), |k| format!(" | taken for a {} photo", kind_words(k)));
             writeln!(
                 out,
-                "{}: malignant {:.1}%{} | top: {}",
+                "{}: malignant {:.1}%{} | top: {}{kind}",
                 r.path,
                 100.0 * p.malignant,
                 if p.high_risk { " HIGH - see a dermatologist" } else { "" },
@@ -245,20 +243,29 @@ mod native {
         Ok(())
     }
 
-    /// One row per image: its name, the gate, the lesion score, P(malignant), the flag and the
-    /// class-balanced call, then every training class and inference node. A gated image's risk
-    /// columns are empty.
+    /// How the text output names a kind of photo.
+    fn kind_words(k: dermscreen::dataset::Kind) -> &'static str {
+        match k {
+            dermscreen::dataset::Kind::Dermoscopic => "dermoscopic",
+            dermscreen::dataset::Kind::Clinical => "plain camera (clinical)",
+        }
+    }
+
+    /// One row per image: its name, the gate, the lesion score, the kind of photo it was taken
+    /// for, P(malignant), the flag (true/false, as the page shows it) and the class-balanced
+    /// call, then every training class and inference node. A gated image's risk columns are empty.
     fn write_csv(out: impl Write, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
         let mut w = csv::Writer::from_writer(out);
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
-        let head = ["image", "gate", "lesion_score", "malignant", "high_risk", "diagnosis"];
+        let head = ["image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis"];
         w.write_record(head.into_iter().chain(ids.map(String::as_str)))?;
         let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
         for r in rows {
             let p = r.prediction;
             let gate = r.gate.id().to_string();
             let score = r.lesion_score.map(|s| format!("{s:.3}")).unwrap_or_default();
-            let mut record = vec![r.image.clone(), gate, score];
+            let domain = r.domain.map_or("", |k| k.as_str()).to_string();
+            let mut record = vec![r.image.clone(), gate, score, domain];
             match r.malignant {
                 Some(m) => {
                     record.push(format!("{m:.6}"));
@@ -330,7 +337,9 @@ mod native {
         let taxonomy = classifier.taxonomy();
         let mut files = Vec::new();
         let mut label_idx = Vec::new();
-        for Label { image, dx } in dataset::read_labels(labels)? {
+        let mut kept_labels = Vec::new();
+        for label in dataset::read_labels(labels)? {
+            let (image, dx) = (&label.image, &label.dx);
             let Some(k) = taxonomy.class_of(&dx, classes) else {
                 problems.report(format_args!("{}: label '{dx}' of {image} is not under any training class", labels.display()));
                 continue;
@@ -341,6 +350,7 @@ mod native {
             };
             files.push(path);
             label_idx.push(k);
+            kept_labels.push(label);
         }
         let inputs = prepare(&classifier, &files, &mut problems);
         if inputs.is_empty() {
@@ -359,6 +369,7 @@ mod native {
         let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
         let call_balanced_accuracy = dermscreen::eval::balanced_accuracy(&dermscreen::eval::confusion(&labels_kept, &calls, classes.len()));
         let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
+        let group_rows = evaluate_groups(&classifier, &inputs, &kept_labels, &labels_kept, &calls, &predictions)?;
         let mut embeddings = Vec::with_capacity(inputs.len());
         for batch in batches(&inputs) {
             embeddings.extend(classifier.embeddings(&batch)?);
@@ -373,6 +384,8 @@ mod native {
             "skipped": problems.count,
             "gate": gated,
             "class_balanced_call": { "balanced_accuracy": call_balanced_accuracy },
+            "high_risk_thresholds": classifier.meta().domain.as_ref().map(|d| &d.high_risk_thresholds),
+            "by_source_and_kind": group_rows,
             "summary": summary,
         });
         std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
@@ -388,31 +401,85 @@ mod native {
         print!("{}", report::summary_text(&summary));
         println!("class-balanced call (the `diagnosis` column): balanced accuracy {call_balanced_accuracy:.3}");
         println!("gate (scored anyway): {}", gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+        if group_rows.len() > 1 {
+            println!("by source and kind of photo (AUC with 95% interval; the flag as the page shows it):\n{}", report::group_table(&group_rows));
+        }
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
         Ok(problems.count == 0)
+    }
+
+    /// The headline numbers of all images, then of each source and each kind of photo the
+    /// label table names (the kind as labelled, not as recognised).
+    fn evaluate_groups(
+        classifier: &Classifier,
+        inputs: &[(usize, Vec<f32>)],
+        labels: &[Label],
+        label_idx: &[usize],
+        calls: &[usize],
+        predictions: &[Prediction],
+    ) -> Result<Vec<report::GroupRow>> {
+        let taxonomy = classifier.taxonomy();
+        let classes = &classifier.meta().training_classes;
+        let images: Vec<report::GroupImage> = inputs
+            .iter()
+            .zip(predictions)
+            .enumerate()
+            .map(|(j, ((i, _), p))| report::GroupImage {
+                label: label_idx[j],
+                call: calls[j],
+                malignant: taxonomy.is_within(&labels[*i].dx, "malignant").unwrap_or(false),
+                flagged: p.high_risk,
+                kind_recognised: labels[*i].kind.zip(p.domain).map(|(a, b)| a == b),
+            })
+            .collect();
+        let mut groups: Vec<(String, Vec<usize>)> = vec![("all".into(), (0..images.len()).collect())];
+        let mut add = |name: Option<String>, j: usize| {
+            if let Some(name) = name {
+                match groups.iter_mut().find(|(g, _)| *g == name) {
+                    Some((_, v)) => v.push(j),
+                    None => groups.push((name, vec![j])),
+                }
+            }
+        };
+        for (j, (i, _)) in inputs.iter().enumerate() {
+            add(labels[*i].source.clone(), j);
+        }
+        for (j, (i, _)) in inputs.iter().enumerate() {
+            add(labels[*i].kind.map(|k| k.as_str().to_string()), j);
+        }
+        groups
+            .iter()
+            .map(|(name, idx)| {
+                let subset: Vec<report::GroupImage> = idx.iter().map(|&j| images[j].clone()).collect();
+                let probs: Vec<Vec<f32>> = idx.iter().map(|&j| predictions[j].class_probs()).collect();
+                report::GroupRow::new(name, classes, taxonomy, &subset, &probs)
+            })
+            .collect()
     }
 
     /// `dermscreen calibrate`: fits, then rewrites model.json (weights untouched) and writes
     /// calibration.json with what was measured.
     #[cfg(feature = "train")]
-    fn calibrate(model: &Path, data: &Path, max_per_source: usize, target_sensitivity: f64) -> Result<()> {
-        use dermscreen::fit;
+    fn calibrate(model: &Path, data: &Path, target_sensitivity: f64) -> Result<()> {
+        use dermscreen::{dataset::Kind, fit};
         let classifier = load_classifier(model)?;
-        let photos = fit::export_photos(data, &model.join("validation_split.csv"), max_per_source)?;
+        let photos = fit::export_photos(data, &model.join("validation_split.csv"))?;
         eprintln!("calibrate: {} photos", photos.len());
-        let (calibration, threshold, gate, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
+        let (calibration, domain, gate, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
         let path = model.join("model.json");
         let mut meta = dermscreen::classifier::ModelMeta::from_json(&std::fs::read(&path)?)?;
         meta.calibration = Some(calibration);
         meta.gate = Some(gate);
-        meta.high_risk_threshold = threshold;
+        meta.high_risk_threshold = domain.high_risk_thresholds[&Kind::Dermoscopic];
+        meta.domain = Some(domain);
         std::fs::write(&path, serde_json::to_string_pretty(&meta)? + "\n")?;
         std::fs::write(model.join("calibration.json"), serde_json::to_string_pretty(&report)? + "\n")?;
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-            "high_risk_threshold": threshold,
+            "high_risk_thresholds": report.high_risk_thresholds,
             "calibration_by_source": report.calibration_by_source.iter().map(|r| serde_json::json!({"source": r.source, "photos": r.photos, "ece_malignant": r.ece_malignant, "ece_top_class": r.ece_top_class})).collect::<Vec<_>>(),
-            "uncalibrated_ham10000_ece_malignant": report.uncalibrated_ham10000.ece_malignant,
+            "uncalibrated_ece_malignant": report.uncalibrated.ece_malignant,
             "flag_by_source": report.flag_by_source,
+            "domain_by_source": report.domain_by_source,
             "gate_auroc": report.gate.auroc,
             "gate_rows": report.gate.rows,
             "gated_by_source": report.gated_by_source,
@@ -436,8 +503,8 @@ mod native {
             Command::Classify { paths, model, format, saliency } => classify(&paths, &model, format, saliency.as_deref(), problems),
             Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model, problems),
             #[cfg(feature = "train")]
-            Command::Calibrate { model, data, max_per_source, target_sensitivity } => {
-                calibrate(&model, &data, max_per_source, target_sensitivity).map(|()| true)
+            Command::Calibrate { model, data, target_sensitivity } => {
+                calibrate(&model, &data, target_sensitivity).map(|()| true)
             }
             #[cfg(feature = "onnx")]
             Command::ExportOnnx { model, out } => export_onnx(&model, &out).map(|()| true),

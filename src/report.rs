@@ -459,3 +459,92 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
     h.push_str("<p><a href=\"metrics.json\">metrics.json</a></p></html>\n");
     std::fs::write(dir.join("index.html"), h)
 }
+
+/// One source's or kind's headline numbers: what `evaluate` prints per group and the model card
+/// tabulates.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRow {
+    /// Source (`ham10000`, ...) or kind (`dermoscopic`, `clinical`).
+    pub group: String,
+    pub images: usize,
+    /// Balanced accuracy of the class-balanced call (the `diagnosis` column).
+    pub balanced_accuracy: f64,
+    /// `(task, AUC, 95% interval)` for melanoma vs nevus, carcinoma vs keratosis and malignant
+    /// vs benign.
+    pub aucs: Vec<(String, Option<f64>, Option<(f64, f64)>)>,
+    pub malignant: usize,
+    pub benign: usize,
+    /// Share of malignant images the high-risk flag catches, and of benign ones it leaves alone.
+    pub flag_sensitivity: Option<f64>,
+    pub flag_specificity: Option<f64>,
+    /// Share of images the domain head took for the kind the label table gives (when it gives one).
+    pub kind_recognised: Option<f64>,
+}
+
+/// What [`GroupRow::new`] needs per image besides the probabilities: the class-balanced call,
+/// whether it is malignant, whether it was flagged, and whether its kind was recognised.
+#[derive(Debug, Clone)]
+pub struct GroupImage {
+    pub label: usize,
+    pub call: usize,
+    pub malignant: bool,
+    pub flagged: bool,
+    pub kind_recognised: Option<bool>,
+}
+
+impl GroupRow {
+    /// The row for `images` and their training-class probabilities `probs`.
+    pub fn new(group: &str, classes: &[String], taxonomy: &Taxonomy, images: &[GroupImage], probs: &[Vec<f32>]) -> anyhow::Result<Self> {
+        let labels: Vec<usize> = images.iter().map(|i| i.label).collect();
+        let summary = summarise(classes, taxonomy, &labels, probs)?;
+        let calls: Vec<usize> = images.iter().map(|i| i.call).collect();
+        let share = |num: usize, den: usize| (den > 0).then(|| num as f64 / den as f64);
+        let (malignant, benign) = (images.iter().filter(|i| i.malignant).count(), images.iter().filter(|i| !i.malignant).count());
+        let recognised: Vec<bool> = images.iter().filter_map(|i| i.kind_recognised).collect();
+        Ok(Self {
+            group: group.to_string(),
+            images: images.len(),
+            balanced_accuracy: eval::balanced_accuracy(&eval::confusion(&labels, &calls, classes.len())),
+            aucs: ["melanoma_vs_nevus", "carcinoma_vs_keratosis", "malignant_vs_benign"]
+                .iter()
+                .map(|name| {
+                    let t = summary.binary_tasks.iter().find(|t| t.name == *name);
+                    (name.to_string(), t.and_then(|t| t.auc), t.and_then(|t| t.auc_ci95))
+                })
+                .collect(),
+            malignant,
+            benign,
+            flag_sensitivity: share(images.iter().filter(|i| i.malignant && i.flagged).count(), malignant),
+            flag_specificity: share(images.iter().filter(|i| !i.malignant && !i.flagged).count(), benign),
+            kind_recognised: share(recognised.iter().filter(|&&r| r).count(), recognised.len()),
+        })
+    }
+}
+
+/// The rows as a Markdown table (what the model card and README carry).
+pub fn group_table(rows: &[GroupRow]) -> String {
+    let auc = |v: &(String, Option<f64>, Option<(f64, f64)>)| match (v.1, v.2) {
+        (Some(a), Some((lo, hi))) => format!("{a:.3} ({lo:.3}-{hi:.3})"),
+        (a, _) => fmt_opt(a),
+    };
+    let pct = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{:.0}%", 100.0 * x));
+    let mut out = String::from(
+        "| photos | images (malignant) | AUC melanoma vs nevus | AUC carcinoma vs keratosis | AUC malignant vs benign | balanced accuracy | flag: cancers caught | flag: benign left alone | kind recognised |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} ({}) | {} | {} | {} | {:.3} | {} | {} | {} |\n",
+            r.group,
+            r.images,
+            r.malignant,
+            auc(&r.aucs[0]),
+            auc(&r.aucs[1]),
+            auc(&r.aucs[2]),
+            r.balanced_accuracy,
+            pct(r.flag_sensitivity),
+            pct(r.flag_specificity),
+            pct(r.kind_recognised)
+        ));
+    }
+    out
+}

@@ -1,5 +1,6 @@
-//! The trainer (feature `train`): HAM10000 -> lesion-grouped split -> augmented, class-balanced
-//! batches -> AdamW with warm-up and cosine decay -> checkpoints, validation metrics, and the
+//! The trainer (feature `train`): the sources of `taxonomy/sources.json` (dermoscopy from three
+//! clinics' collections, phone photos) -> a split grouped by lesion or patient within each
+//! source -> augmented, class- and source-balanced batches -> AdamW with warm-up and cosine decay -> checkpoints, validation metrics, and the
 //! shipped artefacts (`model.bpk`, `model.json`, `metrics.json`).
 //!
 //! [`run`] hands off in the order of a run: [`RunData::prepare`] (split, partition, decode),
@@ -7,7 +8,8 @@
 //! [`EpochLog`]), [`save_checkpoint`], and [`ship`] (export, threshold, metrics).
 
 use crate::classifier::{self, Classifier, ModelMeta, WeightsInfo, META_FORMAT};
-use crate::dataset::{self, Sample};
+use crate::augment::{augment, Aug, AugConfig};
+use crate::dataset::{self, Kind, Sample};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig};
 use crate::report::{self, fmt_opt};
@@ -33,12 +35,18 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct TrainConfig {
-    /// HAM10000 folder (metadata.csv and images/).
-    #[arg(long, default_value = "../shared/data/ham10000")]
+    /// Data root: the folders `--sources` names, and `ood/` for the export's gate.
+    #[arg(long, default_value = "../shared/data")]
     pub data: PathBuf,
+    /// The labelled photo sets to train on (folder, label table, grouping key, kind, label map).
+    #[arg(long, default_value = "taxonomy/sources.json")]
+    pub sources: PathBuf,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 12)]
     pub epochs: usize,
+    /// Score the validation split after every this many epochs (and after the last).
+    #[arg(long, default_value_t = 4)]
+    pub validate_every: usize,
     /// Images per optimiser step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -77,13 +85,10 @@ pub struct TrainConfig {
     /// Use at most this many training images (smoke tests).
     #[arg(long)]
     pub limit_train: Option<usize>,
-    /// Share of malignant validation lesions the "high risk" threshold must flag.
-    #[arg(long, default_value_t = 0.85)]
+    /// Share of malignant validation photos the "high risk" threshold must flag, in each kind
+    /// of photo (dermoscopic, clinical).
+    #[arg(long, default_value_t = 0.9)]
     pub target_sensitivity: f64,
-    /// At most this many ISIC 2019 photos from each of BCN and MSK when the export fits the
-    /// calibration and the gate (the other data sets sit beside `--data`).
-    #[arg(long, default_value_t = 3000)]
-    pub export_max_per_source: usize,
     /// Architecture; `None` is [`NetConfig::resnet_small`]. Set in code, not on the command line.
     #[arg(skip)]
     pub net: Option<NetConfig>,
@@ -161,8 +166,8 @@ struct TrainState {
 struct EpochLog {
     epoch: usize,
     train_loss: f64,
-    val_loss: f64,
-    val_balanced_accuracy: f64,
+    val_loss: Option<f64>,
+    val_balanced_accuracy: Option<f64>,
     val_auc_mel_nv: Option<f64>,
     val_auc_kc_bkl: Option<f64>,
     images_per_second: f64,
@@ -173,78 +178,15 @@ struct EpochLog {
 struct Item {
     square: RgbImage,
     class: usize,
+    /// How often the sampler draws it relative to others of its class ([`dataset::SourceSpec::weight`]).
+    source_weight: f64,
 }
 
-/// Parameters of one random augmentation.
-struct Aug {
-    angle: f32,
-    scale: f32,
-    dx: f32,
-    dy: f32,
-    hflip: bool,
-    brightness: f32,
-    contrast: f32,
-    saturation: f32,
-}
+/// Squares are kept at most this many pixels wide: enough for the 112 px input after a zoom,
+/// and the warp's bilinear taps then never skip source pixels (no aliasing on 300 px phone photos).
+const MAX_SQUARE: u32 = 160;
 
-impl Aug {
-    fn sample(rng: &mut StdRng) -> Self {
-        Self {
-            angle: rng.random_range(0.0..std::f32::consts::TAU),
-            scale: rng.random_range(0.75..1.0),
-            dx: rng.random_range(-0.08..0.08),
-            dy: rng.random_range(-0.08..0.08),
-            hflip: rng.random_bool(0.5),
-            brightness: rng.random_range(0.85..1.15),
-            contrast: rng.random_range(0.85..1.15),
-            saturation: rng.random_range(0.8..1.2),
-        }
-    }
-}
-
-/// Renders an augmented `size` x `size` view of a square source: rotation about the centre by
-/// any angle, zoom (a window of `scale` times the side), shift, flip (the paper's rotation and
-/// flip invariance), then brightness, contrast and saturation jitter. Bilinear, edge-clamped.
-fn augment(src: &RgbImage, size: u32, a: &Aug) -> RgbImage {
-    let side = src.width() as f32;
-    let (cos, sin) = (a.angle.cos(), a.angle.sin());
-    let step = a.scale * side / size as f32;
-    let (cx, cy) = (side / 2.0 + a.dx * side, side / 2.0 + a.dy * side);
-    let max = side - 1.0;
-    let raw = src.as_raw();
-    let w = src.width() as usize;
-    let mut out = RgbImage::new(size, size);
-    let mean_luma = 0.5;
-    for (x, y, px) in out.enumerate_pixels_mut() {
-        let mut u = (x as f32 + 0.5 - size as f32 / 2.0) * step;
-        let v = (y as f32 + 0.5 - size as f32 / 2.0) * step;
-        if a.hflip {
-            u = -u;
-        }
-        let sx = (cx + cos * u - sin * v - 0.5).clamp(0.0, max);
-        let sy = (cy + sin * u + cos * v - 0.5).clamp(0.0, max);
-        let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(w - 1));
-        let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-        let mut rgb = [0f32; 3];
-        for (c, val) in rgb.iter_mut().enumerate() {
-            let p = |xx: usize, yy: usize| f32::from(raw[(yy * w + xx) * 3 + c]) / 255.0;
-            let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
-            let bottom = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
-            *val = top * (1.0 - fy) + bottom * fy;
-        }
-        let luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
-        for val in rgb.iter_mut() {
-            let sat = luma + (*val - luma) * a.saturation;
-            let con = mean_luma + (sat - mean_luma) * a.contrast;
-            *val = (con * a.brightness).clamp(0.0, 1.0);
-        }
-        *px = image::Rgb(rgb.map(|v| (v * 255.0).round() as u8));
-    }
-    out
-}
-
-fn load_items(samples: &[Sample], images: &Path, classes: &HashMap<String, usize>) -> Result<Vec<Item>> {
+fn load_items(samples: &[Sample], root: &Path, classes: &HashMap<String, usize>, weights: &HashMap<String, f64>) -> Result<Vec<Item>> {
     let bar = ProgressBar::new(samples.len() as u64).with_style(
         ProgressStyle::with_template("decoding {pos}/{len} images [{bar:30}] {eta}").expect("valid template"),
     );
@@ -258,14 +200,13 @@ fn load_items(samples: &[Sample], images: &Path, classes: &HashMap<String, usize
                 s.spawn(move || {
                     part.iter()
                         .map(|smp| {
-                            let path = images.join(format!("{}.jpg", smp.image_id));
+                            let path = root.join(&smp.image);
                             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                             let img = preprocess::decode(&bytes).with_context(|| path.display().to_string())?;
+                            let square = preprocess::centre_square(&img);
+                            let square = if square.width() > MAX_SQUARE { preprocess::resize_square(&square, MAX_SQUARE) } else { square };
                             bar.inc(1);
-                            Ok(Item {
-                                square: preprocess::centre_square(&img),
-                                class: classes[&smp.dx],
-                            })
+                            Ok(Item { square, class: classes[&smp.dx], source_weight: weights[&smp.source] })
                         })
                         .collect()
                 })
@@ -292,18 +233,26 @@ struct RunData {
     /// `[n_val, 3, s, s]` floats, flattened.
     val_inputs: Vec<f32>,
     val_labels: Vec<usize>,
+    /// The validation samples, in the order of `val_labels`.
+    val_samples: Vec<Sample>,
     pre: PreprocessConfig,
 }
 
 impl RunData {
-    /// Reads the metadata, splits by lesion, partitions the taxonomy, writes the validation
+    /// Reads the sources, splits each by group, partitions the taxonomy, writes the validation
     /// labels to the run folder and decodes every image.
     fn prepare(cfg: &TrainConfig, taxonomy: &Taxonomy, paths: &RunPaths) -> Result<Self> {
-        let samples = dataset::read_metadata(&cfg.data.join("metadata.csv"))?;
-        let split = dataset::split_by_lesion(&samples, cfg.val_fraction, cfg.seed)?;
+        let sources = dataset::read_sources(&cfg.sources)?;
+        let mut samples = Vec::new();
+        for spec in &sources {
+            samples.extend(dataset::read_source(&cfg.data, spec)?);
+        }
+        let weights: HashMap<String, f64> = sources.iter().map(|s| (s.name.clone(), s.weight)).collect();
+        let split = dataset::split_by_group(&samples, cfg.val_fraction, cfg.seed);
         let mut train_samples = split.train;
         if let Some(limit) = cfg.limit_train {
-            // An evenly strided subset keeps every diagnosis (metadata.csv is sorted by dx).
+            // An evenly strided subset of the diagnosis-sorted list keeps every source and diagnosis.
+            train_samples.sort_by(|a, b| (&a.source, &a.dx, &a.image).cmp(&(&b.source, &b.dx, &b.image)));
             let stride = train_samples.len().div_ceil(limit.max(1));
             train_samples = train_samples.into_iter().step_by(stride).collect();
         }
@@ -324,18 +273,17 @@ impl RunData {
             class_counts[class_of[&s.dx]] += 1;
         }
         eprintln!(
-            "{} train / {} validation images ({} lesions held out); maxClassSize {} -> {} training classes: {}",
+            "{} train / {} validation images ({} lesions or patients held out); maxClassSize {} -> {} training classes: {}",
             n_train,
             split.val.len(),
-            split.val.iter().map(|s| &s.lesion_id).collect::<HashSet<_>>().len(),
+            split.val.iter().map(|s| (&s.source, &s.group)).collect::<HashSet<_>>().len(),
             max_class_size,
             training_classes.len(),
             training_classes.iter().zip(&class_counts).map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")
         );
         write_val_labels(&paths.file("val_labels.csv"), &split.val)?;
-        let images = cfg.data.join("images");
-        let train_items = load_items(&train_samples, &images, &class_of)?;
-        let val_items = load_items(&split.val, &images, &class_of)?;
+        let train_items = load_items(&train_samples, &cfg.data, &class_of, &weights)?;
+        let val_items = load_items(&split.val, &cfg.data, &class_of, &weights)?;
         let (mean, std) = channel_stats(&train_items);
         let pre = PreprocessConfig { input_size: cfg.input_size, mean, std };
         eprintln!("channel mean {mean:?}, std {std:?}");
@@ -345,25 +293,27 @@ impl RunData {
             class_counts,
             val_inputs: val_items.iter().flat_map(|it| pre.to_input(&it.square)).collect(),
             val_labels: val_items.iter().map(|it| it.class).collect(),
+            val_samples: split.val,
             train_items,
             pre,
         })
     }
 }
 
-/// The validation split as a label table (`image,dx`), what `evaluate` reads.
+/// The validation split as a label table (`image,dx,source,kind,group`; images relative to the
+/// data root), what `evaluate` and `calibrate` read.
 fn write_val_labels(path: &Path, val: &[Sample]) -> Result<()> {
     let mut w = csv::Writer::from_path(path)?;
-    w.write_record(["image", "dx"])?;
+    w.write_record(["image", "dx", "source", "kind", "group"])?;
     for s in val {
-        w.write_record([&s.image_id, &s.dx])?;
+        w.write_record([&s.image, &s.dx, &s.source, s.kind.as_str(), &s.group])?;
     }
     w.flush()?;
     Ok(())
 }
 
 /// Class-balanced sampling with replacement: image `i` is drawn with weight
-/// `n_class(i)^-alpha`.
+/// `source_weight(i) * n_class(i)^-alpha`.
 struct Sampler {
     cumulative: Vec<f64>,
 }
@@ -373,7 +323,7 @@ impl Sampler {
         let cumulative: Vec<f64> = items
             .iter()
             .scan(0.0, |acc, it| {
-                *acc += (class_counts[it.class] as f64).powf(-alpha);
+                *acc += it.source_weight * (class_counts[it.class] as f64).powf(-alpha);
                 Some(*acc)
             })
             .collect();
@@ -406,11 +356,12 @@ fn spawn_batches<'scope>(
     scope.spawn(move || {
         let mut rng = StdRng::seed_from_u64(seed);
         let per = data.pre.input_len();
+        let aug_cfg = AugConfig::default();
         for _ in 0..steps {
             // Draw in the same order as one image at a time, so a seed gives the same batches;
             // then warp in parallel: on a GPU one thread of augmentation was the limit.
             let picks: Vec<(&Item, Aug)> =
-                (0..batch_size).map(|_| (&data.train_items[sampler.draw(&mut rng)], Aug::sample(&mut rng))).collect();
+                (0..batch_size).map(|_| (&data.train_items[sampler.draw(&mut rng)], Aug::sample(&mut rng, &aug_cfg, data.pre.input_size))).collect();
             let mut x = vec![0f32; batch_size * per];
             x.par_chunks_mut(per).zip(&picks).for_each(|(out, (item, aug))| {
                 data.pre.normalise_into(&augment(&item.square, data.pre.input_size, aug), out);
@@ -522,20 +473,27 @@ impl Trainer<'_> {
         Ok((net, loss_sum / steps as f64))
     }
 
-    /// Scores the network on the validation images: the epoch's record.
-    fn validate(&self, net: &Net, epoch: usize, train_loss: f64, started: Instant) -> Result<EpochLog> {
+    /// The epoch's record, with the network scored on the validation images when `scored`
+    /// (5,000 photos take a minute or so on the CPU).
+    fn validate(&self, net: &Net, epoch: usize, train_loss: f64, started: Instant, scored: bool) -> Result<EpochLog> {
         let train_secs = started.elapsed().as_secs_f64();
+        let images_per_second = (self.steps_per_epoch * self.cfg.batch_size) as f64 / train_secs;
+        if !scored {
+            let log = EpochLog { epoch: epoch + 1, train_loss, val_loss: None, val_balanced_accuracy: None, val_auc_mel_nv: None, val_auc_kc_bkl: None, images_per_second, seconds: train_secs };
+            eprintln!("epoch {}/{}: train loss {:.4}, {:.0} img/s, {:.0} s", log.epoch, self.cfg.epochs, train_loss, images_per_second, train_secs);
+            return Ok(log);
+        }
         let d = self.data;
         let (val_probs, val_loss) = predict_probs(&net.valid(), &d.pre, &d.val_inputs, &d.val_labels, &self.logit_adjustment);
         let summary = report::summarise(&d.training_classes, self.taxonomy, &d.val_labels, &val_probs)?;
         let log = EpochLog {
             epoch: epoch + 1,
             train_loss,
-            val_loss,
-            val_balanced_accuracy: summary.balanced_accuracy,
+            val_loss: Some(val_loss),
+            val_balanced_accuracy: Some(summary.balanced_accuracy),
             val_auc_mel_nv: summary.auc("melanoma_vs_nevus"),
             val_auc_kc_bkl: summary.auc("carcinoma_vs_keratosis"),
-            images_per_second: (self.steps_per_epoch * self.cfg.batch_size) as f64 / train_secs,
+            images_per_second,
             seconds: started.elapsed().as_secs_f64(),
         };
         eprintln!(
@@ -543,8 +501,8 @@ impl Trainer<'_> {
             log.epoch,
             self.cfg.epochs,
             log.train_loss,
-            log.val_loss,
-            log.val_balanced_accuracy,
+            val_loss,
+            summary.balanced_accuracy,
             fmt_opt(log.val_auc_mel_nv),
             fmt_opt(log.val_auc_kc_bkl),
             log.images_per_second,
@@ -631,7 +589,8 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         let started = Instant::now();
         let train_loss;
         (net, train_loss) = trainer.epoch(net, &mut optim, epoch)?;
-        state.history.push(trainer.validate(&net, epoch, train_loss, started)?);
+        let scored = (epoch + 1) % cfg.validate_every.max(1) == 0 || epoch + 1 == cfg.epochs;
+        state.history.push(trainer.validate(&net, epoch, train_loss, started, scored)?);
         state.epochs_done = epoch + 1;
         save_checkpoint(&paths, &net, &optim, &state)?;
     }
@@ -658,6 +617,7 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         weights: weights_info("model.bpk", &weights, "f16"),
         calibration: None,
         gate: None,
+        domain: None,
     };
     let shipped = Classifier::from_parts(meta.clone(), weights.clone(), taxonomy.clone(), Device::flex())?;
     let f32_weights = classifier::weights_to_bytes(net, false)?;
@@ -676,27 +636,28 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
     let summary32 = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs32)?;
     // What every shipped model carries: calibration, the flag's threshold on the calibrated
     // scale, and the gate, fitted on photos this run never trained on.
-    let root = cfg.data.parent().context("--data has no parent folder holding the other data sets")?;
-    let photos = crate::fit::export_photos(root, &paths.file("val_labels.csv"), cfg.export_max_per_source)?;
-    let (calibration, threshold, gate, export) = crate::fit::fit_export(&shipped, &photos, cfg.target_sensitivity)?;
+    let photos = crate::fit::export_photos(&cfg.data, &paths.file("val_labels.csv"))?;
+    let (calibration, domain, gate, export) = crate::fit::fit_export(&shipped, &photos, cfg.target_sensitivity)?;
     meta.calibration = Some(calibration);
     meta.gate = Some(gate);
-    meta.high_risk_threshold = threshold;
+    meta.high_risk_threshold = domain.high_risk_thresholds[&Kind::Dermoscopic];
+    meta.domain = Some(domain);
     std::fs::write(paths.file("model.bpk"), &weights)?;
     write_json(&paths.file("model.json"), &meta)?;
     write_json(&paths.file("calibration.json"), &export)?;
-    let operating_point = export.flag_by_source.iter().find(|r| r["source"] == "ham10000").cloned();
+    let by_source = validation_by_source(data, taxonomy, &probs)?;
     let metrics = serde_json::json!({
         "split": {
             "seed": cfg.seed,
             "val_fraction": cfg.val_fraction,
             "train_images": data.train_items.len(),
             "val_images": data.val_labels.len(),
-            "grouped_by": "lesion_id",
+            "grouped_by": "lesion or patient, within each source",
         },
         "validation": summary,
-        "high_risk_threshold": meta.high_risk_threshold,
-        "high_risk_operating_point": operating_point,
+        "validation_by_source": by_source,
+        "high_risk_thresholds": export.high_risk_thresholds,
+        "flag_by_source": export.flag_by_source,
         "f32_weights": {
             "max_abs_probability_difference_vs_f16": max_diff,
             "balanced_accuracy": summary32.balanced_accuracy,
@@ -717,6 +678,23 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         paths.0.display()
     );
     Ok(())
+}
+
+/// The validation summary of each source and each kind of photo (uncalibrated, class-balanced
+/// probabilities, as during training).
+fn validation_by_source(data: &RunData, taxonomy: &Taxonomy, probs: &[Vec<f32>]) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let keys: Vec<(String, String)> = data.val_samples.iter().map(|s| (s.source.clone(), s.kind.as_str().to_string())).collect();
+    let mut names: Vec<String> = keys.iter().flat_map(|(s, k)| [s.clone(), k.clone()]).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let at: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].0 == name || keys[i].1 == name).collect();
+        let labels: Vec<usize> = at.iter().map(|&i| data.val_labels[i]).collect();
+        let p: Vec<Vec<f32>> = at.iter().map(|&i| probs[i].clone()).collect();
+        out.insert(name, serde_json::to_value(report::summarise(&data.training_classes, taxonomy, &labels, &p)?)?);
+    }
+    Ok(serde_json::Value::Object(out))
 }
 
 fn weights_info(file: &str, bytes: &[u8], precision: &str) -> WeightsInfo {
@@ -768,14 +746,6 @@ fn predict_probs(net: &Net, pre: &PreprocessConfig, inputs: &[f32], labels: &[us
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identity_augmentation_matches_the_inference_path() {
-        let src = RgbImage::from_fn(150, 150, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]));
-        let id = Aug { angle: 0.0, scale: 1.0, dx: 0.0, dy: 0.0, hflip: false, brightness: 1.0, contrast: 1.0, saturation: 1.0 };
-        let out = augment(&src, 150, &id);
-        assert_eq!(out, src);
-    }
 
     #[test]
     fn logit_adjustment_undoes_the_sampling_prior() {

@@ -150,6 +150,9 @@ struct ModelInfo<'a> {
     name: &'a str,
     input_size: u32,
     high_risk_threshold: f32,
+    /// The flag's threshold for each kind of photo (`dermoscopic`, `clinical`), when the model
+    /// tells them apart; a result's `domain` says which applied.
+    high_risk_thresholds: Option<&'a std::collections::BTreeMap<crate::dataset::Kind, f32>>,
     /// Whom the percentages refer to (absent for an uncalibrated model).
     population: Option<&'a str>,
     taxonomy_version: &'a str,
@@ -351,6 +354,7 @@ impl Engine {
             name: &meta.name,
             input_size: meta.preprocess.input_size,
             high_risk_threshold: meta.high_risk_threshold,
+            high_risk_thresholds: meta.domain.as_ref().map(|d| &d.high_risk_thresholds),
             population: meta.calibration.as_ref().map(|c| c.population.as_str()),
             taxonomy_version: &meta.taxonomy_version,
             weights_bytes: meta.weights.bytes,

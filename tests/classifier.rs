@@ -19,12 +19,12 @@ fn input(classifier: &Classifier, id: &str) -> Vec<f32> {
 }
 
 #[test]
-fn shipped_model_reports_the_seven_diagnoses_and_sums_to_one() {
+fn shipped_model_reports_every_training_class_and_sums_to_one() {
     let c = load();
     assert_eq!(
         c.meta().training_classes,
-        ["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"],
-        "the shipped training classes are HAM10000's seven dx codes"
+        ["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"],
+        "HAM10000's seven dx codes and squamous cell carcinoma, a class of its own from the partition"
     );
     let (id, _) = &common::validation_split()[0];
     let p = &c.classify_inputs(&input(&c, id)).unwrap()[0];
@@ -168,4 +168,46 @@ fn corrupt_or_mismatched_weights_are_refused_with_the_reason() {
 fn missing_model_folder_names_the_file() {
     let err = Classifier::load_dir(std::path::Path::new("no/such/model"), Device::flex()).unwrap_err();
     assert!(err.to_string().contains("no/such/model/model.json"), "{err}");
+}
+
+/// Squamous cell carcinoma is a training class under malignant epidermal tumours: its
+/// probability counts towards both, and held-out carcinomas score as malignant.
+#[test]
+fn squamous_cell_carcinoma_maps_through_the_taxonomy() {
+    let c = load();
+    let root = common::data_root();
+    let scc: Vec<_> = common::validation_rows().into_iter().filter(|l| l.dx == "scc").take(12).collect();
+    assert!(scc.len() >= 8, "held-out scc photos in the split");
+    let flat: Vec<f32> = scc.iter().flat_map(|l| c.input_from_bytes(&std::fs::read(root.join(&l.image)).unwrap()).unwrap()).collect();
+    let preds = c.classify_inputs(&flat).unwrap();
+    for p in &preds {
+        let prob = |id: &str| p.classes.iter().chain(&p.nodes).find(|x| x.id == id).unwrap().probability;
+        let epidermal = prob("akiec") + prob("bcc") + prob("scc");
+        assert!((prob("malignant_epidermal") - epidermal).abs() < 1e-5);
+        assert!(prob("malignant") >= prob("malignant_epidermal") - 1e-6);
+    }
+    let mean_malignant = preds.iter().map(|p| p.malignant).sum::<f32>() / preds.len() as f32;
+    assert!(mean_malignant > 0.5, "held-out carcinomas score {mean_malignant} malignant on average");
+}
+
+/// The domain head tells a phone photo from a dermoscopic one, and the flag uses that kind's
+/// threshold.
+#[test]
+fn phone_and_dermoscopic_photos_get_their_kind_and_its_threshold() {
+    use dermscreen::dataset::Kind;
+    let c = load();
+    let root = common::data_root();
+    let rows = common::validation_rows();
+    let domain = c.meta().domain.as_ref().expect("the shipped model has a domain head");
+    for (kind, source) in [(Kind::Clinical, "pad_ufes_20"), (Kind::Dermoscopic, "ham10000"), (Kind::Dermoscopic, "bcn_20000")] {
+        let photos: Vec<_> = rows.iter().filter(|l| l.source.as_deref() == Some(source)).take(20).collect();
+        let flat: Vec<f32> = photos.iter().flat_map(|l| c.input_from_bytes(&std::fs::read(root.join(&l.image)).unwrap()).unwrap()).collect();
+        let preds = c.classify_inputs(&flat).unwrap();
+        let right = preds.iter().filter(|p| p.domain == Some(kind)).count();
+        assert!(right >= 17, "{source}: {right} of 20 taken for {}", kind.as_str());
+        for p in &preds {
+            let k = p.domain.unwrap();
+            assert_eq!(p.high_risk, p.malignant >= domain.high_risk_thresholds[&k], "the flag uses the {} threshold", k.as_str());
+        }
+    }
 }

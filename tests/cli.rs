@@ -50,7 +50,7 @@ fn csv_has_the_documented_header_and_probabilities() {
     assert_eq!(
         header,
         [
-            "image", "gate", "lesion_score", "malignant", "high_risk", "diagnosis", "df", "vasc", "bkl", "nv", "akiec", "bcc", "mel",
+            "image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis", "df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel",
             "benign", "benign_dermal", "benign_epidermal", "benign_melanocytic", "malignant", "malignant_epidermal",
             "malignant_melanocytic"
         ]
@@ -61,15 +61,16 @@ fn csv_has_the_documented_header_and_probabilities() {
     for row in &rows {
         assert_eq!(&row[1], "ok", "a held-out lesion photo passes the gate");
         assert!(row[2].parse::<f64>().unwrap() > 0.0, "lesion score");
-        assert!(matches!(&row[4], "true" | "false"));
-        assert_eq!(&row[3], &row[17], "malignant is the malignant node's probability");
-        assert!(["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"].contains(&&row[5]), "diagnosis is a class");
-        assert!(row.iter().skip(6).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
-        let v: Vec<f64> = row.iter().skip(6).map(|x| x.parse().unwrap()).collect();
-        let classes: f64 = v[..7].iter().sum();
+        assert_eq!(&row[3], "dermoscopic", "HAM10000 photos are taken for dermoscopic ones");
+        assert!(matches!(&row[5], "true" | "false"));
+        assert_eq!(&row[4], &row[19], "malignant is the malignant node's probability");
+        assert!(["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"].contains(&&row[6]), "diagnosis is a class");
+        assert!(row.iter().skip(7).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
+        let v: Vec<f64> = row.iter().skip(7).map(|x| x.parse().unwrap()).collect();
+        let classes: f64 = v[..8].iter().sum();
         assert!((classes - 1.0).abs() < 1e-3, "classes sum to {classes}");
-        assert!((v[7] + v[11] - 1.0).abs() < 1e-3, "benign + malignant = 1");
-        assert!((v[11] - (v[4] + v[5] + v[6])).abs() < 1e-3, "malignant = akiec + bcc + mel");
+        assert!((v[8] + v[12] - 1.0).abs() < 1e-3, "benign + malignant = 1");
+        assert!((v[12] - (v[4] + v[5] + v[6] + v[7])).abs() < 1e-3, "malignant = akiec + bcc + scc + mel");
     }
 }
 
@@ -95,11 +96,12 @@ fn folders_are_walked_and_json_matches_csv() {
         let mel_json = row["classes"].as_array().unwrap().iter().find(|c| c["id"] == "mel").unwrap()["probability"]
             .as_f64()
             .unwrap();
-        let mel_csv: f64 = rec[12].parse().unwrap();
+        let mel_csv: f64 = rec[14].parse().unwrap();
         assert!((mel_json - mel_csv).abs() < 1e-5);
         assert!(row["malignant"].as_f64().is_some() && row["high_risk"].is_boolean());
         assert_eq!(row["gate"], "ok");
-        assert_eq!(row["high_risk"].as_bool().unwrap().to_string(), &rec[4], "the flag as the page shows it");
+        assert_eq!(row["high_risk"].as_bool().unwrap().to_string(), &rec[5], "the flag as the page shows it");
+        assert_eq!(row["domain"].as_str().unwrap(), &rec[3]);
     }
 }
 
@@ -165,21 +167,24 @@ fn text_output_says_it_is_a_screening_aid() {
 #[test]
 fn evaluate_writes_metrics_and_plots() {
     let dir = common::temp_dir("evaluate");
-    let split = common::validation_split();
-    // Enough of every class for each binary task to have both sides.
+    let rows = common::validation_rows();
+    let from = |source: &'static str| rows.iter().filter(move |l| l.source.as_deref() == Some(source));
+    // Enough of every class for each binary task to have both sides, from three sources.
     let mut chosen = Vec::new();
     for dx in ["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"] {
-        chosen.extend(split.iter().filter(|(_, d)| d == dx).take(8).cloned());
+        chosen.extend(from("ham10000").filter(|l| l.dx == dx).take(8));
     }
+    chosen.extend(from("bcn_20000").filter(|l| l.dx == "scc").take(8));
+    chosen.extend(from("pad_ufes_20").take(8));
     let labels = dir.join("labels.csv");
     let mut w = csv::Writer::from_path(&labels).unwrap();
-    w.write_record(["image", "dx"]).unwrap();
-    for (id, dx) in &chosen {
-        w.write_record([id, dx]).unwrap();
+    w.write_record(["image", "dx", "source", "kind"]).unwrap();
+    for l in &chosen {
+        w.write_record([&l.image, &l.dx, l.source.as_ref().unwrap(), l.kind.unwrap().as_str()]).unwrap();
     }
     w.flush().unwrap();
     let out_dir = dir.join("report");
-    let images = common::data_dir().join("images");
+    let images = common::data_root();
     let out = dermscreen(&[
         "evaluate",
         "--images",
@@ -192,7 +197,15 @@ fn evaluate_writes_metrics_and_plots() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
     let summary = &metrics["summary"];
-    assert_eq!(summary["images"], 56);
+    assert_eq!(summary["images"], 72);
+    // Each source and kind on its own: the tasks with intervals, the flag, the kind recognised.
+    let groups: Vec<&str> = metrics["by_source_and_kind"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["all", "ham10000", "bcn_20000", "pad_ufes_20", "dermoscopic", "clinical"]);
+    let clinical = &metrics["by_source_and_kind"][5];
+    assert_eq!(clinical["images"], 8);
+    assert!(clinical["kind_recognised"].as_f64().unwrap() >= 0.75, "{clinical}");
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(text.contains("| pad_ufes_20 | 8 ("), "{text}");
     let tasks = summary["binary_tasks"].as_array().unwrap();
     let names: Vec<&str> = tasks.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["carcinoma_vs_keratosis", "melanoma_vs_nevus", "malignant_vs_benign"]);
@@ -209,7 +222,7 @@ fn evaluate_writes_metrics_and_plots() {
         .iter()
         .map(|c| (c["level"].as_str().unwrap(), c["labels"].as_array().unwrap().len()))
         .collect();
-    assert_eq!(levels, [("training classes", 7), ("first level", 2), ("second level", 5)]);
+    assert_eq!(levels, [("training classes", 8), ("first level", 2), ("second level", 5)]);
     for c in summary["confusion"].as_array().unwrap() {
         let acc = c["accuracy"].as_f64().unwrap();
         assert!(acc > 0.0 && acc <= 1.0, "{c}");
@@ -217,7 +230,7 @@ fn evaluate_writes_metrics_and_plots() {
     // t-SNE of the last hidden layer: one point per image, labelled.
     let mut tsne = csv::Reader::from_path(out_dir.join("tsne.csv")).unwrap();
     let rows: Vec<csv::StringRecord> = tsne.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 56);
+    assert_eq!(rows.len(), 72);
     assert!(rows.iter().all(|r| r[2].parse::<f32>().unwrap().is_finite() && r[3].parse::<f32>().unwrap().is_finite()));
     for f in ["roc_melanoma_vs_nevus.svg", "roc_carcinoma_vs_keratosis.svg", "confusion_training_classes.svg", "confusion_first_level.svg", "tsne.svg"] {
         let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();

@@ -1,4 +1,4 @@
-//! The trainer end to end on a small slice of HAM10000: it trains, checkpoints, resumes, and
+//! The trainer end to end on a small slice of every source: it trains, checkpoints, resumes, and
 //! writes a model the classifier loads. (Speed and quality are the real run's business.)
 #![cfg(all(feature = "train", not(target_arch = "wasm32")))]
 
@@ -12,14 +12,13 @@ use dermscreen::train::{run, TrainConfig};
 fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     let out = common::temp_dir("train");
     let cfg = TrainConfig {
-        data: common::data_dir(),
+        data: common::data_root(),
         epochs: 1,
         batch_size: 8,
         input_size: 32,
         max_steps_per_epoch: Some(2),
         limit_train: Some(300),
         val_fraction: 0.05,
-        export_max_per_source: 50,
         ..Default::default()
     };
     run(cfg.clone(), &out, false).unwrap();
@@ -32,10 +31,15 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     let epochs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 2]);
     let c = Classifier::load_dir(&out, Device::flex()).unwrap();
-    assert_eq!(c.meta().training_classes.len(), 7);
+    assert!(c.meta().training_classes.iter().any(|k| k == "scc"), "squamous cell carcinoma is trained on");
+    let domain = c.meta().domain.as_ref().expect("the export fits the domain head");
+    assert_eq!(domain.high_risk_thresholds.len(), 2, "a flag threshold per kind of photo");
     assert_eq!(c.meta().preprocess.input_size, 32);
     assert!(c.meta().calibration.is_some() && c.meta().gate.is_some(), "the export calibrates and gates what it ships");
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["split"]["grouped_by"], "lesion_id");
+    assert_eq!(metrics["split"]["grouped_by"], "lesion or patient, within each source");
+    for group in ["ham10000", "bcn_20000", "msk", "pad_ufes_20", "dermoscopic", "clinical"] {
+        assert!(metrics["validation_by_source"][group]["images"].as_u64().unwrap() > 0, "{group} validated on its own");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

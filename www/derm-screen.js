@@ -6,8 +6,10 @@
 //   backend     "auto" (default: WebGPU when the browser gives an adapter, else CPU), "webgpu", "cpu"
 // Events (bubbling, composed)
 //   dermscreen:result    detail: the CLI's `classify --format json` object for the image: `gate`
-//                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`, and
-//                        only when the gate is "ok", `malignant`, `high_risk`, `classes`, `nodes`
+//                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`,
+//                        `domain` ("dermoscopic" or "clinical": the kind of photo it was taken
+//                        for), and only when the gate is "ok", `malignant`, `high_risk` (the
+//                        flag, with that kind's threshold), `classes`, `nodes`
 //   dermscreen:saliency  detail: { class, name, probability, size, ms } once a map is shown
 //   dermscreen:error     detail: { kind: "input" | "camera" | "model" | "engine", message }
 // Methods and properties
@@ -60,7 +62,7 @@ progress { width: 100%; height: 0.75rem; }
 .risk.high { color: #a31515; }
 .risk.low { color: #1b5e20; }
 .risk.gated { color: #5c3d00; }
-.population { font-size: 0.9rem; color: #3d4a5c; }
+.population, .kind { font-size: 0.9rem; color: #3d4a5c; }
 .advice { margin: 0.25rem 0 0; }
 .advice.high { font-weight: 700; }
 ol.top { padding-left: 1.25rem; }

@@ -23,6 +23,12 @@ function bar(p) {
 /** How the page names a backend. */
 export const backendLabel = (backend) => (backend === 'webgpu' ? 'WebGPU' : 'CPU');
 
+/** How the page names the kind of photo the model took a photo for. */
+export function kindWords(domain, article = false) {
+  const words = domain === 'clinical' ? 'plain camera (phone)' : 'dermoscopic (through a dermatoscope)';
+  return article ? `a ${words} photo` : words;
+}
+
 /** The risk headline and what to do, in words; for a gated photo, what went wrong instead. */
 export function riskText(r) {
   if (r.gate !== 'ok') return { headline: 'No risk given for this photo.', advice: r.gate_message };
@@ -81,8 +87,14 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
   }
   const ranked = [...r.classes].sort((a, b) => b.probability - a.probability);
   const high = r.high_risk;
+  const threshold = model.high_risk_thresholds?.[r.domain] ?? model.high_risk_threshold;
   const population = model.population
-    ? el('p', { class: 'population', text: `Percentages are for ${model.population}. The flag is raised from ${pct(model.high_risk_threshold)}, where it catches most cancers among those spots.` })
+    ? el('p', { class: 'population', text: `Percentages are for ${model.population}. For ${r.domain ? kindWords(r.domain) : 'such'} photos the flag is raised from ${pct(threshold)}, where it catches about 9 in 10 cancers among those spots.` })
+    : '';
+  const kind = r.domain
+    ? el('p', { class: 'kind', text: `Taken for ${kindWords(r.domain, true)}. ${r.domain === 'clinical'
+      ? 'The model is less sure on plain camera photos than on photos through a dermatoscope.'
+      : 'If this was a plain phone photo, the risk shown may be less reliable.'}` })
     : '';
   const top = el('ol', { class: 'top' },
     ...ranked.slice(0, 3).map((c) => el('li', {},
@@ -95,6 +107,7 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
       el('div', {},
         el('p', { class: `risk ${high ? 'high' : 'low'}`, text: headline }),
         el('p', { class: `advice ${high ? 'high' : ''}`, text: advice }))),
+    kind,
     population,
     unsure,
     el('h3', { text: 'Most likely diagnoses' }), top,

@@ -33,13 +33,25 @@ pub fn image(id: &str) -> PathBuf {
     data_dir().join("images").join(format!("{id}.jpg"))
 }
 
-/// The shipped model's validation split (image, dx): lesions the model never saw in training.
+/// The shipped model's HAM10000 validation images as (image id, dx): lesions the model never
+/// saw in training.
 pub fn validation_split() -> Vec<(String, String)> {
-    dermscreen::dataset::read_labels(&model_dir().join("validation_split.csv"))
-        .expect("model/validation_split.csv")
+    validation_rows()
         .into_iter()
-        .map(|l| (l.image, l.dx))
+        .filter(|l| l.source.as_deref() == Some("ham10000"))
+        .map(|l| (dermscreen::classifier::image_stem(&l.image), l.dx))
         .collect()
+}
+
+/// Every row of the shipped model's validation split, all sources (images relative to the
+/// data root).
+pub fn validation_rows() -> Vec<dermscreen::dataset::Label> {
+    dermscreen::dataset::read_labels(&model_dir().join("validation_split.csv")).expect("model/validation_split.csv")
+}
+
+/// The data root holding HAM10000 and the other data sets.
+pub fn data_root() -> PathBuf {
+    data_dir().parent().expect("HAM10000 sits in a data folder").to_path_buf()
 }
 
 /// A fresh temporary folder under target/.

@@ -9,10 +9,10 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
-import { basename, extname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import {
   CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
-  openApp, sampleImages, serveSite,
+  openApp, sampleImages, serveSite, validationPhoto,
 } from './harness.mjs';
 import { openComparison, parity } from './onnx_compare.mjs';
 
@@ -282,9 +282,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
 
   test('photos that are not usable get a reason and no risk; lesion photos of every kind get a risk', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
-    const { page } = await openApp(context, site.url, { backend: 'cpu' });
+    const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });
+    const { model } = ready;
     const ood = join(DATA, '..', 'ood', 'images');
-    const pad = join(DATA, '..', 'pad-ufes-20-subset', 'images');
     const firstOf = (dir, prefix) => readdirSync(dir).filter((f) => f.startsWith(prefix)).sort()[0];
     const dir = mkdtempSync(join(tmpdir(), 'dermscreen-gate-'));
     writeFileSync(join(dir, 'black.png'), solidPng(300, 300, [0, 0, 0]));
@@ -326,11 +326,21 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.equal(blurred.gate, 'too_blurry');
     assert.match(await resultText(page), /too blurry to judge/);
     await page.screenshot({ path: join(OUT, 'phone-360-gated-blurred.png'), fullPage: true });
-    for (const path of [join(pad, firstOf(pad, 'PAT_')), join(DATA, 'images', samples[1].file)]) {
+    // A phone photo and a dermoscopic photo the model never trained on: each is taken for its
+    // kind, and the page says which kind and which threshold applied.
+    for (const [path, domain, words] of [
+      [join(dirname(DATA), validationPhoto('pad_ufes_20')), 'clinical', 'Taken for a plain camera (phone) photo'],
+      [join(DATA, 'images', samples[1].file), 'dermoscopic', 'Taken for a dermoscopic (through a dermatoscope) photo'],
+    ]) {
       const { detail, shown } = await check(path);
       assert.equal(detail.gate, 'ok', path);
+      assert.equal(detail.domain, domain, path);
+      assert.ok(shown.includes(words), `${path}: ${shown}`);
       assert.match(shown, /(Higher|Lower) risk: \d+(\.\d)?% chance this is malignant/);
-      assert.match(shown, /Percentages are for spots like those photographed through a dermatoscope/);
+      assert.match(shown, /Percentages are for the validation photos of this model's sources/);
+      const threshold = Math.round(100 * model.high_risk_thresholds[domain]);
+      assert.match(shown, new RegExp(`the flag is raised from ${threshold}(\\.\\d)?%`));
+      assert.equal(detail.high_risk, detail.malignant >= model.high_risk_thresholds[domain]);
     }
     rmSync(dir, { recursive: true, force: true });
     await context.close();

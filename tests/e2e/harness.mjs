@@ -72,22 +72,35 @@ export function launch({ webgpu = true, fakeCamera = false } = {}) {
   return chromium.launch({ executablePath: CHROMIUM, args });
 }
 
-/** Validation images, one per diagnosis, read from the split that shipped with the model. */
+/** HAM10000 validation images, one per diagnosis, read from the split that shipped with the model. */
 export function sampleImages(perClass = 1) {
   const lines = readFileSync(join(ROOT, 'model/validation_split.csv'), 'utf8').trim().split('\n');
   const header = lines[0].split(',');
-  const [ii, di] = [header.indexOf('image'), header.indexOf('dx')];
+  const [ii, di, si] = ['image', 'dx', 'source'].map((c) => header.indexOf(c));
   const seen = new Map();
   const picked = [];
   for (const line of lines.slice(1)) {
     const cols = line.split(',');
+    // HAM10000 photos only: the tests read them from DERMSCREEN_DATA's images/ folder.
+    if (cols[si] !== 'ham10000') continue;
     const n = seen.get(cols[di]) ?? 0;
     if (n < perClass) {
       seen.set(cols[di], n + 1);
-      picked.push({ image: cols[ii], dx: cols[di], file: `${cols[ii]}.jpg` });
+      const file = cols[ii].split('/').pop();
+      picked.push({ image: file.replace(/\.[^.]+$/, ''), dx: cols[di], file });
     }
   }
   return picked;
+}
+
+/** The first validation photo of `source` in the shipped split, relative to the data root. */
+export function validationPhoto(source) {
+  const lines = readFileSync(join(ROOT, 'model/validation_split.csv'), 'utf8').trim().split('\n');
+  const header = lines[0].split(',');
+  const [ii, si] = [header.indexOf('image'), header.indexOf('source')];
+  const row = lines.slice(1).map((l) => l.split(',')).find((cols) => cols[si] === source);
+  if (!row) throw new Error(`no ${source} photo in model/validation_split.csv`);
+  return row[ii];
 }
 
 /** The native CLI's `classify --format json` rows for these images, keyed by image id. */

@@ -5,6 +5,7 @@
 
 use crate::calibration::Calibration;
 use crate::eval::argmax;
+use crate::context::{Context, ContextHead};
 use crate::dataset::Kind;
 use crate::gate::{Gate, GateConfig, LesionHead, Quality};
 use crate::model::{Net, NetConfig};
@@ -109,6 +110,10 @@ pub struct ModelMeta {
     /// Absent: no kind is reported and `high_risk_threshold` applies to every photo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<DomainConfig>,
+    /// How optional patient context (age, sex, site, the questions) moves the calibrated
+    /// logits. Absent: context is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextHead>,
 }
 
 /// The kind-of-photo head: a linear head on the embedding, like the gate's.
@@ -159,6 +164,8 @@ pub struct Prediction {
     /// Whether the photo looks dermoscopic or like a plain camera photo (absent when the model
     /// has no domain head).
     pub domain: Option<Kind>,
+    /// The patient-context fields that moved this result (empty: image only).
+    pub context_used: Vec<String>,
     /// The class-balanced call: the training class the model would name if every diagnosis
     /// were equally common (the largest logit-adjusted logit). What balanced accuracy scores;
     /// the calibrated `classes` rank diagnoses as common as they are in the population.
@@ -213,6 +220,8 @@ pub struct ImageResult<'a> {
     /// See [`Prediction::domain`]; given for every photo the model judged, gated or not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<Kind>,
+    /// See [`Prediction::context_used`].
+    pub context_used: &'a [String],
     /// See [`Prediction::diagnosis`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<&'a str>,
@@ -239,6 +248,7 @@ impl<'a> ImageResult<'a> {
             malignant: shown.then_some(p.malignant),
             high_risk: shown.then_some(p.high_risk),
             domain: p.domain,
+            context_used: &p.context_used,
             diagnosis: shown.then_some(p.diagnosis.as_str()),
             classes: shown.then_some(&p.classes[..]),
             nodes: shown.then_some(&p.nodes[..]),
@@ -549,6 +559,15 @@ impl Classifier {
         }
     }
 
+    /// Calibrated probabilities with `offsets` added to the calibrated logits (the context's shift).
+    pub fn probabilities_with(&self, z: &[f32], offsets: &[f32]) -> Vec<f32> {
+        let calibrated: Vec<f32> = match &self.meta.calibration {
+            Some(c) => z.iter().zip(&c.bias).map(|(z, b)| c.scale * z + b).collect(),
+            None => z.to_vec(),
+        };
+        softmax(&calibrated.iter().zip(offsets).map(|(a, b)| a + b).collect::<Vec<_>>())
+    }
+
     /// Logits with the model's logit adjustment added (what the softmax sees).
     fn adjusted(&self, row: &[f32]) -> Vec<f32> {
         row.iter().zip(&self.meta.logit_adjustment).map(|(z, a)| z + a).collect()
@@ -601,7 +620,16 @@ impl Classifier {
     /// The prediction for one image's scores: calibrated probabilities aggregated to the
     /// inference nodes, the class-balanced call, then the gate.
     pub fn prediction_from(&self, s: &Scores) -> Prediction {
-        let probs = self.probabilities(&s.logits);
+        self.prediction_with(s, &Context::default())
+    }
+
+    /// [`Self::prediction_from`] with the patient's context: with none given (or a model
+    /// without a context head) the result is exactly the image-only one.
+    pub fn prediction_with(&self, s: &Scores, context: &Context) -> Prediction {
+        let (probs, context_used) = match (&self.meta.context, context.used().is_empty()) {
+            (Some(head), false) => (self.probabilities_with(&s.logits, &head.offsets(context)), context.used().iter().map(|f| f.to_string()).collect()),
+            _ => (self.probabilities(&s.logits), Vec::new()),
+        };
         let class_prob = |id: &String, probability: f32| ClassProb { id: id.clone(), name: self.display_name(id), probability };
         let classes = self.meta.training_classes.iter().zip(&probs).map(|(id, &p)| class_prob(id, p)).collect();
         let nodes = self
@@ -623,6 +651,7 @@ impl Classifier {
             malignant,
             high_risk: malignant >= self.meta.high_risk_threshold_for(domain),
             domain,
+            context_used,
             diagnosis: self.meta.training_classes[argmax(&s.logits)].clone(),
             lesion_score,
             quality: s.quality,
@@ -633,6 +662,12 @@ impl Classifier {
     /// A taxonomy node's display name ("" for an id the taxonomy lacks, which loading rules out).
     fn display_name(&self, id: &str) -> String {
         self.taxonomy.node(id).map(|n| n.name.clone()).unwrap_or_default()
+    }
+
+    /// [`Self::classify_inputs`] with one patient context per input.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify_inputs_with(&self, inputs: &[f32], contexts: &[Context]) -> Result<Vec<Prediction>, ClassifierError> {
+        Ok(self.scores_of(inputs)?.iter().zip(contexts).map(|(s, c)| self.prediction_with(s, c)).collect())
     }
 
     /// Classifies preprocessed inputs (`n * 3 * s * s` floats) synchronously.

@@ -1,6 +1,7 @@
 //! The labelled photo sets (`taxonomy/sources.json`) and the group-wise (lesion or patient),
 //! diagnosis-stratified, seeded train/validation split within each source.
 
+use crate::context::{Context, ContextError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,13 @@ pub struct SourceSpec {
     /// How often the sampler draws this source's images, relative to the others.
     #[serde(default = "one")]
     pub weight: f64,
+    /// Patient context: field (`age`, `sex`, `site`, a question) -> column of the table.
+    #[serde(default)]
+    pub context_columns: BTreeMap<String, String>,
+    /// Per context field: the table's values -> the context's (empty = not given); values not
+    /// listed are used as they are.
+    #[serde(default)]
+    pub context_values: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn one() -> f64 {
@@ -92,6 +100,8 @@ pub struct Sample {
     pub image: String,
     /// Diagnosis, a taxonomy node id.
     pub dx: String,
+    /// What the source recorded about the patient and the spot.
+    pub context: Context,
 }
 
 /// Reads one source's labelled images under the data root `root`. Every image the table names
@@ -101,9 +111,10 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
     let table = folder.join(&spec.table);
     let filter = spec.only.as_ref().map_or(spec.dx_column.as_str(), |f| f.column.as_str());
     let rows = read_columns(&table, [spec.image_column.as_str(), spec.dx_column.as_str(), spec.group_column.as_str(), filter])?;
+    let contexts = read_contexts(&table, spec, rows.len())?;
     let images = folder.join(&spec.images);
     let mut out = Vec::new();
-    for [image, dx, group, filter_value] in rows {
+    for ([image, dx, group, filter_value], context) in rows.into_iter().zip(contexts) {
         if spec.only.as_ref().is_some_and(|f| f.value != filter_value) {
             continue;
         }
@@ -111,9 +122,23 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
         let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
         let dx = spec.dx_map.get(&dx).cloned().unwrap_or(dx);
         let group = if group.is_empty() { image } else { group };
-        out.push(Sample { source: spec.name.clone(), kind: spec.kind, group, image: rel, dx });
+        out.push(Sample { source: spec.name.clone(), kind: spec.kind, group, image: rel, dx, context });
     }
     Ok(out)
+}
+
+/// Each row's context, from the columns and value maps `spec` names.
+fn read_contexts(table: &Path, spec: &SourceSpec, rows: usize) -> Result<Vec<Context>, DatasetError> {
+    let mut contexts = vec![Context::default(); rows];
+    for (field, column) in &spec.context_columns {
+        let values = read_columns(table, [column.as_str()])?;
+        let map = spec.context_values.get(field);
+        for (c, [raw]) in contexts.iter_mut().zip(values) {
+            let value = map.and_then(|m| m.get(&raw)).cloned().unwrap_or(raw);
+            c.set(field, &value).map_err(|source| DatasetError::Context { table: table.to_path_buf(), source })?;
+        }
+    }
+    Ok(contexts)
 }
 
 /// Errors reading a dataset folder.
@@ -127,6 +152,8 @@ pub enum DatasetError {
     MissingColumn { path: PathBuf, column: String },
     #[error("{path}: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
+    #[error("{table}: {source}")]
+    Context { table: PathBuf, source: ContextError },
     #[error("{path}: unknown kind of photo '{kind}' (dermoscopic or clinical)")]
     UnknownKind { path: PathBuf, kind: String },
     #[error("{table}: no image file for '{image}'")]
@@ -277,7 +304,7 @@ mod tests {
     use super::*;
 
     fn sample(source: &str, group: String, image: String, dx: &str) -> Sample {
-        Sample { source: source.into(), kind: Kind::Dermoscopic, group, image, dx: dx.into() }
+        Sample { source: source.into(), kind: Kind::Dermoscopic, group, image, dx: dx.into(), context: Context::default() }
     }
 
     fn synthetic() -> Vec<Sample> {

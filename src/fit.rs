@@ -9,6 +9,7 @@
 
 use crate::calibration::{binary_outcomes, ece, reliability, Calibration, ReliabilityBin};
 use crate::classifier::{Classifier, DomainConfig, Scores};
+use crate::context::{Context, ContextHead, FIELDS};
 use crate::dataset::Kind;
 use std::collections::BTreeMap;
 use crate::dataset::{find_image, fnv1a, read_columns};
@@ -40,7 +41,7 @@ pub const MAX_GATED_PER_SOURCE: f64 = 0.02;
 const L2: f64 = 1e-3;
 
 /// A smooth loss that computes its value and gradient together.
-trait Smooth {
+pub(crate) trait Smooth {
     fn eval(&self, p: &[f64]) -> (f64, Vec<f64>);
 }
 
@@ -64,7 +65,7 @@ impl<L: Smooth> Gradient for Objective<L> {
 }
 
 /// Minimises `loss` from `init` with L-BFGS; returns the best parameters found.
-fn minimise(loss: impl Smooth, init: Vec<f64>) -> Vec<f64> {
+pub(crate) fn minimise(loss: impl Smooth, init: Vec<f64>) -> Vec<f64> {
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10);
     let run = Executor::new(Objective(loss), solver).configure(|s| s.param(init.clone()).max_iters(500)).run();
     match run {
@@ -384,6 +385,8 @@ pub struct LabelledPhoto {
     /// Dermoscopic or clinical, for lesion photos.
     pub kind: Option<Kind>,
     pub lesion: bool,
+    /// What the source recorded about the patient and the spot.
+    pub context: Context,
 }
 
 /// The photos the export fits and measures on, under `root` (`../shared/data`): the model's
@@ -391,16 +394,37 @@ pub struct LabelledPhoto {
 /// and the non-lesion photos of `ood/`. None of these was trained on.
 pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path) -> anyhow::Result<Vec<LabelledPhoto>> {
     let mut out = Vec::new();
-    for [image, dx, source, kind, group] in read_columns(val_labels, ["image", "dx", "source", "kind", "group"])? {
+    let contexts = read_columns(val_labels, FIELDS)?;
+    for ([image, dx, source, kind, group], values) in read_columns(val_labels, ["image", "dx", "source", "kind", "group"])?.into_iter().zip(contexts) {
         let kind = Kind::parse(&kind).ok_or_else(|| anyhow::anyhow!("{}: unknown kind '{kind}'", val_labels.display()))?;
-        out.push(LabelledPhoto { path: root.join(image), dx, group, source, kind: Some(kind), lesion: true });
+        let context = Context::from_pairs(FIELDS.into_iter().zip(values.iter().map(String::as_str)))?;
+        out.push(LabelledPhoto { path: root.join(image), dx, group, source, kind: Some(kind), lesion: true, context });
     }
     let ood = root.join("ood");
     for [image, kind] in read_columns(&ood.join("labels.csv"), ["image", "kind"])? {
         let path = find_image(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
-        out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, kind: None, lesion: false });
+        out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, kind: None, lesion: false, context: Context::default() });
     }
     Ok(out)
+}
+
+/// What [`fit_export`] fits: everything `model.json` carries besides the weights.
+pub struct Fitted {
+    pub calibration: Calibration,
+    pub domain: DomainConfig,
+    pub context: ContextHead,
+    pub gate: GateConfig,
+}
+
+impl Fitted {
+    /// Writes the fitted parts into `meta`; the single threshold is the dermoscopic one.
+    pub fn apply(self, meta: &mut crate::classifier::ModelMeta) {
+        meta.calibration = Some(self.calibration);
+        meta.gate = Some(self.gate);
+        meta.high_risk_threshold = self.domain.high_risk_thresholds[&Kind::Dermoscopic];
+        meta.domain = Some(self.domain);
+        meta.context = Some(self.context);
+    }
 }
 
 /// Everything the export measured, written beside `model.json` as `calibration.json`.
@@ -422,6 +446,8 @@ pub struct ExportReport {
     pub gate: GateReport,
     /// Per source or kind: the share turned away for each reason by the shipped gate.
     pub gated_by_source: Vec<serde_json::Value>,
+    /// The patient context: validation with and without it (out of fold), each field's effect.
+    pub context: serde_json::Value,
 }
 
 /// Whom the shipped percentages refer to.
@@ -486,7 +512,7 @@ fn threshold_for(mut malignant: Vec<f32>, target: f64) -> f32 {
 /// Fits calibration, thresholds, domain head and gate for `classifier` on `photos` (from
 /// [`export_photos`]) and returns them with what was measured. Photos whose diagnosis has no
 /// training class count for the gate and P(malignant) only.
-pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sensitivity: f64) -> anyhow::Result<(Calibration, DomainConfig, GateConfig, ExportReport)> {
+pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sensitivity: f64) -> anyhow::Result<(Fitted, ExportReport)> {
     let meta = classifier.meta();
     let (classes, taxonomy) = (&meta.training_classes, classifier.taxonomy());
     let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
@@ -596,6 +622,12 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
         domain_by_source,
         gate: gate_report,
         gated_by_source,
+        context: serde_json::Value::Null,
     };
-    Ok((calibration, domain, gate, report))
+    let calibrated: Vec<Vec<f32>> = z.iter().map(|z| z.iter().zip(&calibration.bias).map(|(z, b)| calibration.scale * z + b).collect()).collect();
+    let contexts: Vec<Context> = labelled.iter().map(|&i| photos[i].context.clone()).collect();
+    let sources: Vec<&str> = labelled.iter().map(|&i| photos[i].source.as_str()).collect();
+    let (context, context_report) = crate::fit_context::fit_and_measure(&calibrated, &y, &contexts, &groups, &sources, classes, taxonomy)?;
+    let report = ExportReport { context: context_report, ..report };
+    Ok((Fitted { calibration, domain, context, gate }, report))
 }

@@ -10,10 +10,13 @@
 pub mod augment;
 pub mod calibration;
 pub mod classifier;
+pub mod context;
 pub mod dataset;
 pub mod eval;
 #[cfg(feature = "train")]
 pub mod fit;
+#[cfg(feature = "train")]
+pub mod fit_context;
 pub mod gate;
 pub mod model;
 #[cfg(feature = "onnx")]

@@ -17,6 +17,7 @@ mod native {
     use burn::prelude::Device;
     use clap::{Parser, Subcommand, ValueEnum};
     use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
+    use dermscreen::context::{Context as PatientContext, FIELDS};
     use dermscreen::dataset::{self, find_image, Label, IMAGE_EXTENSIONS};
     use dermscreen::saliency::{self, OcclusionConfig};
     use dermscreen::{preprocess, report};
@@ -52,6 +53,12 @@ mod native {
             /// photo's centre square with the occlusion saliency of the diagnosis it leans to over it.
             #[arg(long, value_name = "DIR")]
             saliency: Option<PathBuf>,
+            /// Optional patient context per image: a CSV with an `image` column (file name, with
+            /// or without folders and extension) and any of
+            /// `age,sex,site,grew,changed,bled,itched,hurt,elevated` (empty = not given; sex
+            /// male/female; site a HAM10000 localization; the questions true/false).
+            #[arg(long, value_name = "FILE.csv")]
+            context: Option<PathBuf>,
         },
         /// Score a labelled folder: balanced accuracy, confusion matrices, ROC/AUC with intervals.
         Evaluate {
@@ -210,10 +217,29 @@ mod native {
         inputs.chunks(32).map(|chunk| chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect())
     }
 
-    fn classify_all(classifier: &Classifier, inputs: &[(usize, Vec<f32>)]) -> Result<Vec<Prediction>> {
+    fn classify_all(classifier: &Classifier, inputs: &[(usize, Vec<f32>)], contexts: &[PatientContext]) -> Result<Vec<Prediction>> {
         let mut out = Vec::with_capacity(inputs.len());
-        for batch in batches(inputs) {
-            out.extend(classifier.classify_inputs(&batch)?);
+        for (batch, part) in batches(inputs).zip(inputs.chunks(32)) {
+            let ctx: Vec<PatientContext> = part.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
+            out.extend(classifier.classify_inputs_with(&batch, &ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// The context file of `classify --context`: image stem -> context. A value the context
+    /// does not accept stops the run with the file, the row and the field named.
+    fn read_context_file(path: &Path) -> Result<std::collections::HashMap<String, PatientContext>> {
+        let mut rdr = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
+        let headers = rdr.headers()?.clone();
+        let image = headers.iter().position(|h| h == "image").with_context(|| format!("{}: no `image` column", path.display()))?;
+        let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
+        let mut out = std::collections::HashMap::new();
+        for (row, rec) in rdr.records().enumerate() {
+            let rec = rec?;
+            let name = image_stem(rec.get(image).unwrap_or_default());
+            let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
+                .with_context(|| format!("{}: row {} ({name})", path.display(), row + 2))?;
+            out.insert(name, context);
         }
         Ok(out)
     }
@@ -228,6 +254,7 @@ mod native {
             let top: Vec<String> =
                 p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.id, 100.0 * c.probability)).collect();
             let kind = p.domain.map_or(String::new(), |k| format!(" | taken for a {} photo", kind_words(k)));
+            let kind = if p.context_used.is_empty() { kind } else { format!("{kind} | context: {}", p.context_used.join(", ")) };
             writeln!(
                 out,
                 "{}: malignant {:.1}%{} | top: {}{kind}",
@@ -258,7 +285,7 @@ mod native {
         let mut w = csv::Writer::from_writer(out);
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
         let head = ["image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis"];
-        w.write_record(head.into_iter().chain(ids.map(String::as_str)))?;
+        w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used"]))?;
         let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
         for r in rows {
             let p = r.prediction;
@@ -275,6 +302,7 @@ mod native {
                 }
                 None => record.extend(std::iter::repeat_n(String::new(), 3 + width)),
             }
+            record.push(p.context_used.join(";"));
             w.write_record(record)?;
         }
         w.flush()?;
@@ -308,11 +336,13 @@ mod native {
         Ok(inputs.len())
     }
 
-    fn classify(paths: &[PathBuf], model: &Path, format: Format, saliency: Option<&Path>, mut problems: Problems) -> Result<bool> {
+    fn classify(paths: &[PathBuf], model: &Path, format: Format, saliency: Option<&Path>, context: Option<&Path>, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
+        let by_image = context.map(read_context_file).transpose()?.unwrap_or_default();
         let files = collect_files(paths, &mut problems);
+        let contexts: Vec<PatientContext> = files.iter().map(|f| by_image.get(&image_stem(&f.to_string_lossy())).cloned().unwrap_or_default()).collect();
         let inputs = prepare(&classifier, &files, &mut problems);
-        let predictions = classify_all(&classifier, &inputs)?;
+        let predictions = classify_all(&classifier, &inputs, &contexts)?;
         let rows: Vec<ImageResult> = inputs
             .iter()
             .zip(&predictions)
@@ -357,7 +387,7 @@ mod native {
             bail!("no readable labelled images");
         }
         let labels_kept: Vec<usize> = inputs.iter().map(|(i, _)| label_idx[*i]).collect();
-        let predictions = classify_all(&classifier, &inputs)?;
+        let predictions = classify_all(&classifier, &inputs, &[])?;
         let probs: Vec<Vec<f32>> = predictions.iter().map(Prediction::class_probs).collect();
         // Every image is scored whatever its gate; how many the page would have turned away:
         let mut gated = std::collections::BTreeMap::new();
@@ -452,7 +482,7 @@ mod native {
             .map(|(name, idx)| {
                 let subset: Vec<report::GroupImage> = idx.iter().map(|&j| images[j].clone()).collect();
                 let probs: Vec<Vec<f32>> = idx.iter().map(|&j| predictions[j].class_probs()).collect();
-                report::GroupRow::new(name, classes, taxonomy, &subset, &probs)
+                Ok(report::GroupRow::new(name, classes, taxonomy, &subset, &probs)?)
             })
             .collect()
     }
@@ -461,17 +491,14 @@ mod native {
     /// calibration.json with what was measured.
     #[cfg(feature = "train")]
     fn calibrate(model: &Path, data: &Path, target_sensitivity: f64) -> Result<()> {
-        use dermscreen::{dataset::Kind, fit};
+        use dermscreen::fit;
         let classifier = load_classifier(model)?;
         let photos = fit::export_photos(data, &model.join("validation_split.csv"))?;
         eprintln!("calibrate: {} photos", photos.len());
-        let (calibration, domain, gate, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
+        let (fitted, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
         let path = model.join("model.json");
         let mut meta = dermscreen::classifier::ModelMeta::from_json(&std::fs::read(&path)?)?;
-        meta.calibration = Some(calibration);
-        meta.gate = Some(gate);
-        meta.high_risk_threshold = domain.high_risk_thresholds[&Kind::Dermoscopic];
-        meta.domain = Some(domain);
+        fitted.apply(&mut meta);
         std::fs::write(&path, serde_json::to_string_pretty(&meta)? + "\n")?;
         std::fs::write(model.join("calibration.json"), serde_json::to_string_pretty(&report)? + "\n")?;
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({
@@ -480,6 +507,7 @@ mod native {
             "uncalibrated_ece_malignant": report.uncalibrated.ece_malignant,
             "flag_by_source": report.flag_by_source,
             "domain_by_source": report.domain_by_source,
+            "context": report.context,
             "gate_auroc": report.gate.auroc,
             "gate_rows": report.gate.rows,
             "gated_by_source": report.gated_by_source,
@@ -500,7 +528,7 @@ mod native {
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
-            Command::Classify { paths, model, format, saliency } => classify(&paths, &model, format, saliency.as_deref(), problems),
+            Command::Classify { paths, model, format, saliency, context } => classify(&paths, &model, format, saliency.as_deref(), context.as_deref(), problems),
             Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model, problems),
             #[cfg(feature = "train")]
             Command::Calibrate { model, data, target_sensitivity } => {

@@ -494,7 +494,7 @@ pub struct GroupImage {
 
 impl GroupRow {
     /// The row for `images` and their training-class probabilities `probs`.
-    pub fn new(group: &str, classes: &[String], taxonomy: &Taxonomy, images: &[GroupImage], probs: &[Vec<f32>]) -> anyhow::Result<Self> {
+    pub fn new(group: &str, classes: &[String], taxonomy: &Taxonomy, images: &[GroupImage], probs: &[Vec<f32>]) -> Result<Self, TaxonomyError> {
         let labels: Vec<usize> = images.iter().map(|i| i.label).collect();
         let summary = summarise(classes, taxonomy, &labels, probs)?;
         let calls: Vec<usize> = images.iter().map(|i| i.call).collect();

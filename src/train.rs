@@ -9,7 +9,7 @@
 
 use crate::classifier::{self, Classifier, ModelMeta, WeightsInfo, META_FORMAT};
 use crate::augment::{augment, Aug, AugConfig};
-use crate::dataset::{self, Kind, Sample};
+use crate::dataset::{self, Sample};
 use crate::model::{Net, NetConfig};
 use crate::preprocess::{self, PreprocessConfig};
 use crate::report::{self, fmt_opt};
@@ -300,13 +300,15 @@ impl RunData {
     }
 }
 
-/// The validation split as a label table (`image,dx,source,kind,group`; images relative to the
-/// data root), what `evaluate` and `calibrate` read.
+/// The validation split as a label table (`image,dx,source,kind,group`, then the patient
+/// context's fields; images relative to the data root), what `evaluate` and `calibrate` read,
+/// and a context file for `classify --context`.
 fn write_val_labels(path: &Path, val: &[Sample]) -> Result<()> {
     let mut w = csv::Writer::from_path(path)?;
-    w.write_record(["image", "dx", "source", "kind", "group"])?;
+    w.write_record(["image", "dx", "source", "kind", "group"].into_iter().chain(crate::context::FIELDS))?;
     for s in val {
-        w.write_record([&s.image, &s.dx, &s.source, s.kind.as_str(), &s.group])?;
+        let context = crate::context::FIELDS.map(|f| s.context.get(f));
+        w.write_record([s.image.as_str(), &s.dx, &s.source, s.kind.as_str(), &s.group].into_iter().chain(context.iter().map(String::as_str)))?;
     }
     w.flush()?;
     Ok(())
@@ -618,6 +620,7 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         calibration: None,
         gate: None,
         domain: None,
+        context: None,
     };
     let shipped = Classifier::from_parts(meta.clone(), weights.clone(), taxonomy.clone(), Device::flex())?;
     let f32_weights = classifier::weights_to_bytes(net, false)?;
@@ -637,11 +640,8 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
     // What every shipped model carries: calibration, the flag's threshold on the calibrated
     // scale, and the gate, fitted on photos this run never trained on.
     let photos = crate::fit::export_photos(&cfg.data, &paths.file("val_labels.csv"))?;
-    let (calibration, domain, gate, export) = crate::fit::fit_export(&shipped, &photos, cfg.target_sensitivity)?;
-    meta.calibration = Some(calibration);
-    meta.gate = Some(gate);
-    meta.high_risk_threshold = domain.high_risk_thresholds[&Kind::Dermoscopic];
-    meta.domain = Some(domain);
+    let (fitted, export) = crate::fit::fit_export(&shipped, &photos, cfg.target_sensitivity)?;
+    fitted.apply(&mut meta);
     std::fs::write(paths.file("model.bpk"), &weights)?;
     write_json(&paths.file("model.json"), &meta)?;
     write_json(&paths.file("calibration.json"), &export)?;

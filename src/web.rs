@@ -6,6 +6,7 @@
 //! asynchronously. The JSON a result carries is the CLI's `--format json` object.
 
 use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction};
+use crate::context::{Context, FIELDS, SITES};
 use crate::error_message;
 use crate::preprocess::{self, PreprocessError};
 use crate::saliency::{self, OcclusionConfig, Saliency, OVERLAY_SIDE};
@@ -153,6 +154,10 @@ struct ModelInfo<'a> {
     /// The flag's threshold for each kind of photo (`dermoscopic`, `clinical`), when the model
     /// tells them apart; a result's `domain` says which applied.
     high_risk_thresholds: Option<&'a std::collections::BTreeMap<crate::dataset::Kind, f32>>,
+    /// The patient-context fields the model uses, and the body sites `site` takes (empty when
+    /// the model has no context head).
+    context_fields: Vec<&'static str>,
+    context_sites: Vec<&'static str>,
     /// Whom the percentages refer to (absent for an uncalibrated model).
     population: Option<&'a str>,
     taxonomy_version: &'a str,
@@ -172,6 +177,8 @@ struct Inner {
     classifier: Classifier,
     backend: &'static str,
     fallback_reason: Option<String>,
+    /// The patient context the next photos are judged with (`setContext`); empty = image only.
+    context: RefCell<Context>,
 }
 
 /// Where errors become sentences: a rejected promise's `Error.message` is the error's own
@@ -206,7 +213,7 @@ impl Engine {
         };
         let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), device)?;
         Ok(Engine {
-            inner: Rc::new(Inner { classifier, backend, fallback_reason }),
+            inner: Rc::new(Inner { classifier, backend, fallback_reason, context: RefCell::default() }),
         })
     }
 
@@ -229,7 +236,13 @@ impl Engine {
             .into_data_async()
             .await
             .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-        Ok(c.predictions(data, inputs)?)
+        let context = self.inner.context.borrow();
+        Ok(c.scores(data, inputs)?.iter().map(|s| c.prediction_with(s, &context)).collect())
+    }
+
+    /// Judges the next photos with `context` (the default: none, image only).
+    pub fn set_context(&self, context: Context) {
+        *self.inner.context.borrow_mut() = context;
     }
 
     /// Decodes an image file (JPEG, PNG, WebP; EXIF orientation applied) and classifies it.
@@ -325,6 +338,19 @@ impl Engine {
 
     /// What the network sees for an encoded image: `3 * s * s` normalised floats, CHW (the
     /// bench feeds them to onnxruntime to check that it gives the same probabilities).
+    /// Judges the next photos with this patient context: an object with any of `age`, `sex`,
+    /// `site`, `grew`, `changed`, `bled`, `itched`, `hurt`, `elevated` as strings (empty or
+    /// absent = not given; the values `classify --context` takes). Returns the fields used; a
+    /// value it does not accept throws an error naming the field, and the context is unchanged.
+    #[wasm_bindgen(js_name = setContext)]
+    pub fn set_context_js(&self, fields: JsValue) -> Result<JsValue, JsValue> {
+        let fields: std::collections::BTreeMap<String, String> = serde_wasm_bindgen::from_value(fields).map_err(js_err)?;
+        let context = Context::from_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(js_err)?;
+        let used = context.used();
+        self.set_context(context);
+        to_js(&used)
+    }
+
     #[wasm_bindgen(js_name = inputFile)]
     pub fn input_file(&self, bytes: Vec<u8>) -> Result<Vec<f32>, JsValue> {
         self.inner.classifier.input_from_bytes(&bytes).map_err(|e| js_err(EngineError::from(e)))
@@ -355,6 +381,8 @@ impl Engine {
             input_size: meta.preprocess.input_size,
             high_risk_threshold: meta.high_risk_threshold,
             high_risk_thresholds: meta.domain.as_ref().map(|d| &d.high_risk_thresholds),
+            context_fields: if meta.context.is_some() { FIELDS.to_vec() } else { Vec::new() },
+            context_sites: if meta.context.is_some() { SITES.to_vec() } else { Vec::new() },
             population: meta.calibration.as_ref().map(|c| c.population.as_str()),
             taxonomy_version: &meta.taxonomy_version,
             weights_bytes: meta.weights.bytes,

@@ -211,3 +211,29 @@ fn phone_and_dermoscopic_photos_get_their_kind_and_its_threshold() {
         }
     }
 }
+
+/// Patient context changes a result only when some of it is given: with none, the result is
+/// the image-only one exactly; with answers, P(malignant) moves, and it says which fields.
+#[test]
+fn context_changes_results_only_when_given() {
+    use dermscreen::context::Context;
+    let c = load();
+    assert!(c.meta().context.is_some(), "the shipped model has a context head");
+    let root = common::data_root();
+    let rows: Vec<_> = common::validation_rows().into_iter().filter(|l| l.source.as_deref() == Some("pad_ufes_20")).take(6).collect();
+    let flat: Vec<f32> = rows.iter().flat_map(|l| c.input_from_bytes(&std::fs::read(root.join(&l.image)).unwrap()).unwrap()).collect();
+    let plain = c.classify_inputs(&flat).unwrap();
+    let none = c.classify_inputs_with(&flat, &vec![Context::default(); rows.len()]).unwrap();
+    assert_eq!(plain, none, "no answers: exactly the image-only result");
+    assert!(none.iter().all(|p| p.context_used.is_empty()));
+    let worrying = Context::from_pairs([("age", "78"), ("bled", "true"), ("grew", "true"), ("changed", "true")]).unwrap();
+    let with = c.classify_inputs_with(&flat, &vec![worrying; rows.len()]).unwrap();
+    for (a, b) in plain.iter().zip(&with) {
+        assert_eq!(b.context_used, ["age", "grew", "changed", "bled"]);
+        assert!((a.malignant - b.malignant).abs() > 1e-3, "the answers move P(malignant): {} -> {}", a.malignant, b.malignant);
+        let total: f32 = b.classes.iter().map(|x| x.probability).sum();
+        assert!((total - 1.0).abs() < 1e-4);
+    }
+    let mean = |v: &[dermscreen::classifier::Prediction]| v.iter().map(|p| p.malignant).sum::<f32>() / v.len() as f32;
+    assert!(mean(&with) > mean(&plain), "an older patient with a bleeding, growing, changing spot is at higher risk");
+}

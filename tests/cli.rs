@@ -306,3 +306,34 @@ fn unsupported_formats_and_empty_folders_are_named() {
     assert!(verbose.starts_with(plain.trim_end()) && verbose.len() > plain.len() + 10, "verbose adds the decoder's words: {verbose}");
     assert_eq!(verbose.lines().count(), 1);
 }
+
+/// `classify --context`: answers per image (any may be empty), the output says which fields
+/// were used; a value it does not take stops the run naming the file, row and field.
+#[test]
+fn context_file_is_used_and_bad_values_name_the_field() {
+    let dir = common::temp_dir("context");
+    let ids = held_out(2);
+    let files = copy_images(&dir, &ids);
+    let context = dir.join("context.csv");
+    std::fs::write(&context, format!("image,age,sex,site,bled\n{},70,female,back,true\n{},,,,\n", ids[0].0, ids[1].0)).unwrap();
+    let args = |ctx: &str| vec!["classify".to_string(), "--format".into(), "csv".into(), "--context".into(), ctx.into(), files[0].display().to_string(), files[1].display().to_string()];
+    let run = |a: Vec<String>| dermscreen(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args(context.to_str().unwrap()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(rdr.headers().unwrap().iter().last(), Some("context_used"));
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows[0].iter().last(), Some("age;sex;site;bled"));
+    assert_eq!(rows[1].iter().last(), Some(""), "empty answers: image only");
+    let plain = dermscreen(&["classify", "--format", "csv", files[0].to_str().unwrap(), files[1].to_str().unwrap()]);
+    let plain_text = String::from_utf8(plain.stdout).unwrap();
+    let plain_rows: Vec<csv::StringRecord> = csv::Reader::from_reader(plain_text.as_bytes()).records().map(Result::unwrap).collect();
+    assert_eq!(plain_rows[1], rows[1], "no answers gives exactly the image-only row");
+    assert_ne!(&plain_rows[0][4], &rows[0][4], "answers move P(malignant)");
+    std::fs::write(&context, format!("image,age,site\n{},40,elbow\n", ids[0].0)).unwrap();
+    let bad = run(args(context.to_str().unwrap()));
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("row 2") && err.contains("context field 'site': 'elbow' is not a body site"), "{err}");
+}

@@ -51,7 +51,7 @@ async fn cpu() -> Engine {
 
 fn assert_complete(p: &dermscreen::classifier::Prediction) {
     let ids: Vec<&str> = p.classes.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["df", "vasc", "bkl", "nv", "akiec", "bcc", "mel"]);
+    assert_eq!(ids, ["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"]);
     let sum: f32 = p.classes.iter().map(|c| c.probability).sum();
     assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
     let node = |id: &str| p.nodes.iter().find(|n| n.id == id).unwrap().probability;
@@ -195,4 +195,26 @@ async fn saliency_falls_on_the_lesion_and_matches_across_backends() {
     assert_eq!(a.class, b.class);
     let worst = a.map.iter().zip(&b.map).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(worst <= 0.01, "maps differ by {worst}");
+}
+
+/// The engine's patient context: none gives the image-only result exactly, answers move it and
+/// are named in the result, and `setContext` refuses a value naming its field.
+#[wasm_bindgen_test]
+async fn context_changes_the_result_only_when_given() {
+    use dermscreen::context::Context;
+    let engine = cpu().await;
+    let png = lesion_png(200);
+    let plain = engine.predict_file(&png).await.unwrap();
+    engine.set_context(Context::from_pairs([("age", "80"), ("bled", "true"), ("grew", "true")]).unwrap());
+    let with = engine.predict_file(&png).await.unwrap();
+    assert_eq!(with.context_used, ["age", "grew", "bled"]);
+    assert!((with.malignant - plain.malignant).abs() > 1e-3, "{} vs {}", with.malignant, plain.malignant);
+    let fields = js_sys::Object::new();
+    js_sys::Reflect::set(&fields, &"site".into(), &"elbow".into()).unwrap();
+    let err = engine.set_context_js(fields.into()).unwrap_err();
+    let text = js_sys::Error::from(err).message().as_string().unwrap();
+    assert!(text.contains("context field 'site'"), "{text}");
+    assert_eq!(engine.predict_file(&png).await.unwrap().context_used, ["age", "grew", "bled"], "a refused context changes nothing");
+    engine.set_context(Context::default());
+    assert_eq!(engine.predict_file(&png).await.unwrap(), plain, "no answers: the image-only result");
 }

@@ -18,6 +18,11 @@
 //   el.classify(blob, name)   classifies an image file; resolves to the result object
 //   el.showSaliency()         shows where the model looked on the last photo (what the result's
 //                             toggle does); resolves to the engine's saliency object
+//   el.setContext(fields)     judges the next photos with optional patient context (age, sex,
+//                             site, grew, changed, bled, itched, hurt, elevated); resolves to
+//                             the fields used, rejects naming a field whose value it refuses.
+//                             The page's form does the same; results carry `context_used`.
+//   el.context                the context in use
 //   el.lastTiming             { ms, backend } of the last classification
 //
 // Everything runs in this browser: no image leaves the device. The engine (engine.js) and the
@@ -25,9 +30,12 @@
 
 import { guarded, isSupported, loadEngine } from './engine.js';
 import { backendLabel, resultView, saliencyView } from './result-view.js';
+import { contextForm } from './context-form.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
 const MAX_FILE_BYTES = 60 * 1024 * 1024;
+// Where age and sex are kept when the person asks to remember them (nothing else is stored).
+const REMEMBERED = 'dermscreen:context';
 // Side of the capture square as a fraction of the shorter side of the camera frame; the
 // on-screen guide shows the same square.
 const GUIDE_FRACTION = 0.7;
@@ -80,6 +88,18 @@ figure.saliency canvas { display: block; width: 100%; height: auto; border-radiu
 .legend .ramp { display: block; height: 0.75rem; border-radius: 0.25rem; }
 .legend-ends { display: flex; justify-content: space-between; }
 figure.saliency figcaption { font-size: 0.9rem; margin-top: 0.25rem; }
+details.context { margin-top: 0.75rem; border: 1px solid #c9d2dd; border-radius: 0.75rem; padding: 0.5rem 0.75rem; }
+details.context summary { min-height: 44px; display: flex; align-items: center; cursor: pointer; font-weight: 600; }
+.context-form .hint { font-size: 0.9rem; color: #3d4a5c; margin: 0.25rem 0 0.5rem; }
+.context-form fieldset { border: 0; padding: 0; margin: 0.5rem 0; }
+.context-form legend { font-weight: 600; padding: 0; }
+.context-form .choices label, .context-form .remember { display: inline-flex; align-items: center; min-height: 44px;
+  padding: 0 0.75rem 0 0; cursor: pointer; }
+.context-form input[type=radio], .context-form input[type=checkbox] { width: 1.25rem; height: 1.25rem; margin-right: 0.35rem; }
+.context-form .field { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem; min-height: 44px; margin: 0.25rem 0; }
+.context-form input[type=number], .context-form select { font: inherit; min-height: 44px; padding: 0 0.5rem; }
+.context-form input[type=number] { width: 6rem; }
+.context-used { font-size: 0.9rem; color: #3d4a5c; }
 `;
 
 const TEMPLATE = `
@@ -101,6 +121,7 @@ const TEMPLATE = `
   </div>
   <input type="file" accept="image/*" hidden>
 </div>
+<div class="context-slot"></div>
 <div class="notice camera-notice" role="alert" hidden></div>
 <div class="status" role="status"><span class="status-text">Loading the classifier…</span>
   <progress class="progress" max="1" hidden></progress></div>
@@ -136,6 +157,9 @@ export class DermScreen extends HTMLElement {
   #started = false;
   // The last photo checked: { compute: () => promise of its saliency map, result: the map once computed }.
   #lastSaliency = null;
+  // The patient context the next photos are judged with (strings; '' = not given), and its form.
+  #context = {};
+  #form = null;
 
   constructor() {
     super();
@@ -157,6 +181,25 @@ export class DermScreen extends HTMLElement {
    * fallbackReason (why not WebGPU, when on the CPU), model, loadMs, warmUpMs }.
    */
   get ready() { return this.#ready; }
+
+  /** The patient context the next photos are judged with, as `setContext` took it. */
+  get context() { return { ...this.#context }; }
+
+  /**
+   * Judges the next photos with this optional patient context: any of `age`, `sex`
+   * ('female' | 'male'), `site` (one of `ready.model.context_sites`), and `grew`, `changed`,
+   * `bled`, `itched`, `hurt`, `elevated` (true | false); missing, null or '' = not given.
+   * Resolves to the fields used; rejects, naming the field, on a value it does not accept (the
+   * context is then unchanged). `setContext({})` goes back to the photo alone.
+   */
+  async setContext(fields = {}) {
+    const { engine } = await this.#ready;
+    const strings = Object.fromEntries(Object.entries(fields).filter(([, v]) => v != null).map(([k, v]) => [k, String(v)]));
+    const used = engine.setContext(strings);
+    this.#context = strings;
+    this.#form?.set(strings);
+    return used;
+  }
 
   /** `{ ms, backend }` of the last classification, or null. */
   get lastTiming() { return this.#lastTiming; }
@@ -296,11 +339,31 @@ export class DermScreen extends HTMLElement {
       this.#setStatus(`Ready. Runs ${where}${why}, on this device only.`);
       this.#setInputsEnabled(true);
       this.#resolveReady(loaded);
+      this.#showContextForm(loaded.model);
     } catch (e) {
       progress.hidden = true;
       this.#setStatus('The classifier could not be loaded.');
       this.#showError('model', `${e.message} Reload the page to try again.`);
       this.#rejectReady(e);
+    }
+  }
+
+  /** The optional context form, when the model uses context; age and sex come back if remembered. */
+  #showContextForm(model) {
+    if (!model.context_fields?.length) return;
+    this.#form = contextForm(model, (values, remember) => {
+      this.setContext(values).catch((e) => this.#showError('input', e.message));
+      try {
+        if (remember) localStorage.setItem(REMEMBERED, JSON.stringify({ age: values.age, sex: values.sex }));
+        else localStorage.removeItem(REMEMBERED);
+      } catch { /* storage blocked: nothing is remembered */ }
+    });
+    this.#$('.context-slot').replaceChildren(this.#form.element);
+    let remembered = null;
+    try { remembered = JSON.parse(localStorage.getItem(REMEMBERED) ?? 'null'); } catch { remembered = null; }
+    if (remembered) {
+      this.#form.remember(true);
+      this.setContext({ ...this.#context, ...remembered }).catch(() => localStorage.removeItem(REMEMBERED));
     }
   }
 

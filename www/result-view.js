@@ -108,6 +108,9 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
         el('p', { class: `risk ${high ? 'high' : 'low'}`, text: headline }),
         el('p', { class: `advice ${high ? 'high' : ''}`, text: advice }))),
     kind,
+    r.context_used?.length
+      ? el('p', { class: 'context-used', text: `Your answers used: ${r.context_used.join(', ')}. Without them the estimate would use the photo alone.` })
+      : '',
     population,
     unsure,
     el('h3', { text: 'Most likely diagnoses' }), top,

@@ -346,6 +346,47 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('optional patient context: the form\'s answers are used and named; cleared, the photo alone counts', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });
+    assert.ok(ready.model.context_fields.includes('bled'), 'the model takes context');
+    const photo = join(DATA, 'images', samples[0].file);
+    const check = async () => {
+      const event = nextResult(page);
+      await fileInput(page).setInputFiles(photo);
+      return { detail: (await event).detail, shown: await resultText(page) };
+    };
+    const plain = await check();
+    assert.deepEqual(plain.detail.context_used, []);
+    assert.doesNotMatch(plain.shown, /Your answers used/);
+    // Nothing required and nothing open until asked; a tap opens it, large targets inside.
+    const form = page.locator('derm-screen details.context');
+    assert.equal(await form.getAttribute('open'), null);
+    await form.locator('summary').click();
+    await page.locator('derm-screen input[name=age]').fill('72');
+    await page.locator('derm-screen input[name=age]').dispatchEvent('change');
+    await page.locator('derm-screen input[name=bled][value=true]').check();
+    const box = await page.locator('derm-screen input[name=bled][value=true]').locator('xpath=..').boundingBox();
+    assert.ok(box.height >= 44, `answer targets are ${box.height} px high`);
+    await page.screenshot({ path: join(OUT, 'phone-360-context-form.png'), fullPage: true });
+    const answered = await check();
+    assert.deepEqual(answered.detail.context_used, ['age', 'bled']);
+    assert.match(answered.shown, /Your answers used: age, bled/);
+    assert.ok(Math.abs(answered.detail.malignant - plain.detail.malignant) > 1e-4, 'the answers move the estimate');
+    assert.equal(await page.evaluate(() => localStorage.getItem('dermscreen:context')), null, 'nothing remembered unless asked');
+    await page.locator('derm-screen .context-form .clear').click();
+    const cleared = await check();
+    assert.deepEqual(cleared.detail.context_used, []);
+    assert.equal(cleared.detail.malignant, plain.detail.malignant, 'no answers: the image-only result');
+    // The element's method takes the same fields and names a field whose value it refuses.
+    const refused = await page.evaluate(() => document.querySelector('derm-screen').setContext({ site: 'elbow' }).then(() => 'accepted', (e) => e.message));
+    assert.match(refused, /context field 'site': 'elbow' is not a body site/);
+    const used = await page.evaluate(() => document.querySelector('derm-screen').setContext({ age: 40, sex: 'female' }));
+    assert.deepEqual(used, ['age', 'sex']);
+    assert.equal(await page.locator('derm-screen input[name=sex][value=female]').isChecked(), true, 'the form shows what the method set');
+    await context.close();
+  });
+
   test('no camera: the page says so and offers the file picker', async () => {
     const context = await browser.newContext();
     const { page } = await openApp(context, site.url);

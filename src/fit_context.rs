@@ -1,0 +1,145 @@
+//! Fitting the patient-context head (feature `train`): `softmax(s + W . features(context))` on
+//! the calibrated logits `s` of validation photos, every photo seen with its full context and
+//! with fields dropped at random, so that any subset of answers (or none) gives a sensible
+//! result. Reported with and without context out of fold (groups kept whole), per source.
+
+use crate::classifier::softmax;
+use crate::context::{Context, ContextHead, FEATURES, FIELDS};
+use crate::dataset::fnv1a;
+use crate::fit::{fold_of, minimise, Smooth};
+use crate::report;
+use crate::taxonomy::Taxonomy;
+
+/// L2 weight on the context weights.
+const L2: f64 = 1e-3;
+/// Copies of each photo with fields dropped at random, beside the one with its full context.
+const MASKED_COPIES: u64 = 3;
+
+/// One training row: calibrated logits, label, context features.
+struct Row {
+    s: Vec<f32>,
+    y: usize,
+    f: Vec<f32>,
+}
+
+/// Mean negative log-likelihood of `softmax(s + W f)` plus L2 on `W` (`[class][feature]`, flat).
+struct ContextLoss<'a>(&'a [Row]);
+
+impl Smooth for ContextLoss<'_> {
+    fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
+        let mut loss = 0.0;
+        let mut grad = vec![0.0; p.len()];
+        for r in self.0 {
+            let logits: Vec<f64> = r
+                .s
+                .iter()
+                .enumerate()
+                .map(|(k, &s)| f64::from(s) + r.f.iter().enumerate().map(|(j, &f)| p[k * FEATURES + j] * f64::from(f)).sum::<f64>())
+                .collect();
+            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + logits.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            loss += lse - logits[r.y];
+            for (k, &l) in logits.iter().enumerate() {
+                let q = (l - lse).exp() - f64::from(u8::from(k == r.y));
+                for (j, &f) in r.f.iter().enumerate() {
+                    grad[k * FEATURES + j] += q * f64::from(f);
+                }
+            }
+        }
+        let n = self.0.len().max(1) as f64;
+        loss /= n;
+        for (g, &w) in grad.iter_mut().zip(p) {
+            *g = *g / n + L2 * w;
+            loss += 0.5 * L2 * w * w;
+        }
+        (loss, grad)
+    }
+}
+
+/// The photo's context with each field kept with probability 1/2, by a stable hash (copy `r`).
+fn masked(context: &Context, key: &str, r: u64) -> Context {
+    context.only(|field| fnv1a(&format!("{key}/{r}/{field}")) % 2 == 0)
+}
+
+/// Fits the head on the photos `idx`.
+fn fit(s: &[Vec<f32>], y: &[usize], contexts: &[Context], keys: &[String], idx: &[usize]) -> ContextHead {
+    let mut rows = Vec::new();
+    for &i in idx {
+        rows.push(Row { s: s[i].clone(), y: y[i], f: contexts[i].features() });
+        for r in 0..MASKED_COPIES {
+            rows.push(Row { s: s[i].clone(), y: y[i], f: masked(&contexts[i], &keys[i], r).features() });
+        }
+    }
+    let k = s.first().map_or(0, Vec::len);
+    let p = minimise(ContextLoss(&rows), vec![0.0; k * FEATURES]);
+    ContextHead { weights: p.chunks(FEATURES).map(|w| w.iter().map(|&x| x as f32).collect()).collect() }
+}
+
+fn probs_with(s: &[f32], offsets: &[f32]) -> Vec<f32> {
+    softmax(&s.iter().zip(offsets).map(|(a, b)| a + b).collect::<Vec<_>>())
+}
+
+/// Fits the shipped head on every photo and measures it: per source, the validation summary
+/// without and with context (out of fold), and each field's mean effect on P(malignant).
+pub fn fit_and_measure(
+    s: &[Vec<f32>],
+    y: &[usize],
+    contexts: &[Context],
+    groups: &[&str],
+    sources: &[&str],
+    classes: &[String],
+    taxonomy: &Taxonomy,
+) -> anyhow::Result<(ContextHead, serde_json::Value)> {
+    let keys: Vec<String> = sources.iter().zip(groups).enumerate().map(|(i, (s, g))| format!("{s}/{g}/{i}")).collect();
+    let folds: Vec<usize> = groups.iter().map(|g| fold_of(g)).collect();
+    let mut with = vec![Vec::new(); s.len()];
+    for f in 0..2 {
+        let train: Vec<usize> = (0..s.len()).filter(|&i| folds[i] != f).collect();
+        let head = fit(s, y, contexts, &keys, &train);
+        for i in (0..s.len()).filter(|&i| folds[i] == f) {
+            with[i] = probs_with(&s[i], &head.offsets(&contexts[i]));
+        }
+    }
+    let without: Vec<Vec<f32>> = s.iter().map(|z| softmax(z)).collect();
+    let mut names: Vec<&str> = sources.to_vec();
+    names.sort();
+    names.dedup();
+    let mut rows = Vec::new();
+    for name in std::iter::once("all").chain(names) {
+        let idx: Vec<usize> = (0..s.len()).filter(|&i| name == "all" || sources[i] == name).collect();
+        let labels: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
+        let summary = |p: &[Vec<f32>]| report::summarise(classes, taxonomy, &labels, &idx.iter().map(|&i| p[i].clone()).collect::<Vec<_>>());
+        let (a, b) = (summary(&without)?, summary(&with)?);
+        let fields: Vec<&str> = FIELDS.into_iter().filter(|f| idx.iter().any(|&i| contexts[i].has(f))).collect();
+        let task = |t: &str| serde_json::json!([a.auc(t), b.auc(t)]);
+        rows.push(serde_json::json!({
+            "source": name, "photos": idx.len(), "fields_recorded": fields,
+            "auc_malignant_vs_benign": task("malignant_vs_benign"),
+            "auc_melanoma_vs_nevus": task("melanoma_vs_nevus"),
+            "auc_carcinoma_vs_keratosis": task("carcinoma_vs_keratosis"),
+            "balanced_accuracy": [a.balanced_accuracy, b.balanced_accuracy],
+            "note": "[without, with] context; out of fold by lesion or patient",
+        }));
+    }
+    let all: Vec<usize> = (0..s.len()).collect();
+    let head = fit(s, y, contexts, &keys, &all);
+    let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
+    let p_mal = |p: &[f32]| malignant.iter().map(|&k| p[k]).sum::<f32>();
+    let effects: Vec<serde_json::Value> = FIELDS
+        .iter()
+        .map(|field| {
+            let idx: Vec<usize> = (0..s.len()).filter(|&i| contexts[i].has(field)).collect();
+            let deltas: Vec<f32> = idx
+                .iter()
+                .map(|&i| p_mal(&probs_with(&s[i], &head.offsets(&contexts[i].only(|f| f == *field)))) - p_mal(&softmax(&s[i])))
+                .collect();
+            let n = deltas.len().max(1) as f32;
+            serde_json::json!({
+                "field": field, "photos_with_it": idx.len(),
+                "mean_abs_change_p_malignant": deltas.iter().map(|d| d.abs()).sum::<f32>() / n,
+                "mean_change_p_malignant": deltas.iter().sum::<f32>() / n,
+            })
+        })
+        .collect();
+    Ok((head, serde_json::json!({ "by_source": rows, "field_effects": effects, "masked_copies": MASKED_COPIES })))
+}

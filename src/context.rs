@@ -229,7 +229,7 @@ mod tests {
         assert!(Context::default().features().iter().all(|&x| x == 0.0));
         let head = ContextHead { weights: vec![vec![0.5; FEATURES]; 3] };
         assert_eq!(head.offsets(&Context::default()), [0.0; 3]);
-        let c = Context::from_pairs([("hurt", "false"), ("site", "face")]).unwrap();
+        let c = Context::from_pairs([("hurt", "true"), ("site", "face")]).unwrap();
         assert_eq!(c.only(|f| f == "site").used(), ["site"]);
         assert_ne!(head.offsets(&c), [0.0; 3]);
     }

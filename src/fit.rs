@@ -616,7 +616,7 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
         calibration: calibration.clone(),
         calibration_by_source: rows,
         uncalibrated: calibration_row("all validation photos (class-balanced scores, before calibration)", &balanced, &y, &malignant),
-        high_risk_thresholds: thresholds,
+        high_risk_thresholds: thresholds.clone(),
         target_sensitivity,
         flag_by_source,
         domain_by_source,
@@ -627,7 +627,8 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     let calibrated: Vec<Vec<f32>> = z.iter().map(|z| z.iter().zip(&calibration.bias).map(|(z, b)| calibration.scale * z + b).collect()).collect();
     let contexts: Vec<Context> = labelled.iter().map(|&i| photos[i].context.clone()).collect();
     let sources: Vec<&str> = labelled.iter().map(|&i| photos[i].source.as_str()).collect();
-    let (context, context_report) = crate::fit_context::fit_and_measure(&calibrated, &y, &contexts, &groups, &sources, classes, taxonomy)?;
+    let photo_thresholds: Vec<f32> = labelled.iter().map(|&i| thresholds[&predicted_kind[i]]).collect();
+    let (context, context_report) = crate::fit_context::fit_and_measure(&calibrated, &y, &contexts, &groups, &sources, &photo_thresholds, classes, taxonomy)?;
     let report = ExportReport { context: context_report, ..report };
     Ok((Fitted { calibration, domain, context, gate }, report))
 }

@@ -80,13 +80,16 @@ fn probs_with(s: &[f32], offsets: &[f32]) -> Vec<f32> {
 }
 
 /// Fits the shipped head on every photo and measures it: per source, the validation summary
-/// without and with context (out of fold), and each field's mean effect on P(malignant).
+/// and the flag (each photo's `thresholds`) without and with context (out of fold), and each
+/// field's mean effect on P(malignant).
+#[allow(clippy::too_many_arguments)]
 pub fn fit_and_measure(
     s: &[Vec<f32>],
     y: &[usize],
     contexts: &[Context],
     groups: &[&str],
     sources: &[&str],
+    thresholds: &[f32],
     classes: &[String],
     taxonomy: &Taxonomy,
 ) -> anyhow::Result<(ContextHead, serde_json::Value)> {
@@ -101,6 +104,15 @@ pub fn fit_and_measure(
         }
     }
     let without: Vec<Vec<f32>> = s.iter().map(|z| softmax(z)).collect();
+    let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
+    let p_mal = |p: &[f32]| malignant.iter().map(|&k| p[k]).sum::<f32>();
+    // (sensitivity, specificity) of the flag on `idx` with probabilities `p`.
+    let flag = |idx: &[usize], p: &[Vec<f32>]| {
+        let (pos, neg): (Vec<usize>, Vec<usize>) = idx.iter().partition(|&&i| malignant.contains(&y[i]));
+        let caught = pos.iter().filter(|&&i| p_mal(&p[i]) >= thresholds[i]).count() as f64;
+        let spared = neg.iter().filter(|&&i| p_mal(&p[i]) < thresholds[i]).count() as f64;
+        (caught / pos.len().max(1) as f64, spared / neg.len().max(1) as f64)
+    };
     let mut names: Vec<&str> = sources.to_vec();
     names.sort();
     names.dedup();
@@ -118,13 +130,13 @@ pub fn fit_and_measure(
             "auc_melanoma_vs_nevus": task("melanoma_vs_nevus"),
             "auc_carcinoma_vs_keratosis": task("carcinoma_vs_keratosis"),
             "balanced_accuracy": [a.balanced_accuracy, b.balanced_accuracy],
+            "flag_sensitivity": [flag(&idx, &without).0, flag(&idx, &with).0],
+            "flag_specificity": [flag(&idx, &without).1, flag(&idx, &with).1],
             "note": "[without, with] context; out of fold by lesion or patient",
         }));
     }
     let all: Vec<usize> = (0..s.len()).collect();
     let head = fit(s, y, contexts, &keys, &all);
-    let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
-    let p_mal = |p: &[f32]| malignant.iter().map(|&k| p[k]).sum::<f32>();
     let effects: Vec<serde_json::Value> = FIELDS
         .iter()
         .map(|field| {

@@ -127,9 +127,9 @@ const TEMPLATE = `
   <progress class="progress" max="1" hidden></progress></div>
 <div class="error" role="alert" hidden></div>
 <section class="result" aria-live="polite" aria-atomic="true" hidden></section>
-<p class="disclaimer">A screening aid, not a diagnosis. It was trained on dermatoscope images of
-pigmented spots and can be wrong, more so for phone photos. If a spot is new, changing, bleeding
-or worrying you, see a dermatologist whatever this says.</p>
+<p class="disclaimer">A screening aid, not a diagnosis. It was trained mostly on dermatoscope
+images of pigmented spots and some phone photos, and can be wrong, more so for phone photos. If a
+spot is new, changing, bleeding or worrying you, see a dermatologist whatever this says.</p>
 `;
 
 const CAMERA_ERRORS = {

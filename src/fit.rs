@@ -502,6 +502,31 @@ fn fit_calibration_out_of_fold(z: &[Vec<f32>], y: &[usize], groups: &[&str]) -> 
     (fit_calibration(z, y, POPULATION), oof)
 }
 
+/// The kind-of-photo head: dermoscopic validation photos against camera photos (the phone
+/// photos, and the healthy-skin photos of `ood/`, which are camera photos of skin too), each
+/// source weighted equally within its side; with the share of each source's photos taken for
+/// dermoscopic, out of fold.
+fn fit_domain(photos: &[LabelledPhoto], scores: &[Scores]) -> (LesionHead, Vec<serde_json::Value>) {
+    let used: Vec<usize> = (0..photos.len()).filter(|&i| photos[i].lesion || photos[i].source == "healthy_skin").collect();
+    let domain_photos: Vec<GatePhoto> = used
+        .iter()
+        .map(|&i| GatePhoto { embedding: scores[i].embedding.clone(), lesion: photos[i].kind == Some(Kind::Dermoscopic), source: photos[i].source.clone() })
+        .collect();
+    let folds: Vec<usize> = used.iter().map(|&i| fold_of(&photos[i].group)).collect();
+    let oof = out_of_fold_scores(&domain_photos, &folds);
+    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (p, &score) in domain_photos.iter().zip(&oof) {
+        let t = tally.entry(&p.source).or_default();
+        t.0 += 1;
+        t.1 += usize::from(score >= 0.0);
+    }
+    let by_source = tally
+        .iter()
+        .map(|(source, (n, dermoscopic))| serde_json::json!({ "source": source, "photos": n, "taken_for_dermoscopic": *dermoscopic as f64 / *n as f64, "out_of_fold": true }))
+        .collect();
+    (fit_head(&domain_photos.iter().collect::<Vec<_>>()), by_source)
+}
+
 /// The largest threshold (rounded down to 0.001) that flags at least `target` of `malignant`.
 fn threshold_for(mut malignant: Vec<f32>, target: f64) -> f32 {
     malignant.sort_by(|a, b| b.total_cmp(a));
@@ -528,7 +553,8 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
         let by = groups_by(&photos, |p| p.lesion.then(|| key(p)));
         by.iter()
             .map(|(name, idx)| {
-                let at: Vec<usize> = (0..labelled.len()).filter(|&j| idx.contains(&labelled[j])).collect();
+                let members: std::collections::HashSet<usize> = idx.iter().copied().collect();
+                let at: Vec<usize> = (0..labelled.len()).filter(|&j| members.contains(&labelled[j])).collect();
                 let probs: Vec<Vec<f32>> = at.iter().map(|&j| oof[j].clone()).collect();
                 calibration_row(name, &probs, &at.iter().map(|&j| y[j]).collect::<Vec<_>>(), &malignant)
             })
@@ -537,30 +563,9 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     let mut rows = rows_of(&|p| p.source.clone());
     rows.extend(rows_of(&|p| p.kind.map_or(String::new(), |k| k.as_str().to_string())));
     let balanced: Vec<Vec<f32>> = z.iter().map(|z| crate::classifier::softmax(z)).collect();
-    // The domain head: dermoscopic validation photos against camera photos (the phone photos,
-    // and the healthy-skin photos of `ood/`, which are camera photos of skin too).
-    let domain_photos: Vec<GatePhoto> = photos
-        .iter()
-        .zip(&scores)
-        .filter(|(p, _)| p.lesion || p.source == "healthy_skin")
-        .map(|(p, s)| GatePhoto { embedding: s.embedding.clone(), lesion: p.kind == Some(Kind::Dermoscopic), source: p.source.clone() })
-        .collect();
-    let domain_folds: Vec<usize> = photos.iter().filter(|p| p.lesion || p.source == "healthy_skin").map(|p| fold_of(&p.group)).collect();
-    let domain_oof = out_of_fold_scores(&domain_photos, &domain_folds);
-    let domain_head = fit_head(&domain_photos.iter().collect::<Vec<_>>());
-    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (p, &score) in domain_photos.iter().zip(&domain_oof) {
-        let t = tally.entry(&p.source).or_default();
-        t.0 += 1;
-        t.1 += usize::from(score >= 0.0);
-    }
-    let domain_by_source: Vec<serde_json::Value> = tally
-        .iter()
-        .map(|(source, (n, dermoscopic))| serde_json::json!({ "source": source, "photos": n, "taken_for_dermoscopic": *dermoscopic as f64 / *n as f64, "out_of_fold": true }))
-        .collect();
-    let predicted_kind: Vec<Kind> = scores.iter().map(|s| if domain_head.score(&s.embedding) >= 0.0 { Kind::Dermoscopic } else { Kind::Clinical }).collect();
-    // The flag: per kind, the threshold that catches `target_sensitivity` of its malignant
-    // validation photos. A screening aid should rather send too many people to a dermatologist
+    let (domain_head, domain_by_source) = fit_domain(&photos, &scores);
+    // The flag: per kind (as labelled), the threshold that catches `target_sensitivity` of its
+    // malignant validation photos. A screening aid should rather send too many people to a dermatologist
     // than too few.
     let all_probs: Vec<Vec<f32>> = scores.iter().map(|s| calibration.probabilities(&s.logits)).collect();
     let (p_mal, _) = binary_outcomes(&all_probs, &[], &malignant);
@@ -571,6 +576,8 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
         thresholds.insert(kind, threshold_for(m, target_sensitivity));
     }
     let domain = DomainConfig { head: domain_head, high_risk_thresholds: thresholds.clone() };
+    // Each photo is flagged as the page would: with the threshold of the kind it is taken for.
+    let predicted_kind: Vec<Kind> = scores.iter().map(|s| domain.kind(&s.embedding)).collect();
     let flagged = |i: usize| p_mal[i] >= thresholds[&predicted_kind[i]];
     let flag_row = |name: &str, idx: &[usize]| {
         let (mut tp, mut pos, mut tn, mut neg) = (0, 0, 0, 0);

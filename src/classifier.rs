@@ -217,10 +217,10 @@ pub struct ImageResult<'a> {
     pub malignant: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_risk: Option<bool>,
-    /// See [`Prediction::domain`]; given for every photo the model judged, gated or not.
+    /// See [`Prediction::domain`] (only when the gate is `ok`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<Kind>,
-    /// See [`Prediction::context_used`].
+    /// See [`Prediction::context_used`] (empty when gated: no result was moved).
     pub context_used: &'a [String],
     /// See [`Prediction::diagnosis`].
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,8 +247,8 @@ impl<'a> ImageResult<'a> {
             lesion_score: p.lesion_score,
             malignant: shown.then_some(p.malignant),
             high_risk: shown.then_some(p.high_risk),
-            domain: p.domain,
-            context_used: &p.context_used,
+            domain: p.domain.filter(|_| shown),
+            context_used: if shown { &p.context_used } else { &[] },
             diagnosis: shown.then_some(p.diagnosis.as_str()),
             classes: shown.then_some(&p.classes[..]),
             nodes: shown.then_some(&p.nodes[..]),

@@ -302,7 +302,7 @@ mod native {
                 }
                 None => record.extend(std::iter::repeat_n(String::new(), 3 + width)),
             }
-            record.push(p.context_used.join(";"));
+            record.push(r.context_used.join(";"));
             w.write_record(record)?;
         }
         w.flush()?;

@@ -52,7 +52,7 @@ fn csv_has_the_documented_header_and_probabilities() {
         [
             "image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis", "df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel",
             "benign", "benign_dermal", "benign_epidermal", "benign_melanocytic", "malignant", "malignant_epidermal",
-            "malignant_melanocytic"
+            "malignant_melanocytic", "context_used"
         ]
     );
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
@@ -65,8 +65,9 @@ fn csv_has_the_documented_header_and_probabilities() {
         assert!(matches!(&row[5], "true" | "false"));
         assert_eq!(&row[4], &row[19], "malignant is the malignant node's probability");
         assert!(["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"].contains(&&row[6]), "diagnosis is a class");
-        assert!(row.iter().skip(7).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
-        let v: Vec<f64> = row.iter().skip(7).map(|x| x.parse().unwrap()).collect();
+        assert_eq!(&row[22], "", "no context given");
+        assert!(row.iter().skip(7).take(15).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
+        let v: Vec<f64> = row.iter().skip(7).take(15).map(|x| x.parse().unwrap()).collect();
         let classes: f64 = v[..8].iter().sum();
         assert!((classes - 1.0).abs() < 1e-3, "classes sum to {classes}");
         assert!((v[8] + v[12] - 1.0).abs() < 1e-3, "benign + malignant = 1");

@@ -120,7 +120,8 @@ fn cli_shows_no_risk_for_gated_photos() {
     for r in &rows[..4] {
         assert!(r.iter().skip(3).all(str::is_empty), "no risk for a gated photo: {r:?}");
     }
-    assert!(rows[4][3].parse::<f64>().is_ok());
+    assert_eq!(&rows[4][3], "dermoscopic", "the kind of photo, for a photo that gets a risk");
+    assert!(rows[4][4].parse::<f64>().is_ok());
     let text = run("text");
     assert!(text.contains("no risk given (too_dark)") && text.contains("retake"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();

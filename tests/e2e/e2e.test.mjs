@@ -283,7 +283,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
   test('photos that are not usable get a reason and no risk; lesion photos of every kind get a risk', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
     const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });
-    const { model } = ready;
+    const model = ready.modelInfo;
     const ood = join(DATA, '..', 'ood', 'images');
     const firstOf = (dir, prefix) => readdirSync(dir).filter((f) => f.startsWith(prefix)).sort()[0];
     const dir = mkdtempSync(join(tmpdir(), 'dermscreen-gate-'));
@@ -349,7 +349,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
   test('optional patient context: the form\'s answers are used and named; cleared, the photo alone counts', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
     const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });
-    assert.ok(ready.model.context_fields.includes('bled'), 'the model takes context');
+    assert.ok(ready.modelInfo.context_fields.includes('bled'), 'the model takes context');
     const photo = join(DATA, 'images', samples[0].file);
     const check = async () => {
       const event = nextResult(page);

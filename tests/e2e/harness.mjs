@@ -142,7 +142,7 @@ export async function openApp(context, url, { backend, path = '/' } = {}) {
     await customElements.whenDefined('derm-screen');
     const el = document.querySelector('derm-screen');
     const r = await el.ready;
-    return { backend: r.backend, backendReason: r.backendReason, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name };
+    return { backend: r.backend, backendReason: r.backendReason, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name, modelInfo: r.model };
   });
   return { page, ready, problems };
 }

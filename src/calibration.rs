@@ -26,10 +26,14 @@ impl Calibration {
         Self { scale: 1.0, bias: vec![0.0; classes], population: population.into() }
     }
 
+    /// The calibrated logits `scale * z + bias` (what the softmax and the context head see).
+    pub fn logits(&self, z: &[f32]) -> Vec<f32> {
+        z.iter().zip(&self.bias).map(|(z, b)| self.scale * z + b).collect()
+    }
+
     /// Calibrated training-class probabilities for averaged, logit-adjusted logits `z`.
     pub fn probabilities(&self, z: &[f32]) -> Vec<f32> {
-        let scaled: Vec<f32> = z.iter().zip(&self.bias).map(|(z, b)| self.scale * z + b).collect();
-        softmax(&scaled)
+        softmax(&self.logits(z))
     }
 }
 

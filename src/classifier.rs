@@ -562,7 +562,7 @@ impl Classifier {
     /// Calibrated probabilities with `offsets` added to the calibrated logits (the context's shift).
     pub fn probabilities_with(&self, z: &[f32], offsets: &[f32]) -> Vec<f32> {
         let calibrated: Vec<f32> = match &self.meta.calibration {
-            Some(c) => z.iter().zip(&c.bias).map(|(z, b)| c.scale * z + b).collect(),
+            Some(c) => c.logits(z),
             None => z.to_vec(),
         };
         softmax(&calibrated.iter().zip(offsets).map(|(a, b)| a + b).collect::<Vec<_>>())

@@ -631,7 +631,7 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
         gated_by_source,
         context: serde_json::Value::Null,
     };
-    let calibrated: Vec<Vec<f32>> = z.iter().map(|z| z.iter().zip(&calibration.bias).map(|(z, b)| calibration.scale * z + b).collect()).collect();
+    let calibrated: Vec<Vec<f32>> = z.iter().map(|z| calibration.logits(z)).collect();
     let contexts: Vec<Context> = labelled.iter().map(|&i| photos[i].context.clone()).collect();
     let sources: Vec<&str> = labelled.iter().map(|&i| photos[i].source.as_str()).collect();
     let photo_thresholds: Vec<f32> = labelled.iter().map(|&i| thresholds[&predicted_kind[i]]).collect();

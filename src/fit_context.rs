@@ -124,14 +124,15 @@ pub fn fit_and_measure(
         let (a, b) = (summary(&without)?, summary(&with)?);
         let fields: Vec<&str> = FIELDS.into_iter().filter(|f| idx.iter().any(|&i| contexts[i].has(f))).collect();
         let task = |t: &str| serde_json::json!([a.auc(t), b.auc(t)]);
+        let (flag_without, flag_with) = (flag(&idx, &without), flag(&idx, &with));
         rows.push(serde_json::json!({
             "source": name, "photos": idx.len(), "fields_recorded": fields,
             "auc_malignant_vs_benign": task("malignant_vs_benign"),
             "auc_melanoma_vs_nevus": task("melanoma_vs_nevus"),
             "auc_carcinoma_vs_keratosis": task("carcinoma_vs_keratosis"),
             "balanced_accuracy": [a.balanced_accuracy, b.balanced_accuracy],
-            "flag_sensitivity": [flag(&idx, &without).0, flag(&idx, &with).0],
-            "flag_specificity": [flag(&idx, &without).1, flag(&idx, &with).1],
+            "flag_sensitivity": [flag_without.0, flag_with.0],
+            "flag_specificity": [flag_without.1, flag_with.1],
             "note": "[without, with] context; out of fold by lesion or patient",
         }));
     }

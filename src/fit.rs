@@ -290,6 +290,7 @@ pub fn fit_gate(photos: &[GatePhoto], groups: &[String]) -> (GateConfig, GateRep
         min_sharpness: MIN_SHARPNESS,
         min_spot: MIN_SPOT,
         min_spot_contrast: MIN_SPOT_CONTRAST,
+        min_redness: crate::gate::MIN_REDNESS,
     };
     (gate, GateReport { auroc: auc(&positives), threshold, rows })
 }

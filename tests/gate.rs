@@ -71,6 +71,16 @@ fn unusable_photos_are_gated_with_the_right_reason() {
     let far = dir.join("far.png");
     dermscreen::synthetic::DrawnLesion { side: 256, cx: 0.5, cy: 0.5, radius: 0.03 }.image().save(&far).unwrap();
     assert_eq!(predict(&c, &far).gate, Gate::SpotTooSmall, "a spot a few pixels wide: move closer");
+    // Like a browser's fake camera: a flat green frame with a lighter green disc. The lesion
+    // head alone once took such a frame for a confident lesion; the colour check turns it away.
+    let pattern = dir.join("pattern.png");
+    RgbImage::from_fn(640, 360, |x, y| {
+        let (dx, dy) = (x as f32 - 320.0, y as f32 - 180.0);
+        if dx * dx + dy * dy < 90.0 * 90.0 { Rgb([70, 255, 20]) } else { Rgb([0, 136, 0]) }
+    })
+    .save(&pattern)
+    .unwrap();
+    assert_eq!(predict(&c, &pattern).gate, Gate::NotASkinSpot, "a green test pattern is not skin");
     for (prefix, at_least) in [("bsds_", 18), ("skin_", 14)] {
         let photos = common::shared_images("ood", prefix, 20);
         let gated = photos.iter().filter(|p| predict(&c, p).gate == Gate::NotASkinSpot).count();

@@ -38,6 +38,16 @@ impl NetConfig {
         }
     }
 
+    /// The same network with `factor` times the channels in the stem and every stage (rounded
+    /// to a multiple of 8, which keeps SIMD lanes and GPU workgroups full); compute grows with
+    /// the square of `factor`.
+    pub fn widened(mut self, factor: f64) -> Self {
+        let scale = |c: usize| (((c as f64 * factor) / 8.0).round() as usize).max(1) * 8;
+        self.stem_channels = scale(self.stem_channels);
+        self.stage_channels = self.stage_channels.iter().map(|&c| scale(c)).collect();
+        self
+    }
+
     /// Builds the network with fresh weights on `device`.
     pub fn init(&self, device: &Device) -> Net {
         let stem = ConvBn::new(3, self.stem_channels, 5, 2, device);
@@ -233,5 +243,17 @@ mod tests {
         let scale = expected.clone().abs().max().into_scalar::<f32>();
         let diff = (got - expected).abs().max().into_scalar::<f32>();
         assert!(scale > 0.1 && diff <= 1e-4 * scale, "max |folded - unfolded| {diff} at output scale {scale}");
+    }
+
+    #[test]
+    fn widening_scales_every_stage_and_keeps_the_shape_of_the_net() {
+        let base = NetConfig::resnet_small(8);
+        let wide = base.clone().widened(1.5);
+        assert_eq!(wide.stem_channels, 48);
+        assert_eq!(wide.stage_channels, [48, 96, 192, 384]);
+        assert_eq!((wide.blocks_per_stage.clone(), wide.num_classes), (base.blocks_per_stage.clone(), 8));
+        assert_eq!(base.clone().widened(1.0), base);
+        let logits = wide.init(&Device::flex()).forward(Tensor::<4>::zeros([1, 3, 48, 48], &Device::flex()));
+        assert_eq!(logits.dims(), [1, 8]);
     }
 }

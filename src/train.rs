@@ -89,7 +89,12 @@ pub struct TrainConfig {
     /// of photo (dermoscopic, clinical).
     #[arg(long, default_value_t = 0.9)]
     pub target_sensitivity: f64,
-    /// Architecture; `None` is [`NetConfig::resnet_small`]. Set in code, not on the command line.
+    /// Channel multiplier of the stem and every stage (1 = the shipped ~1.5 M parameters;
+    /// compute grows with its square).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Architecture; `None` is [`NetConfig::resnet_small`] widened by `width`. Set in code,
+    /// not on the command line.
     #[arg(skip)]
     pub net: Option<NetConfig>,
 }
@@ -565,7 +570,7 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     let taxonomy = Taxonomy::bundled();
     let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
     let k = data.training_classes.len();
-    let net_cfg = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(k));
+    let net_cfg = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(k).widened(cfg.width));
     if net_cfg.num_classes != k {
         bail!("architecture has {} outputs but the partition gives {k} classes", net_cfg.num_classes);
     }

@@ -141,18 +141,19 @@ fn read_contexts(table: &Path, spec: &SourceSpec, rows: usize) -> Result<Vec<Con
     Ok(contexts)
 }
 
-/// Errors reading a dataset folder.
+/// Errors reading a dataset folder. The message names the file; the cause is the error's
+/// `source()` (printed after it by `{:#}`), never repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: missing column '{column}'")]
     MissingColumn { path: PathBuf, column: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
-    #[error("{table}: {source}")]
+    #[error("{table}")]
     Context { table: PathBuf, source: ContextError },
     #[error("{path}: unknown kind of photo '{kind}' (dermoscopic or clinical)")]
     UnknownKind { path: PathBuf, kind: String },

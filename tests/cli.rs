@@ -157,6 +157,15 @@ fn missing_model_is_a_clear_error() {
 }
 
 #[test]
+fn missing_label_table_is_named_once_with_its_cause_once() {
+    let out = dermscreen(&["evaluate", "--images", ".", "--labels", "no-such-labels.csv", "--out", "no-such-report"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("no-such-labels.csv").count(), 1, "{stderr}");
+    assert_eq!(stderr.to_lowercase().matches("no such file").count(), 1, "{stderr}");
+}
+
+#[test]
 fn text_output_says_it_is_a_screening_aid() {
     let out = dermscreen(&["classify", common::image(&held_out(1)[0].0).to_str().unwrap()]);
     assert!(out.status.success());

@@ -175,6 +175,10 @@ struct EpochLog {
     val_balanced_accuracy: Option<f64>,
     val_auc_mel_nv: Option<f64>,
     val_auc_kc_bkl: Option<f64>,
+    /// Melanoma vs nevus on each source's validation photos: one source can fall behind while
+    /// the pooled AUC rises.
+    #[serde(default)]
+    val_auc_mel_nv_by_source: Vec<(String, Option<f64>)>,
     images_per_second: f64,
     seconds: f64,
 }
@@ -486,7 +490,7 @@ impl Trainer<'_> {
         let train_secs = started.elapsed().as_secs_f64();
         let images_per_second = (self.steps_per_epoch * self.cfg.batch_size) as f64 / train_secs;
         if !scored {
-            let log = EpochLog { epoch: epoch + 1, train_loss, val_loss: None, val_balanced_accuracy: None, val_auc_mel_nv: None, val_auc_kc_bkl: None, images_per_second, seconds: train_secs };
+            let log = EpochLog { epoch: epoch + 1, train_loss, val_loss: None, val_balanced_accuracy: None, val_auc_mel_nv: None, val_auc_kc_bkl: None, val_auc_mel_nv_by_source: Vec::new(), images_per_second, seconds: train_secs };
             eprintln!("epoch {}/{}: train loss {:.4}, {:.0} img/s, {:.0} s", log.epoch, self.cfg.epochs, train_loss, images_per_second, train_secs);
             return Ok(log);
         }
@@ -500,6 +504,7 @@ impl Trainer<'_> {
             val_balanced_accuracy: Some(summary.balanced_accuracy),
             val_auc_mel_nv: summary.auc("melanoma_vs_nevus"),
             val_auc_kc_bkl: summary.auc("carcinoma_vs_keratosis"),
+            val_auc_mel_nv_by_source: self.mel_nv_by_source(&val_probs)?,
             images_per_second,
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -515,7 +520,30 @@ impl Trainer<'_> {
             log.images_per_second,
             log.seconds
         );
+        let by_source: Vec<String> = log.val_auc_mel_nv_by_source.iter().map(|(s, auc)| format!("{s} {}", fmt_opt(*auc))).collect();
+        eprintln!("  AUC mel/nv by source: {}", by_source.join(", "));
         Ok(log)
+    }
+
+    /// Melanoma vs nevus AUC on each source's validation photos, in the order the sources come.
+    fn mel_nv_by_source(&self, probs: &[Vec<f32>]) -> Result<Vec<(String, Option<f64>)>> {
+        let d = self.data;
+        let mut sources: Vec<&str> = Vec::new();
+        for s in &d.val_samples {
+            if !sources.contains(&s.source.as_str()) {
+                sources.push(&s.source);
+            }
+        }
+        sources
+            .into_iter()
+            .map(|source| {
+                let at: Vec<usize> = (0..d.val_samples.len()).filter(|&i| d.val_samples[i].source == source).collect();
+                let labels: Vec<usize> = at.iter().map(|&i| d.val_labels[i]).collect();
+                let probs: Vec<Vec<f32>> = at.iter().map(|&i| probs[i].clone()).collect();
+                let summary = report::summarise(&d.training_classes, self.taxonomy, &labels, &probs)?;
+                Ok((source.to_string(), summary.auc("melanoma_vs_nevus")))
+            })
+            .collect()
     }
 }
 

@@ -30,6 +30,8 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     let history: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
     let epochs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 2]);
+    let by_source: Vec<&str> = history[1]["val_auc_mel_nv_by_source"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
+    assert_eq!(by_source, ["ham10000", "bcn_20000", "msk", "pad_ufes_20"], "validation is scored per source");
     let c = Classifier::load_dir(&out, Device::flex()).unwrap();
     assert!(c.meta().training_classes.iter().any(|k| k == "scc"), "squamous cell carcinoma is trained on");
     let domain = c.meta().domain.as_ref().expect("the export fits the domain head");

@@ -14,27 +14,12 @@ use crate::dataset::Kind;
 use std::collections::BTreeMap;
 use crate::dataset::{find_image, fnv1a, read_columns};
 use crate::eval::{argmax, auc as roc_auc};
-use crate::gate::{GateConfig, LesionHead};
+use crate::gate::{GateConfig, LesionHead, MAX_CLIPPED, MIN_LUMINANCE, MIN_REDNESS, MIN_SHARPNESS, MIN_SPOT, MIN_SPOT_CONTRAST};
 use argmin::core::{CostFunction, Error, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use serde::Serialize;
 
-/// Pixel-quality limits, chosen by measurement on every lesion photo in `../shared/data`
-/// (HAM10000 validation, BCN, MSK, PAD phone photos) so that well under 1% of them are gated,
-/// while a frame darkened to 15% or blurred by 2 px (at the 112 px model input) is.
-pub const MIN_LUMINANCE: f32 = 0.15;
-/// See [`MIN_LUMINANCE`].
-pub const MAX_CLIPPED: f32 = 0.5;
-/// See [`MIN_LUMINANCE`].
-pub const MIN_SHARPNESS: f32 = 0.5;
-/// A darker class (Otsu) under 0.8% of the frame, clearly darker than the rest, is a spot too
-/// small to judge: a drawn spot of radius 3% of the frame is (0.6%), one of 5% is not (1.1%).
-/// 1.1% of the MSK photos and 0.05% of HAM10000's fall under it, none of BCN's or the phone
-/// photos' (MSK then loses 2.9% of its photos to the gate in all, the most of any source).
-pub const MIN_SPOT: f32 = 0.008;
-/// See [`MIN_SPOT`].
-pub const MIN_SPOT_CONTRAST: f32 = 0.15;
 /// The most lesion photos of any one source the lesion-score threshold may gate (out of fold).
 pub const MAX_GATED_PER_SOURCE: f64 = 0.02;
 /// L2 weight of the lesion head (on standardised features) and of the calibration bias.
@@ -290,7 +275,7 @@ pub fn fit_gate(photos: &[GatePhoto], groups: &[String]) -> (GateConfig, GateRep
         min_sharpness: MIN_SHARPNESS,
         min_spot: MIN_SPOT,
         min_spot_contrast: MIN_SPOT_CONTRAST,
-        min_redness: crate::gate::MIN_REDNESS,
+        min_redness: MIN_REDNESS,
     };
     (gate, GateReport { auroc: auc(&positives), threshold, rows })
 }

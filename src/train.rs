@@ -1,11 +1,12 @@
 //! The trainer (feature `train`): the sources of `taxonomy/sources.json` (dermoscopy from three
 //! clinics' collections, phone photos) -> a split grouped by lesion or patient within each
-//! source -> augmented, class- and source-balanced batches -> AdamW with warm-up and cosine decay -> checkpoints, validation metrics, and the
-//! shipped artefacts (`model.bpk`, `model.json`, `metrics.json`).
+//! source -> augmented, class- and source-balanced batches -> AdamW with warm-up and cosine
+//! decay -> checkpoints, validation metrics, and the shipped artefacts (`model.bpk`, `model.json`, `metrics.json`).
 //!
-//! [`run`] hands off in the order of a run: [`RunData::prepare`] (split, partition, decode),
-//! [`Trainer::epoch`] (the batch thread feeds the optimiser), [`Trainer::validate`] (an
-//! [`EpochLog`]), [`save_checkpoint`], and [`ship`] (export, threshold, metrics).
+//! [`run`] hands off in the order of a run (private items, so plain names here):
+//! `RunData::prepare` (split, partition, decode), `Trainer::epoch` (the batch thread feeds the
+//! optimiser), `Trainer::validate` (an `EpochLog`), `save_checkpoint`, and `ship` (export,
+//! threshold, metrics).
 
 use crate::classifier::{self, Classifier, ModelMeta, WeightsInfo, META_FORMAT};
 use crate::augment::{augment, Aug, AugConfig};

@@ -528,23 +528,8 @@ impl Trainer<'_> {
 
     /// Melanoma vs nevus AUC on each source's validation photos, in the order the sources come.
     fn mel_nv_by_source(&self, probs: &[Vec<f32>]) -> Result<Vec<(String, Option<f64>)>> {
-        let d = self.data;
-        let mut sources: Vec<&str> = Vec::new();
-        for s in &d.val_samples {
-            if !sources.contains(&s.source.as_str()) {
-                sources.push(&s.source);
-            }
-        }
-        sources
-            .into_iter()
-            .map(|source| {
-                let at: Vec<usize> = (0..d.val_samples.len()).filter(|&i| d.val_samples[i].source == source).collect();
-                let labels: Vec<usize> = at.iter().map(|&i| d.val_labels[i]).collect();
-                let probs: Vec<Vec<f32>> = at.iter().map(|&i| probs[i].clone()).collect();
-                let summary = report::summarise(&d.training_classes, self.taxonomy, &labels, &probs)?;
-                Ok((source.to_string(), summary.auc("melanoma_vs_nevus")))
-            })
-            .collect()
+        let by_source = summaries_by(self.data, self.taxonomy, probs, |s| vec![s.source.clone()])?;
+        Ok(by_source.into_iter().map(|(source, summary)| (source, summary.auc("melanoma_vs_nevus"))).collect())
     }
 }
 
@@ -718,17 +703,33 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
 /// probabilities, as during training).
 fn validation_by_source(data: &RunData, taxonomy: &Taxonomy, probs: &[Vec<f32>]) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
-    let keys: Vec<(String, String)> = data.val_samples.iter().map(|s| (s.source.clone(), s.kind.as_str().to_string())).collect();
-    let mut names: Vec<String> = keys.iter().flat_map(|(s, k)| [s.clone(), k.clone()]).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let at: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].0 == name || keys[i].1 == name).collect();
-        let labels: Vec<usize> = at.iter().map(|&i| data.val_labels[i]).collect();
-        let p: Vec<Vec<f32>> = at.iter().map(|&i| probs[i].clone()).collect();
-        out.insert(name, serde_json::to_value(report::summarise(&data.training_classes, taxonomy, &labels, &p)?)?);
+    for (name, summary) in summaries_by(data, taxonomy, probs, |s| vec![s.source.clone(), s.kind.as_str().to_string()])? {
+        out.insert(name, serde_json::to_value(summary)?);
     }
     Ok(serde_json::Value::Object(out))
+}
+
+/// The validation summary of each group of validation photos: `groups` names those a photo
+/// belongs to (its source, say, and its kind). Groups come in the order they first appear.
+fn summaries_by(data: &RunData, taxonomy: &Taxonomy, probs: &[Vec<f32>], groups: impl Fn(&Sample) -> Vec<String>) -> Result<Vec<(String, report::Summary)>> {
+    let mut members: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, sample) in data.val_samples.iter().enumerate() {
+        for name in groups(sample) {
+            match members.iter_mut().find(|(g, _)| *g == name) {
+                Some((_, at)) if at.last() == Some(&i) => {} // a source named like a kind: count the photo once
+                Some((_, at)) => at.push(i),
+                None => members.push((name, vec![i])),
+            }
+        }
+    }
+    members
+        .into_iter()
+        .map(|(name, at)| {
+            let labels: Vec<usize> = at.iter().map(|&i| data.val_labels[i]).collect();
+            let p: Vec<Vec<f32>> = at.iter().map(|&i| probs[i].clone()).collect();
+            Ok((name, report::summarise(&data.training_classes, taxonomy, &labels, &p)?))
+        })
+        .collect()
 }
 
 fn weights_info(file: &str, bytes: &[u8], precision: &str) -> WeightsInfo {

@@ -94,6 +94,11 @@ pub struct TrainConfig {
     /// compute grows with its square).
     #[arg(long, default_value_t = 1.0)]
     pub width: f64,
+    /// Start from the last checkpoint of this run folder instead of random weights (fine-tuning,
+    /// e.g. at a larger `--input-size`: the network pools globally, so its weights fit any
+    /// size). That run must have the same architecture and the same split.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Architecture; `None` is [`NetConfig::resnet_small`] widened by `width`. Set in code,
     /// not on the command line.
     #[arg(skip)]
@@ -561,12 +566,44 @@ fn save_checkpoint(paths: &RunPaths, net: &Net, optim: &ModuleOptimizer, state: 
 /// The network, optimiser and progress of the last checkpoint.
 fn load_checkpoint(paths: &RunPaths, net: Net, optim: ModuleOptimizer, device: &Device) -> Result<(Net, ModuleOptimizer, TrainState)> {
     let state: TrainState = serde_json::from_slice(&std::fs::read(paths.checkpoint_state())?)?;
-    let net = net.load_file(paths.checkpoint_model()).fork(device);
+    let net = net
+        .try_load_file(paths.checkpoint_model())
+        .map_err(|e| anyhow::anyhow!("loading {}: {e}", paths.checkpoint_model().display()))?
+        .fork(device);
     let optim = optim
         .load(paths.checkpoint_optimizer())
         .map_err(|e| anyhow::anyhow!("loading optimizer state: {e}"))?;
     eprintln!("resuming after epoch {}", state.epochs_done);
     Ok((net, optim, state))
+}
+
+/// Refuses `--init-from` unless that run has this architecture and this split: a network
+/// trained on another split has seen some of this run's validation photos, and its scores here
+/// would flatter it. Checked before the photos are decoded, so a mistake fails at once.
+fn check_init_from(from: &Path, cfg: &TrainConfig) -> Result<()> {
+    let path = RunPaths(from.to_path_buf()).config();
+    let saved = std::fs::read(&path).with_context(|| format!("--init-from: reading {}", path.display()))?;
+    let theirs: TrainConfig = serde_json::from_slice(&saved).with_context(|| format!("--init-from: reading {}", path.display()))?;
+    if (theirs.width, &theirs.net) != (cfg.width, &cfg.net) {
+        bail!("--init-from {}: its network differs from this run's (--width {} there, {} here)", from.display(), theirs.width, cfg.width);
+    }
+    let split = |c: &TrainConfig| (c.data.clone(), c.sources.clone(), c.seed, c.val_fraction.to_bits(), c.limit_train, c.max_class_size);
+    if split(&theirs) != split(cfg) {
+        bail!(
+            "--init-from {}: it was split differently (data, sources, seed, --val-fraction, --limit-train or --max-class-size differ), so it has trained on this run's validation photos",
+            from.display()
+        );
+    }
+    Ok(())
+}
+
+/// The network of the last checkpoint in run folder `from`, to fine-tune.
+fn load_initial_weights(from: &Path, net: Net, device: &Device) -> Result<Net> {
+    let path = RunPaths(from.to_path_buf()).checkpoint_model();
+    eprintln!("starting from the weights of {}", path.display());
+    net.try_load_file(&path)
+        .map(|net| net.fork(device))
+        .map_err(|e| anyhow::anyhow!("--init-from: loading {}: {e}", path.display()))
 }
 
 /// Runs (or resumes) a training run into `out`.
@@ -580,6 +617,10 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     } else {
         cfg
     };
+    let resuming = resume && paths.checkpoint_state().exists();
+    if let (false, Some(from)) = (resuming, &cfg.init_from) {
+        check_init_from(from, &cfg)?;
+    }
     write_json(&paths.config(), &cfg)?;
     let taxonomy = Taxonomy::bundled();
     let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
@@ -593,8 +634,10 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     let mut net = net_cfg.init(&device);
     let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let mut state = TrainState::default();
-    if resume && paths.checkpoint_state().exists() {
+    if resuming {
         (net, optim, state) = load_checkpoint(&paths, net, optim, &device)?;
+    } else if let Some(from) = &cfg.init_from {
+        net = load_initial_weights(from, net, &device)?;
     }
     let full_steps = data.train_items.len() / cfg.batch_size;
     let trainer = Trainer {
@@ -798,5 +841,32 @@ mod tests {
         assert!(lr_at(&cfg, 0, 100) < 0.05);
         assert!((lr_at(&cfg, 100, 100) - 1.0).abs() < 1e-9);
         assert!(lr_at(&cfg, 999, 100) < 1e-3);
+    }
+
+    #[test]
+    fn init_from_takes_that_runs_weights_and_refuses_another_split_or_network() {
+        let dir = std::env::temp_dir().join(format!("dermscreen-init-from-{}", std::process::id()));
+        let paths = RunPaths(dir.clone());
+        std::fs::create_dir_all(paths.checkpoint()).unwrap();
+        let cfg = TrainConfig::default();
+        write_json(&paths.config(), &cfg).unwrap();
+        let device = training_device();
+        device.seed(1);
+        let theirs = NetConfig::resnet_small(8).init(&device);
+        theirs.clone().save_file(paths.checkpoint_model()).unwrap();
+        device.seed(2);
+        let fresh = NetConfig::resnet_small(8).init(&device);
+        let head = |n: &Net| n.head.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        assert_ne!(head(&fresh), head(&theirs), "two seeds give two networks");
+
+        check_init_from(&dir, &cfg).unwrap();
+        let loaded = load_initial_weights(&dir, fresh, &device).unwrap();
+        assert_eq!(head(&loaded), head(&theirs));
+
+        let other_split = check_init_from(&dir, &TrainConfig { seed: 7, ..cfg.clone() }).unwrap_err();
+        assert!(other_split.to_string().contains("split differently"), "{other_split}");
+        let wider = check_init_from(&dir, &TrainConfig { width: 1.5, ..cfg }).unwrap_err();
+        assert!(wider.to_string().contains("network differs"), "{wider}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

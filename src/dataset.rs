@@ -110,8 +110,9 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
     let folder = root.join(&spec.folder);
     let table = folder.join(&spec.table);
     let filter = spec.only.as_ref().map_or(spec.dx_column.as_str(), |f| f.column.as_str());
-    let rows = read_columns(&table, [spec.image_column.as_str(), spec.dx_column.as_str(), spec.group_column.as_str(), filter])?;
-    let contexts = read_contexts(&table, spec, rows.len())?;
+    let rows = Table::read(&table)?;
+    let contexts = read_contexts(&rows, spec)?;
+    let rows = rows.columns([spec.image_column.as_str(), spec.dx_column.as_str(), spec.group_column.as_str(), filter])?;
     let images = folder.join(&spec.images);
     let mut out = Vec::new();
     for ([image, dx, group, filter_value], context) in rows.into_iter().zip(contexts) {
@@ -128,14 +129,14 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
 }
 
 /// Each row's context, from the columns and value maps `spec` names.
-fn read_contexts(table: &Path, spec: &SourceSpec, rows: usize) -> Result<Vec<Context>, DatasetError> {
-    let mut contexts = vec![Context::default(); rows];
+fn read_contexts(table: &Table, spec: &SourceSpec) -> Result<Vec<Context>, DatasetError> {
+    let mut contexts = vec![Context::default(); table.rows.len()];
     for (field, column) in &spec.context_columns {
-        let values = read_columns(table, [column.as_str()])?;
+        let values = table.columns([column.as_str()])?;
         let map = spec.context_values.get(field);
         for (c, [raw]) in contexts.iter_mut().zip(values) {
             let value = map.and_then(|m| m.get(&raw)).cloned().unwrap_or(raw);
-            c.set(field, &value).map_err(|source| DatasetError::Context { table: table.to_path_buf(), source })?;
+            c.set(field, &value).map_err(|source| DatasetError::Context { table: table.path.clone(), source })?;
         }
     }
     Ok(contexts)
@@ -161,24 +162,44 @@ pub enum DatasetError {
     MissingImage { table: PathBuf, image: String },
 }
 
+/// A CSV file read once: its header and its rows, for picking columns by name.
+pub struct Table {
+    path: PathBuf,
+    headers: csv::StringRecord,
+    rows: Vec<csv::StringRecord>,
+}
+
+impl Table {
+    /// Reads the whole file at `path`.
+    pub fn read(path: &Path) -> Result<Self, DatasetError> {
+        let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
+        let mut rdr = csv::Reader::from_path(path).map_err(csv_err)?;
+        let headers = rdr.headers().map_err(csv_err)?.clone();
+        let rows = rdr.records().collect::<Result<_, _>>().map_err(csv_err)?;
+        Ok(Self { path: path.to_path_buf(), headers, rows })
+    }
+
+    /// Whether the header names `column`.
+    pub fn has(&self, column: &str) -> bool {
+        self.headers.iter().any(|h| h == column)
+    }
+
+    /// The named columns, in that order, for every row; an error names a missing column.
+    pub fn columns<const N: usize>(&self, columns: [&str; N]) -> Result<Vec<[String; N]>, DatasetError> {
+        let mut at = [0usize; N];
+        for (slot, name) in at.iter_mut().zip(columns) {
+            *slot = self.headers.iter().position(|h| h == name).ok_or_else(|| DatasetError::MissingColumn {
+                path: self.path.clone(),
+                column: name.to_string(),
+            })?;
+        }
+        Ok(self.rows.iter().map(|rec| at.map(|i| rec.get(i).unwrap_or_default().to_string())).collect())
+    }
+}
+
 /// Reads the named columns of a CSV file, in that order, for every row.
 pub fn read_columns<const N: usize>(path: &Path, columns: [&str; N]) -> Result<Vec<[String; N]>, DatasetError> {
-    let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
-    let mut rdr = csv::Reader::from_path(path).map_err(csv_err)?;
-    let headers = rdr.headers().map_err(csv_err)?.clone();
-    let mut at = [0usize; N];
-    for (slot, name) in at.iter_mut().zip(columns) {
-        *slot = headers.iter().position(|h| h == name).ok_or_else(|| DatasetError::MissingColumn {
-            path: path.to_path_buf(),
-            column: name.to_string(),
-        })?;
-    }
-    rdr.records()
-        .map(|rec| {
-            let rec = rec.map_err(csv_err)?;
-            Ok(at.map(|i| rec.get(i).unwrap_or_default().to_string()))
-        })
-        .collect()
+    Table::read(path)?.columns(columns)
 }
 
 /// One row of a label table (`image,dx`, optionally `source` and `kind`), what `evaluate`
@@ -198,14 +219,13 @@ pub struct Label {
 /// Reads a label table with columns `image` and `dx`, and `source` and `kind` where present
 /// (others are ignored), such as `model/validation_split.csv`.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
-    let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
-    let headers = csv::Reader::from_path(path).map_err(csv_err)?.headers().map_err(csv_err)?.clone();
-    let rows = read_columns(path, ["image", "dx"])?;
+    let table = Table::read(path)?;
+    let rows = table.columns(["image", "dx"])?;
     let optional = |name: &str| -> Result<Option<Vec<String>>, DatasetError> {
-        if !headers.iter().any(|h| h == name) {
+        if !table.has(name) {
             return Ok(None);
         }
-        Ok(Some(read_columns(path, [name])?.into_iter().map(|[v]| v).collect()))
+        Ok(Some(table.columns([name])?.into_iter().map(|[v]| v).collect()))
     };
     let (sources, kinds) = (optional("source")?, optional("kind")?);
     rows.into_iter()

@@ -12,7 +12,7 @@ use crate::classifier::{Classifier, DomainConfig, Scores};
 use crate::context::{Context, ContextHead, FIELDS};
 use crate::dataset::Kind;
 use std::collections::BTreeMap;
-use crate::dataset::{find_image, fnv1a, read_columns};
+use crate::dataset::{find_image, fnv1a, read_columns, Table};
 use crate::eval::{argmax, auc as roc_auc};
 use crate::gate::{GateConfig, LesionHead, MAX_CLIPPED, MIN_LUMINANCE, MIN_REDNESS, MIN_SHARPNESS, MIN_SPOT, MIN_SPOT_CONTRAST};
 use argmin::core::{CostFunction, Error, Executor, Gradient, State};
@@ -380,8 +380,9 @@ pub struct LabelledPhoto {
 /// and the non-lesion photos of `ood/`. None of these was trained on.
 pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path) -> anyhow::Result<Vec<LabelledPhoto>> {
     let mut out = Vec::new();
-    let contexts = read_columns(val_labels, FIELDS)?;
-    for ([image, dx, source, kind, group], values) in read_columns(val_labels, ["image", "dx", "source", "kind", "group"])?.into_iter().zip(contexts) {
+    let table = Table::read(val_labels)?;
+    let contexts = table.columns(FIELDS)?;
+    for ([image, dx, source, kind, group], values) in table.columns(["image", "dx", "source", "kind", "group"])?.into_iter().zip(contexts) {
         let kind = Kind::parse(&kind).ok_or_else(|| anyhow::anyhow!("{}: unknown kind '{kind}'", val_labels.display()))?;
         let context = Context::from_pairs(FIELDS.into_iter().zip(values.iter().map(String::as_str)))?;
         out.push(LabelledPhoto { path: root.join(image), dx, group, source, kind: Some(kind), lesion: true, context });

@@ -5,8 +5,9 @@
 
 mod common;
 
-use dermscreen::dataset::{read_source, read_sources, split_by_group, Kind};
-use std::collections::HashSet;
+use dermscreen::context::{Context, FIELDS};
+use dermscreen::dataset::{read_source, read_sources, split_by_group, Kind, Table};
+use std::collections::{HashMap, HashSet};
 
 #[test]
 fn the_shipped_split_is_grouped_within_every_source_and_covers_both_kinds() {
@@ -18,6 +19,18 @@ fn the_shipped_split_is_grouped_within_every_source_and_covers_both_kinds() {
     let shipped: HashSet<String> = common::validation_rows().into_iter().map(|l| l.image).collect();
     let rebuilt: HashSet<String> = split.val.iter().map(|s| s.image.clone()).collect();
     assert_eq!(shipped, rebuilt, "model/validation_split.csv is the trainer's validation split");
+    // The patient context the export fitted its context head on is what the sources say now.
+    let table = Table::read(&common::root().join("model/validation_split.csv")).unwrap();
+    let shipped_context: HashMap<String, Context> = table
+        .columns(["image"])
+        .unwrap()
+        .into_iter()
+        .zip(table.columns(FIELDS).unwrap())
+        .map(|([image], values)| (image, Context::from_pairs(FIELDS.into_iter().zip(values.iter().map(String::as_str))).unwrap()))
+        .collect();
+    let differing: Vec<_> = split.val.iter().filter(|s| shipped_context[&s.image] != s.context).map(|s| &s.image).collect();
+    assert!(differing.is_empty(), "context differs for {} photos, e.g. {:?}", differing.len(), differing.first());
+    assert!(split.val.iter().filter(|s| s.context.has("age")).count() > 4000, "ages are read");
     let held_out: HashSet<(&str, &str)> = split.val.iter().map(|s| (s.source.as_str(), s.group.as_str())).collect();
     let straddling: Vec<_> = split.train.iter().filter(|s| held_out.contains(&(s.source.as_str(), s.group.as_str()))).collect();
     assert!(straddling.is_empty(), "groups on both sides: {:?}", &straddling[..straddling.len().min(3)]);

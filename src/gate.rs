@@ -64,7 +64,8 @@ pub struct Quality {
     pub luminance: f32,
     /// Share of pixels whose three channels are all at 250 or more (blown-out white).
     pub clipped: f32,
-    /// Variance of the 4-neighbour Laplacian of luminance, times 10^4: low means blurry.
+    /// Variance of the 4-neighbour Laplacian of luminance, times 10^4, in units of a
+    /// [`SHARPNESS_REFERENCE_SIZE`] px input: low means blurry.
     pub sharpness: f32,
     /// Share of pixels in the darker of the two luminance classes Otsu's threshold separates:
     /// the spot's share of the frame when a darker spot sits on lighter skin.
@@ -130,7 +131,7 @@ impl Quality {
         Self {
             luminance: luma.iter().sum::<f32>() / n as f32,
             clipped: clipped as f32 / n as f32,
-            sharpness: var * 1e4,
+            sharpness: var * 1e4 * (s as f32 / SHARPNESS_REFERENCE_SIZE).powi(4),
             spot,
             contrast,
             redness,
@@ -169,6 +170,12 @@ pub const MIN_LUMINANCE: f32 = 0.15;
 pub const MAX_CLIPPED: f32 = 0.5;
 /// See [`MIN_LUMINANCE`].
 pub const MIN_SHARPNESS: f32 = 0.5;
+/// The input size [`MIN_SHARPNESS`] was measured at. On a smooth (blurred) frame the Laplacian
+/// shrinks with the square of the pixel's size, so its variance goes as size^-4: a model with a
+/// larger input would call sharp photos blurry (at 144 px, 2.8% of BCN's 84 px photos) unless
+/// [`Quality::sharpness`] is rescaled to this size, which makes one limit mean the same blur at
+/// any input size.
+pub const SHARPNESS_REFERENCE_SIZE: f32 = 112.0;
 /// A darker class (Otsu) under 0.8% of the frame, clearly darker than the rest, is a spot too
 /// small to judge: a drawn spot of radius 3% of the frame is (0.6%), one of 5% is not (1.1%).
 /// 1.1% of the MSK photos and 0.05% of HAM10000's fall under it, none of BCN's or the phone
@@ -251,8 +258,23 @@ mod tests {
         let white = Quality::of_input(&input(16, |_, _| 1.0), &pre(16));
         assert!((white.luminance - 1.0).abs() < 1e-5 && white.clipped == 1.0);
         assert!(black.redness.abs() < 1e-6 && white.redness.abs() < 1e-6, "grey is neither red nor green");
-        let checks = Quality::of_input(&input(16, |x, y| ((x + y) % 2) as f32), &pre(16));
+        let checks = Quality::of_input(&input(112, |x, y| ((x + y) % 2) as f32), &pre(112));
         assert!(checks.sharpness > 1e4, "a checkerboard is sharp: {}", checks.sharpness);
+    }
+
+    #[test]
+    fn sharpness_of_a_smooth_frame_does_not_depend_on_the_input_size() {
+        // The same soft pattern (two and one waves across the frame) at two input sizes.
+        let soft = |s: usize| {
+            let wave = move |x: usize, y: usize| {
+                let (u, v) = (x as f32 / s as f32, y as f32 / s as f32);
+                0.5 + 0.4 * (std::f32::consts::TAU * 2.0 * u).sin() * (std::f32::consts::TAU * v).sin()
+            };
+            Quality::of_input(&input(s, wave), &pre(s as u32)).sharpness
+        };
+        let (at_112, at_144) = (soft(112), soft(144));
+        assert!(at_112 < MIN_SHARPNESS, "the pattern is blurry at 112 px: {at_112}");
+        assert!((at_144 / at_112 - 1.0).abs() < 0.05, "112 px {at_112}, 144 px {at_144}");
     }
 
     #[test]

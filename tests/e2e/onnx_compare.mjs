@@ -106,8 +106,11 @@ export async function parity(page) {
   return { worst: Math.max(...outputs.map((o, i) => maxAbs(o.probs, ortProbs[i]))), outputs };
 }
 
+/** Side of the square network input the outputs were computed at (`input` is `3 * s * s` floats). */
+const inputSide = (outputs) => Math.round(Math.sqrt(outputs[0].input.length / 3));
+
 /**
- * Browser: per photo (decode, 112 px, 3 test-time views, probabilities), the engine's CPU path
+ * Browser: per photo (decode, the model's input size, 3 test-time views, probabilities), the engine's CPU path
  * and onnxruntime-web's wasm backend on one thread, interleaved over `rounds`. Prints JSON lines
  * and returns the engine's outputs for the native comparison.
  */
@@ -129,7 +132,7 @@ export async function compareInBrowser(browser, samples, rounds = 3) {
       onnxruntime_web_ms_median: round(median(t.ort)),
       onnxruntime_web_session_run_ms_median: round(median(t.ortRun)),
       dermscreen_over_onnxruntime_web: round(median(t.dermscreen) / median(t.ort)),
-      setting: 'decode + 112 px + 3 views + probabilities; onnxruntime-web 1.30 wasm EP, 1 thread; engine ?backend=cpu (flex, SIMD128, 1 thread)',
+      setting: `decode + ${inputSide(outputs)} px + 3 views + probabilities; onnxruntime-web 1.30 wasm EP, 1 thread; engine ?backend=cpu (flex, SIMD128, 1 thread)`,
     }));
     console.log(JSON.stringify({ bench: 'onnxruntime_web_parity', photos: outputs.length, max_abs_probability_diff: worst }));
     return outputs;
@@ -145,8 +148,7 @@ export async function compareInBrowser(browser, samples, rounds = 3) {
 export async function compareNative(outputs, iterations = 10) {
   const ort = require('onnxruntime-node');
   const session = await ort.InferenceSession.create(ONNX);
-  const per = outputs[0].input.length;
-  const side = Math.round(Math.sqrt(per / 3));
+  const side = inputSide(outputs);
   const tensor = (xs) => new ort.Tensor('float32', Float32Array.from(xs.flat()), [xs.length, 3, side, side]);
   const run = async (xs) => (await session.run({ image: tensor(xs) })).probabilities.data;
   let worst = 0;
@@ -176,7 +178,7 @@ export async function compareNative(outputs, iterations = 10) {
     burn_flex_batch32_images_per_s: flex32,
     burn_over_onnxruntime_batch1: flex1 ? round(flex1 / single) : null,
     onnxruntime_over_burn_batch32_throughput: flex32 ? round(32e3 / batched / flex32) : null,
-    setting: 'preprocessed 112 px input, 3 views, probabilities; onnxruntime-node 1.30 CPU EP, default threads; Burn flex with rayon; all cores of this machine',
+    setting: `preprocessed ${side} px input, 3 views, probabilities; onnxruntime-node 1.30 CPU EP, default threads; Burn flex with rayon; all cores of this machine`,
   }));
   console.log(JSON.stringify({ bench: 'onnxruntime_native_parity', photos: outputs.length, max_abs_probability_diff: worst }));
 }

@@ -6,8 +6,8 @@
 #   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
-#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~2.5 h on 2 cores);
-#                                with args, one `dermscreen train` run with those options
+#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME-144px (~2.9 h on
+#                                2 cores); with args, one `dermscreen train` run into runs/NAME
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -173,15 +173,18 @@ cmd_train() {
     local name="${1:?usage: ./build.sh train NAME [dermscreen train options]}"
     shift
     # The trainer reads every source under the data root, HAM10000's parent folder.
-    local train=(cargo run --release --features train -- train --data "$(dirname "$DATA")" --out "runs/$name")
+    local train=(cargo run --release --features train -- train --data "$(dirname "$DATA")")
     if [ $# -gt 0 ]; then
-        "${train[@]}" "$@"
+        "${train[@]}" --out "runs/$name" "$@"
         return
     fi
-    # The shipped model: 12 epochs, then the same run continued to 24 (the cosine stretched to
-    # 24 epochs, a warm restart at about half the peak learning rate). See MODEL_CARD.md.
-    "${train[@]}"
-    "${train[@]}" --resume --epochs 24
+    # The shipped model: 12 epochs at 112 px, then the same run continued to 24 (the cosine
+    # stretched to 24 epochs, a warm restart at about half the peak learning rate), then 4
+    # epochs at 144 px from those weights into runs/NAME-144px. See MODEL_CARD.md.
+    "${train[@]}" --out "runs/$name"
+    "${train[@]}" --out "runs/$name" --resume --epochs 24
+    "${train[@]}" --out "runs/$name-144px" --init-from "runs/$name" --input-size 144 \
+        --epochs 4 --lr 5e-4 --warmup-epochs 0.5 --validate-every 2
 }
 
 case "${1:-}" in

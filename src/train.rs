@@ -566,10 +566,7 @@ fn save_checkpoint(paths: &RunPaths, net: &Net, optim: &ModuleOptimizer, state: 
 /// The network, optimiser and progress of the last checkpoint.
 fn load_checkpoint(paths: &RunPaths, net: Net, optim: ModuleOptimizer, device: &Device) -> Result<(Net, ModuleOptimizer, TrainState)> {
     let state: TrainState = serde_json::from_slice(&std::fs::read(paths.checkpoint_state())?)?;
-    let net = net
-        .try_load_file(paths.checkpoint_model())
-        .map_err(|e| anyhow::anyhow!("loading {}: {e}", paths.checkpoint_model().display()))?
-        .fork(device);
+    let net = load_net(net, &paths.checkpoint_model(), device)?;
     let optim = optim
         .load(paths.checkpoint_optimizer())
         .map_err(|e| anyhow::anyhow!("loading optimizer state: {e}"))?;
@@ -601,9 +598,13 @@ fn check_init_from(from: &Path, cfg: &TrainConfig) -> Result<()> {
 fn load_initial_weights(from: &Path, net: Net, device: &Device) -> Result<Net> {
     let path = RunPaths(from.to_path_buf()).checkpoint_model();
     eprintln!("starting from the weights of {}", path.display());
-    net.try_load_file(&path)
-        .map(|net| net.fork(device))
-        .map_err(|e| anyhow::anyhow!("--init-from: loading {}: {e}", path.display()))
+    load_net(net, &path, device).context("--init-from")
+}
+
+/// `net` with the weights saved at `path` (a checkpoint), on `device`.
+fn load_net(net: Net, path: &Path, device: &Device) -> Result<Net> {
+    let net = net.try_load_file(path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+    Ok(net.fork(device))
 }
 
 /// Runs (or resumes) a training run into `out`.

@@ -10,33 +10,61 @@ use dermscreen::classifier::Classifier;
 use dermscreen::saliency::{OcclusionConfig, OVERLAY_SIDE};
 use dermscreen::synthetic::DrawnLesion;
 
-/// A drawn lesion's map puts clearly more mass on the lesion than a uniform map (whose share is
-/// the lesion's area), and its centre of mass lies on the lesion wherever the lesion sits, so the
-/// map follows the spot rather than the middle of the frame.
+/// A drawn spot in the middle of the frame: the map puts clearly more mass on it than a uniform
+/// map (whose share is the spot's area), and its centre of mass lies on the spot.
 #[test]
-fn map_falls_on_the_lesion_wherever_it_is() {
+fn map_falls_on_a_drawn_spot() {
     let c = Classifier::load_dir(&common::model_dir(), Device::flex()).unwrap();
-    // Spots of radius 0.2. With the multi-source model a smaller off-centre spot (radius 0.16
-    // at (0.32, 0.35)) is called a nevus, and that call's map spreads over the plain skin
-    // (0.05 of the mass on 0.08 of the area): measured 2026-11-27, noted in the model card.
-    // The 112 px model put 3.5-4x the uniform share on these spots; the 144 px model puts
-    // 1.6x (centred), 2.3x and 2.9x, and calls them seborrheic keratoses (also in the card).
-    for (cx, cy, radius) in [(0.5, 0.5, 0.2), (0.36, 0.38, 0.2), (0.64, 0.62, 0.2)] {
-        let lesion = DrawnLesion { side: 256, cx, cy, radius };
-        let input = c.meta().preprocess.to_input(&lesion.image());
-        let s = c.saliency_of(&input, &OcclusionConfig::default()).unwrap();
-        let mask = lesion.mask(s.size);
-        let area = mask.iter().filter(|&&m| m).count() as f32 / mask.len() as f32;
-        let mass = s.mass_in(&mask);
-        assert!(mass >= 1.5 * area, "lesion at ({cx}, {cy}): {mass:.3} of the mass on {area:.3} of the area");
+    // Only the centred spot: the shipped model calls off-centre drawn spots nevi (with about
+    // 0.37), and a nevus call's map spreads over the plain skin around them (below the uniform
+    // share at 34 of 75 drawn positions; the model card's Limits). Whether the map follows a
+    // lesion that moves is checked on real photos below.
+    let (cx, cy, radius) = (0.5, 0.5, 0.2);
+    let lesion = DrawnLesion { side: 256, cx, cy, radius };
+    let input = c.meta().preprocess.to_input(&lesion.image());
+    let s = c.saliency_of(&input, &OcclusionConfig::default()).unwrap();
+    let mask = lesion.mask(s.size);
+    let area = mask.iter().filter(|&&m| m).count() as f32 / mask.len() as f32;
+    let mass = s.mass_in(&mask);
+    assert!(mass >= 1.5 * area, "{mass:.3} of the mass on {area:.3} of the area");
+    let total: f32 = s.map.iter().sum();
+    let centroid = |axis: fn(usize, usize) -> usize| {
+        s.map.iter().enumerate().map(|(i, v)| v * (axis(i, s.size) as f32 + 0.5)).sum::<f32>() / total / s.size as f32
+    };
+    let (mx, my) = (centroid(|i, n| i % n), centroid(|i, n| i / n));
+    let off = ((mx - cx).powi(2) + (my - cy).powi(2)).sqrt();
+    assert!(off < radius, "the map's centre of mass is at ({mx:.2}, {my:.2})");
+}
+
+/// The map follows the lesion in real photos: each of 50 HAM10000 validation photos (200 x 150,
+/// the lesion near the middle) is framed twice, as its left and its right 150 px square, so the
+/// lesion sits a third of the frame further left in the second. The share of the map's mass in
+/// the left half must grow, on average and for most photos. Measured 2026-11-27: the shipped
+/// model +0.14 on average, 35 of 50 photos; the two models before it +0.18 (37) and +0.15 (35).
+/// A map blind to the lesion gives 0, a mirrored one a loss.
+#[test]
+fn map_follows_the_lesion_in_real_photos() {
+    let c = Classifier::load_dir(&common::model_dir(), Device::flex()).unwrap();
+    let left_share = |img: &image::RgbImage, x0: u32| {
+        let square = image::imageops::crop_imm(img, x0, 0, 150, 150).to_image();
+        let s = c.saliency_of(&c.meta().preprocess.to_input(&square), &OcclusionConfig::default()).unwrap();
         let total: f32 = s.map.iter().sum();
-        let centroid = |axis: fn(usize, usize) -> usize| {
-            s.map.iter().enumerate().map(|(i, v)| v * (axis(i, s.size) as f32 + 0.5)).sum::<f32>() / total / s.size as f32
-        };
-        let (mx, my) = (centroid(|i, n| i % n), centroid(|i, n| i / n));
-        let off = ((mx - cx).powi(2) + (my - cy).powi(2)).sqrt();
-        assert!(off < radius, "lesion at ({cx}, {cy}): the map's centre of mass is at ({mx:.2}, {my:.2})");
-    }
+        s.map.iter().enumerate().filter(|(i, _)| (i % s.size) * 2 < s.size).map(|(_, v)| v).sum::<f32>() / total
+    };
+    let gains: Vec<f32> = common::validation_split()
+        .iter()
+        .step_by(40)
+        .take(50)
+        .map(|(id, _)| {
+            let img = image::open(common::image(id)).unwrap().to_rgb8();
+            assert_eq!(img.dimensions(), (200, 150), "{id}");
+            left_share(&img, 50) - left_share(&img, 0)
+        })
+        .collect();
+    let mean = gains.iter().sum::<f32>() / gains.len() as f32;
+    let grew = gains.iter().filter(|&&g| g > 0.0).count();
+    assert_eq!(gains.len(), 50);
+    assert!(mean >= 0.07 && grew >= 30, "left-half share grew by {mean:.3} on average, in {grew} of 50 photos");
 }
 
 /// The map explains the class the classifier predicts, and its numbers are a map.

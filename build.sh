@@ -6,8 +6,9 @@
 #   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
-#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME-144px (~2.9 h on
-#                                2 cores); with args, one `dermscreen train` run into runs/NAME
+#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~3.1 h on 2 cores,
+#                                9.4 min on an H200; run again to resume); with args, one
+#                                `dermscreen train` run into runs/NAME
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -172,19 +173,23 @@ cmd_train() {
     need_data
     local name="${1:?usage: ./build.sh train NAME [dermscreen train options]}"
     shift
-    # The trainer reads every source under the data root, HAM10000's parent folder.
-    local train=(cargo run --release --features train -- train --data "$(dirname "$DATA")")
+    # The trainer reads every source under the data root, HAM10000's parent folder. On a GPU
+    # machine, DERMSCREEN_TRAIN_FEATURES=vulkan trains through wgpu's Vulkan backend.
+    local train=(cargo run --release --features "${DERMSCREEN_TRAIN_FEATURES:-train}" -- train
+        --data "$(dirname "$DATA")")
     if [ $# -gt 0 ]; then
         "${train[@]}" --out "runs/$name" "$@"
         return
     fi
-    # The shipped model: 12 epochs at 112 px, then the same run continued to 24 (the cosine
-    # stretched to 24 epochs, a warm restart at about half the peak learning rate), then 4
-    # epochs at 144 px from those weights into runs/NAME-144px. See MODEL_CARD.md.
-    "${train[@]}" --out "runs/$name"
-    "${train[@]}" --out "runs/$name" --resume --epochs 24
-    "${train[@]}" --out "runs/$name-144px" --init-from "runs/$name" --input-size 144 \
-        --epochs 4 --lr 5e-4 --warmup-epochs 0.5 --validate-every 2
+    # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
+    # About 3.1 h on 2 cores, so a run cut short by the end of a session is picked up again
+    # from its last epoch by the same command.
+    if [ -f "runs/$name/checkpoint/state.json" ]; then
+        "${train[@]}" --out "runs/$name" --resume
+    else
+        "${train[@]}" --out "runs/$name" --input-size 144 --epochs 30 --batch-size 64 \
+            --lr 2.8e-3 --validate-every 30
+    fi
 }
 
 case "${1:-}" in

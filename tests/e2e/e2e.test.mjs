@@ -187,7 +187,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.ok(measured, first.ready.backendReason);
     const [gpuMs, cpuMs] = measured.slice(1).map((x) => Number(x.replace(/,/g, '')));
     assert.ok(cpuMs < gpuMs, `${cpuMs} ms on the CPU, ${gpuMs} ms on WebGPU`);
-    writeFileSync(join(OUT, 'auto-choice.json'), `${JSON.stringify({ ...first.ready, webgpuMs: gpuMs, cpuMs }, null, 2)}\n`);
+    writeFileSync(join(OUT, 'auto-choice.json'), `${JSON.stringify({ ...first.ready, model: first.ready.model.name, webgpuMs: gpuMs, cpuMs }, null, 2)}\n`);
     await first.page.locator('derm-screen .status').getByText('measured here, the CPU is faster').waitFor();
     const { result } = await classifyInPage(first.page, samples[0].file);
     assert.ok(maxDiff(result, cli.get(samples[0].image)) <= PARITY_TOLERANCE);
@@ -283,7 +283,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
   test('photos that are not usable get a reason and no risk; lesion photos of every kind get a risk', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
     const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });
-    const model = ready.modelInfo;
+    const model = ready.model;
     const ood = join(DATA, '..', 'ood', 'images');
     const firstOf = (dir, prefix) => readdirSync(dir).filter((f) => f.startsWith(prefix)).sort()[0];
     const dir = mkdtempSync(join(tmpdir(), 'dermscreen-gate-'));
@@ -349,7 +349,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
   test('optional patient context: the form\'s answers are used and named; cleared, the photo alone counts', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
     const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });
-    assert.ok(ready.modelInfo.context_fields.includes('bled'), 'the model takes context');
+    assert.ok(ready.model.context_fields.includes('bled'), 'the model takes context');
     const photo = join(DATA, 'images', samples[0].file);
     const check = async () => {
       const event = nextResult(page);

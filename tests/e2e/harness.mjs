@@ -128,7 +128,11 @@ export function maxDiff(a, b) {
   return pa.size === pb.size ? worst : Infinity;
 }
 
-/** Opens the app (optionally on one backend) and waits until the element is ready. */
+/**
+ * Opens the app (optionally on one backend) and waits until the element is ready. `ready` holds
+ * what the element's `ready` gave: the backend, why it was chosen, timings and `model` (the
+ * model's info, as the page has it).
+ */
 export async function openApp(context, url, { backend, path = '/' } = {}) {
   const page = await context.newPage();
   const problems = [];
@@ -142,7 +146,7 @@ export async function openApp(context, url, { backend, path = '/' } = {}) {
     await customElements.whenDefined('derm-screen');
     const el = document.querySelector('derm-screen');
     const r = await el.ready;
-    return { backend: r.backend, backendReason: r.backendReason, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model.name, modelInfo: r.model };
+    return { backend: r.backend, backendReason: r.backendReason, fallbackReason: r.fallbackReason, loadMs: r.loadMs, warmUpMs: r.warmUpMs, model: r.model };
   });
   return { page, ready, problems };
 }

@@ -176,18 +176,18 @@ cmd_train() {
     # The trainer reads every source under the data root, HAM10000's parent folder. On a GPU
     # machine, DERMSCREEN_TRAIN_FEATURES=vulkan trains through wgpu's Vulkan backend.
     local train=(cargo run --release --features "${DERMSCREEN_TRAIN_FEATURES:-train}" -- train
-        --data "$(dirname "$DATA")")
+        --data "$(dirname "$DATA")" --out "runs/$name")
     if [ $# -gt 0 ]; then
-        "${train[@]}" --out "runs/$name" "$@"
+        "${train[@]}" "$@"
         return
     fi
     # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
     # About 3.1 h on 2 cores, so a run cut short by the end of a session is picked up again
     # from its last epoch by the same command.
     if [ -f "runs/$name/checkpoint/state.json" ]; then
-        "${train[@]}" --out "runs/$name" --resume
+        "${train[@]}" --resume
     else
-        "${train[@]}" --out "runs/$name" --input-size 144 --epochs 30 --batch-size 64 \
+        "${train[@]}" --input-size 144 --epochs 30 --batch-size 64 \
             --lr 2.8e-3 --validate-every 30
     fi
 }

@@ -48,8 +48,8 @@ fn map_follows_the_lesion_in_real_photos() {
     let left_share = |img: &image::RgbImage, x0: u32| {
         let square = image::imageops::crop_imm(img, x0, 0, 150, 150).to_image();
         let s = c.saliency_of(&c.meta().preprocess.to_input(&square), &OcclusionConfig::default()).unwrap();
-        let total: f32 = s.map.iter().sum();
-        s.map.iter().enumerate().filter(|(i, _)| (i % s.size) * 2 < s.size).map(|(_, v)| v).sum::<f32>() / total
+        let left_half: Vec<bool> = (0..s.map.len()).map(|i| (i % s.size) * 2 < s.size).collect();
+        s.mass_in(&left_half)
     };
     let gains: Vec<f32> = common::validation_split()
         .iter()

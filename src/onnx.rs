@@ -9,8 +9,17 @@
 //! upside-down; batched, views first), the network with batch norms folded into the
 //! convolutions, the logits averaged over the views, the logit adjustment and calibration,
 //! and a softmax: output `probabilities` `[n, classes]`. Opset 17.
+//!
+//! The two linear heads on the last hidden layer, averaged over the views as the classifier
+//! does, come along when the model has them, so that an app on another engine can pick the flag's
+//! threshold for the kind of photo and turn away what is not a skin spot: `dermoscopic_logit`
+//! `[n]` (log-odds that the photo was taken through a dermatoscope; `>= 0` reads as
+//! dermoscopic, which picks `domain.high_risk_thresholds`) and `lesion_score` `[n]` (the
+//! gate's log-odds of "a skin spot", against `gate.min_lesion_score`). The gate's pixel checks
+//! (too dark, blurry, overexposed, spot too small) are not part of the graph.
 
 use crate::classifier::{read_f32, Classifier, ClassifierError};
+use crate::gate::LesionHead;
 use crate::model::{ConvBn, Net};
 use burn::nn::PaddingConfig2d;
 use onnx_protobuf::{
@@ -24,6 +33,10 @@ pub const OPSET: i64 = 17;
 pub const INPUT: &str = "image";
 /// Name of the graph's output, `[n, classes]`.
 pub const OUTPUT: &str = "probabilities";
+/// Name of the kind-of-photo head's output, `[n]` (when the model has one).
+pub const DERMOSCOPIC_OUTPUT: &str = "dermoscopic_logit";
+/// Name of the gate head's output, `[n]` (when the model has a gate).
+pub const LESION_OUTPUT: &str = "lesion_score";
 
 /// Encodes the classifier as an ONNX model (protobuf bytes).
 pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
@@ -37,7 +50,7 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
     } else {
         INPUT.to_string()
     };
-    let logits = g.net(classifier.net(), &x)?;
+    let (logits, embedding) = g.net(classifier.net(), &x)?;
     let views = if meta.test_time_flips { 3 } else { 1 };
     let k = meta.training_classes.len();
     // [views * n, k] -> [views, n, k] -> mean over views -> [n, k]
@@ -55,6 +68,20 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
     let scaled = g.node("Mul", &[&mean, &scale], &[]);
     let shifted = g.node("Add", &[&scaled, &offset], &[]);
     g.nodes.push(node("Softmax", &[&shifted], &[OUTPUT], &[int("axis", 1)]));
+    let mut outputs = vec![value_info(OUTPUT, &[Dim::Batch, Dim::Fixed(k as i64)])];
+    let heads = [(DERMOSCOPIC_OUTPUT, meta.domain.as_ref().map(|d| &d.head)), (LESION_OUTPUT, meta.gate.as_ref().map(|g| &g.head))];
+    if heads.iter().any(|(_, h)| h.is_some()) {
+        // [views * n, c] -> [views, n, c] -> mean over views -> [n, c]
+        let shape = g.constant_i64("embedding_views_shape", &[views, -1, embedding_width(classifier)]);
+        let by_view = g.node("Reshape", &[&embedding, &shape], &[]);
+        let mean = g.node("ReduceMean", &[&by_view], &[ints("axes", &[0]), int("keepdims", 0)]);
+        for (name, head) in heads {
+            if let Some(head) = head {
+                g.linear_head(name, head, &mean);
+                outputs.push(value_info(name, &[Dim::Batch]));
+            }
+        }
+    }
 
     let model = ModelProto {
         ir_version: 8,
@@ -67,7 +94,7 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
             node: g.nodes,
             initializer: g.initializers,
             input: vec![value_info(INPUT, &[Dim::Batch, Dim::Fixed(3), Dim::Fixed(s), Dim::Fixed(s)])],
-            output: vec![value_info(OUTPUT, &[Dim::Batch, Dim::Fixed(k as i64)])],
+            output: outputs,
             ..Default::default()
         })
         .into(),
@@ -76,6 +103,11 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
     model
         .write_to_bytes()
         .map_err(|e| ClassifierError::Meta(format!("could not encode the ONNX graph: {e}")))
+}
+
+/// Channels of the last hidden layer.
+fn embedding_width(classifier: &Classifier) -> i64 {
+    classifier.net().head.weight.val().dims()[0] as i64
 }
 
 /// A graph under construction: nodes in order and the weights they read.
@@ -115,6 +147,17 @@ impl Graph {
         name.into()
     }
 
+    /// [`LesionHead::score`] of each row of `embedding` `[n, c]`, as output `name` `[n]`:
+    /// `w . ((e - mean) / scale) + bias` = `e . (w / scale) + (bias - w . (mean / scale))`.
+    fn linear_head(&mut self, name: &str, head: &LesionHead, embedding: &str) {
+        let w: Vec<f32> = head.weights.iter().zip(&head.scale).map(|(w, s)| w / s).collect();
+        let b = head.bias - w.iter().zip(&head.mean).map(|(w, m)| w * m).sum::<f32>();
+        let w = self.constant_f32(&format!("{name}.weight"), &[w.len()], w);
+        let b = self.constant_f32(&format!("{name}.bias"), &[], vec![b]);
+        let dot = self.node("MatMul", &[embedding, &w], &[]);
+        self.nodes.push(node("Add", &[&dot, &b], &[name], &[]));
+    }
+
     /// The input reversed along `axis`, of length `len`: a gather of the reversed indices.
     /// Not a slice with step -1: onnxruntime-web 1.30's WebGPU backend sizes that wrongly (the
     /// views' Concat then fails), and every engine runs a gather.
@@ -142,8 +185,9 @@ impl Graph {
         Ok(self.node("Conv", &[input, &w, &b], &attributes))
     }
 
-    /// The network of [`crate::model::Net::forward`]: logits `[batch, classes]`.
-    fn net(&mut self, net: &Net, input: &str) -> Result<String, ClassifierError> {
+    /// The network of [`crate::model::Net::forward`]: logits `[batch, classes]` and the last
+    /// hidden layer `[batch, channels]`.
+    fn net(&mut self, net: &Net, input: &str) -> Result<(String, String), ClassifierError> {
         let stem = self.conv("stem", &net.stem, input)?;
         let stem = self.node("Relu", &[&stem], &[]);
         let mut x = self.node(
@@ -170,7 +214,7 @@ impl Graph {
         let bias = net.head.bias.as_ref().ok_or_else(|| ClassifierError::Meta("the classifier has a bias".into()))?;
         let w = self.constant_f32("head.weight", &shape, read_f32(weight.into_data())?);
         let b = self.constant_f32("head.bias", &[shape[1]], read_f32(bias.val().into_data())?);
-        Ok(self.node("Gemm", &[&embedding, &w, &b], &[]))
+        Ok((self.node("Gemm", &[&embedding, &w, &b], &[]), embedding))
     }
 }
 

@@ -579,15 +579,19 @@ describe('without WebGPU, with a camera (fake device)', () => {
   // Another engine checks this one: the shipped network exported by `dermscreen export-onnx`
   // (views, folded convolutions, calibration, softmax) run in onnxruntime-web on the engine's own
   // inputs. It needs the CLI built with the `onnx` feature, as build.sh does.
-  test('onnxruntime-web on the exported network gives the engine\'s probabilities', async () => {
+  test('onnxruntime-web on the exported network gives the engine\'s probabilities, lesion score and kind of photo', async () => {
     const onnx = join(OUT, 'onnx', 'model.onnx');
     mkdirSync(join(OUT, 'onnx'), { recursive: true });
     execFileSync(CLI, ['export-onnx', '--model', join(ROOT, 'model'), '--out', onnx]);
     const { page, close } = await openComparison(browser, samples.slice(0, 4), onnx);
     try {
-      const { worst, outputs } = await parity(page);
+      const { worst, worstLesionScore, withKind, sameKind, outputs } = await parity(page);
       assert.equal(outputs.length, 4);
       assert.ok(worst < 1e-5, `largest |engine - onnxruntime-web| probability difference: ${worst}`);
+      // The heads on the last hidden layer travel with the graph: the gate's log-odds and the
+      // kind of photo that picks the flag's threshold.
+      assert.ok(worstLesionScore < 1e-3, `largest |engine - onnxruntime-web| lesion score difference: ${worstLesionScore}`);
+      assert.ok(withKind > 0 && sameKind === withKind, `onnxruntime-web reads ${sameKind} of ${withKind} photos as the same kind as the engine`);
     } finally {
       await close();
     }

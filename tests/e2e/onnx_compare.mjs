@@ -48,8 +48,9 @@ export async function openComparison(browser, samples, onnx = ONNX) {
       for (let i = 0; i < s * s; i++) for (let c = 0; c < 3; c++) x[c * s * s + i] = (px[4 * i + c] / 255 - mean[c]) / std[c];
       return x;
     };
-    const run = async (x) => (await session.run({ image: new ort.Tensor('float32', x, [x.length / (3 * s * s), 3, s, s]) })).probabilities.data;
-    window.__bench = { engine, toInput, run, s };
+    const runAll = (x) => session.run({ image: new ort.Tensor('float32', x, [x.length / (3 * s * s), 3, s, s]) });
+    const run = async (x) => (await runAll(x)).probabilities.data;
+    window.__bench = { engine, toInput, run, runAll, s };
   }, onnxFile);
   const bytes = samples.map((x) => [...readFileSync(join(DATA, 'images', x.file))]);
   await page.evaluate((bytes) => { window.__bench.photos = bytes.map((b) => new Uint8Array(b)); }, bytes);
@@ -84,7 +85,7 @@ function engineOutputs(page) {
     for (const bytes of photos) {
       const input = engine.inputFile(bytes);
       const r = await engine.classifyFile(bytes, 'x.jpg');
-      out.push({ input: [...input], probs: r.classes.map((c) => c.probability) });
+      out.push({ input: [...input], probs: r.classes.map((c) => c.probability), lesionScore: r.lesion_score, domain: r.domain });
     }
     return out;
   });
@@ -93,17 +94,30 @@ function engineOutputs(page) {
 const maxAbs = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
 /**
- * The largest difference between the engine's calibrated class probabilities and
- * onnxruntime-web's on the engine's own inputs, over the page's photos; and the engine's outputs.
+ * The engine beside onnxruntime-web on the engine's own inputs, over the page's photos: the
+ * largest difference of the calibrated class probabilities (`worst`) and of the gate's lesion
+ * score (`worstLesionScore`), how many photos the graph's kind-of-photo head reads as the
+ * engine does (`sameKind` of `withKind`), and the engine's outputs.
  */
 export async function parity(page) {
   const outputs = await engineOutputs(page);
-  const ortProbs = await page.evaluate(async (inputs) => {
+  const ort = await page.evaluate(async (inputs) => {
     const res = [];
-    for (const x of inputs) res.push([...(await window.__bench.run(Float32Array.from(x)))]);
+    for (const x of inputs) {
+      const r = await window.__bench.runAll(Float32Array.from(x));
+      res.push({ probs: [...r.probabilities.data], lesionScore: r.lesion_score?.data[0], dermoscopicLogit: r.dermoscopic_logit?.data[0] });
+    }
     return res;
   }, outputs.map((o) => o.input));
-  return { worst: Math.max(...outputs.map((o, i) => maxAbs(o.probs, ortProbs[i]))), outputs };
+  const withKind = outputs.filter((o) => o.domain !== undefined).length;
+  const sameKind = outputs.filter((o, i) => o.domain !== undefined && o.domain === (ort[i].dermoscopicLogit >= 0 ? 'dermoscopic' : 'clinical')).length;
+  return {
+    worst: Math.max(...outputs.map((o, i) => maxAbs(o.probs, ort[i].probs))),
+    worstLesionScore: Math.max(...outputs.map((o, i) => Math.abs(o.lesionScore - ort[i].lesionScore))),
+    withKind,
+    sameKind,
+    outputs,
+  };
 }
 
 /** Side of the square network input the outputs were computed at (`input` is `3 * s * s` floats). */

@@ -296,10 +296,17 @@ pub fn weights_to_bytes(net: &Net, half: bool) -> Result<Vec<u8>, ClassifierErro
     Ok(bytes.to_vec())
 }
 
-/// Loads burnpack weights into a network of the given architecture; `half` when conv and
-/// linear weights are stored in f16 (they are widened to f32 on load).
+/// Loads burnpack weights into a network of the given architecture, for inference; `half` when
+/// conv and linear weights are stored in f16 (they are widened to f32 on load).
 pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, half: bool, file: &str, device: &Device) -> Result<Net, ClassifierError> {
-    let mut net = config.init(device);
+    // Freshly built modules are in training mode (batch-statistics batch norm, dropout on);
+    // loaded weights are for inference.
+    Ok(load_weights(config.init(device), bytes, half, file)?.valid())
+}
+
+/// `net` with the burnpack weights `bytes` (see [`net_from_bytes`]), on `net`'s device and in
+/// its mode: the trainer starts from a shipped model this way.
+pub fn load_weights(mut net: Net, bytes: Vec<u8>, half: bool, file: &str) -> Result<Net, ClassifierError> {
     let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
     if half {
         // The adapter converts in whichever direction the stored dtype implies, so it must
@@ -327,9 +334,7 @@ pub fn net_from_bytes(config: &NetConfig, bytes: Vec<u8>, half: bool, file: &str
                 .unwrap_or_default()
         )));
     }
-    // Freshly built modules are in training mode (batch-statistics batch norm, dropout on);
-    // loaded weights are for inference.
-    Ok(net.valid())
+    Ok(net)
 }
 
 /// Reads floats back from a tensor's data (any float dtype).

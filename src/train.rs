@@ -94,9 +94,10 @@ pub struct TrainConfig {
     /// compute grows with its square).
     #[arg(long, default_value_t = 1.0)]
     pub width: f64,
-    /// Start from the last checkpoint of this run folder instead of random weights (fine-tuning,
-    /// e.g. at a larger `--input-size`: the network pools globally, so its weights fit any
-    /// size). That run must have the same architecture and the same split.
+    /// Start from the last checkpoint of this run folder, or from the weights of this model
+    /// folder (`model.json`, e.g. `model`), instead of random weights (fine-tuning, e.g. at a
+    /// larger `--input-size`: the network pools globally, so its weights fit any size). It
+    /// must have this run's architecture and split.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Architecture; `None` is [`NetConfig::resnet_small`] widened by `width`. Set in code,
@@ -576,8 +577,12 @@ fn load_checkpoint(paths: &RunPaths, net: Net, optim: ModuleOptimizer, device: &
 
 /// Refuses `--init-from` unless that run has this architecture and this split: a network
 /// trained on another split has seen some of this run's validation photos, and its scores here
-/// would flatter it. Checked before the photos are decoded, so a mistake fails at once.
+/// would flatter it. Checked before the photos are decoded, so a mistake fails at once (a
+/// model folder's split is checked once this run has split, by [`check_model_split`]).
 fn check_init_from(from: &Path, cfg: &TrainConfig) -> Result<()> {
+    if is_model_folder(from) {
+        return check_model_network(from, cfg);
+    }
     let path = RunPaths(from.to_path_buf()).config();
     let saved = std::fs::read(&path).with_context(|| format!("--init-from: reading {}", path.display()))?;
     let theirs: TrainConfig = serde_json::from_slice(&saved).with_context(|| format!("--init-from: reading {}", path.display()))?;
@@ -594,8 +599,60 @@ fn check_init_from(from: &Path, cfg: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-/// The network of the last checkpoint in run folder `from`, to fine-tune.
+/// Whether `--init-from` names a model folder (what `model/` holds) rather than a run folder.
+fn is_model_folder(from: &Path) -> bool {
+    from.join("model.json").is_file() && !RunPaths(from.to_path_buf()).config().is_file()
+}
+
+fn read_model_meta(from: &Path) -> Result<ModelMeta> {
+    let path = from.join("model.json");
+    let text = std::fs::read(&path).with_context(|| format!("--init-from: reading {}", path.display()))?;
+    ModelMeta::from_json(&text).with_context(|| format!("--init-from: reading {}", path.display()))
+}
+
+/// A model folder's network must be the one this run builds.
+fn check_model_network(from: &Path, cfg: &TrainConfig) -> Result<()> {
+    let theirs = read_model_meta(from)?.architecture;
+    let ours = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(theirs.num_classes).widened(cfg.width));
+    if ours != theirs {
+        bail!("--init-from {}: its network differs from this run's (model.json's architecture against --width {})", from.display(), cfg.width);
+    }
+    Ok(())
+}
+
+/// A model folder must have held out exactly this run's validation photos
+/// (`validation_split.csv`), so that none of them was trained on.
+fn check_model_split(from: &Path, val: &[Sample]) -> Result<()> {
+    let path = from.join("validation_split.csv");
+    let theirs: HashSet<String> = dataset::read_labels(&path)
+        .with_context(|| format!("--init-from: reading {}", path.display()))?
+        .into_iter()
+        .map(|l| l.image)
+        .collect();
+    let ours: HashSet<String> = val.iter().map(|s| s.image.clone()).collect();
+    if theirs != ours {
+        bail!(
+            "--init-from {}: it held out other validation photos ({} of its {} are not among this run's {}), so it has trained on some of this run's",
+            from.display(),
+            theirs.difference(&ours).count(),
+            theirs.len(),
+            ours.len()
+        );
+    }
+    Ok(())
+}
+
+/// The network to fine-tune: the last checkpoint of run folder `from`, or the weights of model
+/// folder `from` (f16 ones widened).
 fn load_initial_weights(from: &Path, net: Net, device: &Device) -> Result<Net> {
+    if is_model_folder(from) {
+        let meta = read_model_meta(from)?;
+        let path = from.join(&meta.weights.file);
+        eprintln!("starting from the weights of {}", path.display());
+        let bytes = std::fs::read(&path).with_context(|| format!("--init-from: reading {}", path.display()))?;
+        let net = classifier::load_weights(net, bytes, meta.weights.precision == "f16", &path.display().to_string())?;
+        return Ok(net.fork(device));
+    }
     let path = RunPaths(from.to_path_buf()).checkpoint_model();
     eprintln!("starting from the weights of {}", path.display());
     load_net(net, &path, device).context("--init-from")
@@ -625,6 +682,11 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     write_json(&paths.config(), &cfg)?;
     let taxonomy = Taxonomy::bundled();
     let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
+    if let (false, Some(from)) = (resuming, &cfg.init_from) {
+        if is_model_folder(from) {
+            check_model_split(from, &data.val_samples)?;
+        }
+    }
     let k = data.training_classes.len();
     let net_cfg = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(k).widened(cfg.width));
     if net_cfg.num_classes != k {
@@ -869,5 +931,35 @@ mod tests {
         let wider = check_init_from(&dir, &TrainConfig { width: 1.5, ..cfg }).unwrap_err();
         assert!(wider.to_string().contains("network differs"), "{wider}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn init_from_the_shipped_model_folder_takes_its_f16_weights_and_refuses_another_split_or_network() {
+        let model = Path::new("model");
+        let cfg = TrainConfig::default();
+        check_init_from(model, &cfg).unwrap();
+        let wider = check_init_from(model, &TrainConfig { width: 1.5, ..cfg }).unwrap_err();
+        assert!(wider.to_string().contains("network differs"), "{wider}");
+
+        let labels = dataset::read_labels(&model.join("validation_split.csv")).unwrap();
+        let mut val: Vec<Sample> = labels
+            .into_iter()
+            .map(|l| Sample { source: String::new(), kind: dataset::Kind::Dermoscopic, group: String::new(), image: l.image, dx: l.dx, context: Default::default() })
+            .collect();
+        check_model_split(model, &val).unwrap();
+        val.pop();
+        let other = check_model_split(model, &val).unwrap_err();
+        assert!(other.to_string().contains("other validation photos"), "{other}");
+
+        // The weights are the shipped ones, widened from f16 (training on f16 tensors panics).
+        let device = training_device();
+        let fresh = NetConfig::resnet_small(8).init(&device);
+        let head = |n: &Net| n.head.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let before = head(&fresh);
+        let loaded = load_initial_weights(model, fresh, &device).unwrap();
+        let meta = read_model_meta(model).unwrap();
+        let shipped = classifier::net_from_bytes(&meta.architecture, std::fs::read(model.join("model.bpk")).unwrap(), true, "model.bpk", &Device::flex()).unwrap();
+        assert_ne!(head(&loaded), before);
+        assert_eq!(head(&loaded), head(&shipped));
     }
 }

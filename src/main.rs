@@ -458,6 +458,7 @@ mod native {
                 label: label_idx[j],
                 call: calls[j],
                 malignant: taxonomy.is_within(&labels[*i].dx, "malignant").unwrap_or(false),
+                melanoma: taxonomy.is_within(&labels[*i].dx, "malignant_melanocytic").unwrap_or(false),
                 flagged: p.high_risk,
                 kind_recognised: labels[*i].kind.zip(p.domain).map(|(a, b)| a == b),
             })

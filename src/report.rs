@@ -477,17 +477,23 @@ pub struct GroupRow {
     /// Share of malignant images the high-risk flag catches, and of benign ones it leaves alone.
     pub flag_sensitivity: Option<f64>,
     pub flag_specificity: Option<f64>,
+    /// Melanomas among the images, and the share of them the flag catches (the cancer a
+    /// missed flag costs most).
+    pub melanomas: usize,
+    pub flag_melanoma_sensitivity: Option<f64>,
     /// Share of images the domain head took for the kind the label table gives (when it gives one).
     pub kind_recognised: Option<f64>,
 }
 
 /// What [`GroupRow::new`] needs per image besides the probabilities: the class-balanced call,
-/// whether it is malignant, whether it was flagged, and whether its kind was recognised.
+/// whether it is malignant (a melanoma), whether it was flagged, and whether its kind was
+/// recognised.
 #[derive(Debug, Clone)]
 pub struct GroupImage {
     pub label: usize,
     pub call: usize,
     pub malignant: bool,
+    pub melanoma: bool,
     pub flagged: bool,
     pub kind_recognised: Option<bool>,
 }
@@ -501,6 +507,7 @@ impl GroupRow {
         let share = |num: usize, den: usize| (den > 0).then(|| num as f64 / den as f64);
         let (malignant, benign) = (images.iter().filter(|i| i.malignant).count(), images.iter().filter(|i| !i.malignant).count());
         let recognised: Vec<bool> = images.iter().filter_map(|i| i.kind_recognised).collect();
+        let melanomas = images.iter().filter(|i| i.melanoma).count();
         Ok(Self {
             group: group.to_string(),
             images: images.len(),
@@ -516,6 +523,8 @@ impl GroupRow {
             benign,
             flag_sensitivity: share(images.iter().filter(|i| i.malignant && i.flagged).count(), malignant),
             flag_specificity: share(images.iter().filter(|i| !i.malignant && !i.flagged).count(), benign),
+            melanomas,
+            flag_melanoma_sensitivity: share(images.iter().filter(|i| i.melanoma && i.flagged).count(), melanomas),
             kind_recognised: share(recognised.iter().filter(|&&r| r).count(), recognised.len()),
         })
     }
@@ -529,11 +538,11 @@ pub fn group_table(rows: &[GroupRow]) -> String {
     };
     let pct = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{:.0}%", 100.0 * x));
     let mut out = String::from(
-        "| photos | images (malignant) | AUC melanoma vs nevus | AUC carcinoma vs keratosis | AUC malignant vs benign | balanced accuracy | flag: cancers caught | flag: benign left alone | kind recognised |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| photos | images (malignant) | AUC melanoma vs nevus | AUC carcinoma vs keratosis | AUC malignant vs benign | balanced accuracy | flag: cancers caught | flag: melanomas caught | flag: benign left alone | kind recognised |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} ({}) | {} | {} | {} | {:.3} | {} | {} | {} |\n",
+            "| {} | {} ({}) | {} | {} | {} | {:.3} | {} | {} | {} | {} |\n",
             r.group,
             r.images,
             r.malignant,
@@ -542,9 +551,39 @@ pub fn group_table(rows: &[GroupRow]) -> String {
             auc(&r.aucs[2]),
             r.balanced_accuracy,
             pct(r.flag_sensitivity),
+            pct(r.flag_melanoma_sensitivity),
             pct(r.flag_specificity),
             pct(r.kind_recognised)
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_row_counts_melanomas_caught_apart_from_all_cancers() {
+        let classes: Vec<String> = ["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"].map(String::from).to_vec();
+        let taxonomy = Taxonomy::bundled();
+        let image = |dx: &str, flagged: bool| GroupImage {
+            label: classes.iter().position(|c| c == dx).unwrap(),
+            call: 3,
+            malignant: taxonomy.is_within(dx, "malignant").unwrap(),
+            melanoma: taxonomy.is_within(dx, "malignant_melanocytic").unwrap(),
+            flagged,
+            kind_recognised: None,
+        };
+        // 3 of 4 melanomas and 1 of 2 carcinomas flagged; 1 of 4 nevi.
+        let images = [("mel", true), ("mel", true), ("mel", true), ("mel", false), ("bcc", true), ("bcc", false), ("nv", true), ("nv", false), ("nv", false), ("nv", false)]
+            .map(|(dx, f)| image(dx, f));
+        let probs = vec![vec![1.0 / 8.0; 8]; images.len()];
+        let row = GroupRow::new("test", &classes, &taxonomy, &images, &probs).unwrap();
+        assert_eq!((row.malignant, row.melanomas), (6, 4));
+        assert_eq!(row.flag_melanoma_sensitivity, Some(0.75));
+        assert_eq!(row.flag_sensitivity, Some(4.0 / 6.0));
+        assert_eq!(row.flag_specificity, Some(0.75));
+        assert!(group_table(&[row]).contains("| 67% | 75% | 75% |"));
+    }
 }

@@ -53,10 +53,7 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
     let (logits, embedding) = g.net(classifier.net(), &x)?;
     let views = if meta.test_time_flips { 3 } else { 1 };
     let k = meta.training_classes.len();
-    // [views * n, k] -> [views, n, k] -> mean over views -> [n, k]
-    let shape = g.constant_i64("views_shape", &[views, -1, k as i64]);
-    let by_view = g.node("Reshape", &[&logits, &shape], &[]);
-    let mean = g.node("ReduceMean", &[&by_view], &[ints("axes", &[0]), int("keepdims", 0)]);
+    let mean = g.mean_over_views(&logits, "views_shape", views, k as i64);
     // softmax(scale * (z + adjustment) + bias) = softmax(scale * z + (scale * adjustment + bias))
     let (scale, bias) = match &meta.calibration {
         Some(c) => (c.scale, c.bias.clone()),
@@ -71,10 +68,7 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
     let mut outputs = vec![value_info(OUTPUT, &[Dim::Batch, Dim::Fixed(k as i64)])];
     let heads = [(DERMOSCOPIC_OUTPUT, meta.domain.as_ref().map(|d| &d.head)), (LESION_OUTPUT, meta.gate.as_ref().map(|g| &g.head))];
     if heads.iter().any(|(_, h)| h.is_some()) {
-        // [views * n, c] -> [views, n, c] -> mean over views -> [n, c]
-        let shape = g.constant_i64("embedding_views_shape", &[views, -1, embedding_width(classifier)]);
-        let by_view = g.node("Reshape", &[&embedding, &shape], &[]);
-        let mean = g.node("ReduceMean", &[&by_view], &[ints("axes", &[0]), int("keepdims", 0)]);
+        let mean = g.mean_over_views(&embedding, "embedding_views_shape", views, embedding_width(classifier));
         for (name, head) in heads {
             if let Some(head) = head {
                 g.linear_head(name, head, &mean);
@@ -145,6 +139,14 @@ impl Graph {
             ..Default::default()
         });
         name.into()
+    }
+
+    /// `x` `[views * n, width]` (views first) averaged over the views: `[n, width]`. `shape_name`
+    /// names the reshape's constant.
+    fn mean_over_views(&mut self, x: &str, shape_name: &str, views: i64, width: i64) -> String {
+        let shape = self.constant_i64(shape_name, &[views, -1, width]);
+        let by_view = self.node("Reshape", &[x, &shape], &[]);
+        self.node("ReduceMean", &[&by_view], &[ints("axes", &[0]), int("keepdims", 0)])
     }
 
     /// [`LesionHead::score`] of each row of `embedding` `[n, c]`, as output `name` `[n]`:

@@ -72,6 +72,17 @@ pub struct WeightsInfo {
     pub precision: String,
 }
 
+impl WeightsInfo {
+    /// Whether conv and linear weights are stored in f16 (the `half` of [`net_from_bytes`]).
+    pub fn is_half(&self) -> Result<bool, ClassifierError> {
+        match self.precision.as_str() {
+            "f16" => Ok(true),
+            "f32" => Ok(false),
+            other => Err(ClassifierError::Meta(format!("unknown weights precision '{other}' (expected f16 or f32)"))),
+        }
+    }
+}
+
 /// Everything needed to use the weights: `model.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelMeta {
@@ -408,13 +419,7 @@ impl Classifier {
         let malignant_map = taxonomy
             .aggregation_map(&meta.training_classes, &["malignant".to_string()])?
             .remove(0);
-        let half = match meta.weights.precision.as_str() {
-            "f16" => true,
-            "f32" => false,
-            other => {
-                return Err(ClassifierError::Meta(format!("unknown weights precision '{other}' (expected f16 or f32)")))
-            }
-        };
+        let half = meta.weights.is_half()?;
         let net = net_from_bytes(&meta.architecture, weights, half, &file, &device)?.fold_batch_norms();
         Ok(Self {
             net,

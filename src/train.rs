@@ -117,6 +117,14 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// The network this run trains for `classes` training classes: `net`, or
+    /// [`NetConfig::resnet_small`] widened by `width`.
+    fn network(&self, classes: usize) -> NetConfig {
+        self.net.clone().unwrap_or_else(|| NetConfig::resnet_small(classes).widened(self.width))
+    }
+}
+
 /// The files of a run folder, named once.
 struct RunPaths(PathBuf);
 
@@ -613,7 +621,7 @@ fn read_model_meta(from: &Path) -> Result<ModelMeta> {
 /// A model folder's network must be the one this run builds.
 fn check_model_network(from: &Path, cfg: &TrainConfig) -> Result<()> {
     let theirs = read_model_meta(from)?.architecture;
-    let ours = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(theirs.num_classes).widened(cfg.width));
+    let ours = cfg.network(theirs.num_classes);
     if ours != theirs {
         bail!("--init-from {}: its network differs from this run's (model.json's architecture against --width {})", from.display(), cfg.width);
     }
@@ -650,7 +658,7 @@ fn load_initial_weights(from: &Path, net: Net, device: &Device) -> Result<Net> {
         let path = from.join(&meta.weights.file);
         eprintln!("starting from the weights of {}", path.display());
         let bytes = std::fs::read(&path).with_context(|| format!("--init-from: reading {}", path.display()))?;
-        let net = classifier::load_weights(net, bytes, meta.weights.precision == "f16", &path.display().to_string())?;
+        let net = classifier::load_weights(net, bytes, meta.weights.is_half()?, &path.display().to_string())?;
         return Ok(net.fork(device));
     }
     let path = RunPaths(from.to_path_buf()).checkpoint_model();
@@ -688,7 +696,7 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         }
     }
     let k = data.training_classes.len();
-    let net_cfg = cfg.net.clone().unwrap_or_else(|| NetConfig::resnet_small(k).widened(cfg.width));
+    let net_cfg = cfg.network(k);
     if net_cfg.num_classes != k {
         bail!("architecture has {} outputs but the partition gives {k} classes", net_cfg.num_classes);
     }

@@ -66,6 +66,14 @@ pub struct TrainConfig {
     /// Side of the square network input.
     #[arg(long, default_value_t = 112)]
     pub input_size: u32,
+    /// Train the first `--low-res-epochs` epochs at this smaller input side, then the rest at
+    /// `--input-size` (progressive resizing). The network pools globally, so its weights fit
+    /// both; on the CPU an epoch costs about (low_res_size / input_size)^2 as much.
+    #[arg(long)]
+    pub low_res_size: Option<u32>,
+    /// How many of the first epochs run at `--low-res-size`.
+    #[arg(long, default_value_t = 0)]
+    pub low_res_epochs: usize,
     /// Exponent of the class-balancing sampler: each image is drawn with weight n_c^-alpha
     /// (0 = natural frequencies, 1 = fully balanced).
     #[arg(long, default_value_t = 0.5)]
@@ -118,6 +126,26 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Refuses a low-resolution phase that is not smaller than the input or has no epochs.
+    fn check_low_res(&self) -> Result<()> {
+        match (self.low_res_size, self.low_res_epochs) {
+            (None, 0) => Ok(()),
+            (Some(size), n) if n > 0 && size > 0 && size < self.input_size => Ok(()),
+            (size, n) => bail!(
+                "--low-res-size {size:?} with --low-res-epochs {n}: both are needed, the size below --input-size {}",
+                self.input_size
+            ),
+        }
+    }
+
+    /// The input side that epoch `epoch` (from 0) trains at.
+    fn input_size_at(&self, epoch: usize) -> u32 {
+        match self.low_res_size {
+            Some(size) if epoch < self.low_res_epochs => size,
+            _ => self.input_size,
+        }
+    }
+
     /// The network this run trains for `classes` training classes: `net`, or
     /// [`NetConfig::resnet_small`] widened by `width`.
     fn network(&self, classes: usize) -> NetConfig {
@@ -194,6 +222,9 @@ struct EpochLog {
     /// the pooled AUC rises.
     #[serde(default)]
     val_auc_mel_nv_by_source: Vec<(String, Option<f64>)>,
+    /// The input side the epoch trained at (`--low-res-size` early on, else `--input-size`).
+    #[serde(default)]
+    input_size: u32,
     images_per_second: f64,
     seconds: f64,
 }
@@ -373,6 +404,7 @@ type Batch = (Vec<f32>, Vec<usize>);
 fn spawn_batches<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     data: &'scope RunData,
+    pre: PreprocessConfig,
     sampler: &'scope Sampler,
     batch_size: usize,
     steps: usize,
@@ -381,16 +413,16 @@ fn spawn_batches<'scope>(
     let (tx, rx) = sync_channel::<Batch>(3);
     scope.spawn(move || {
         let mut rng = StdRng::seed_from_u64(seed);
-        let per = data.pre.input_len();
+        let per = pre.input_len();
         let aug_cfg = AugConfig::default();
         for _ in 0..steps {
             // Draw in the same order as one image at a time, so a seed gives the same batches;
             // then warp in parallel: on a GPU one thread of augmentation was the limit.
             let picks: Vec<(&Item, Aug)> =
-                (0..batch_size).map(|_| (&data.train_items[sampler.draw(&mut rng)], Aug::sample(&mut rng, &aug_cfg, data.pre.input_size))).collect();
+                (0..batch_size).map(|_| (&data.train_items[sampler.draw(&mut rng)], Aug::sample(&mut rng, &aug_cfg, pre.input_size))).collect();
             let mut x = vec![0f32; batch_size * per];
             x.par_chunks_mut(per).zip(&picks).for_each(|(out, (item, aug))| {
-                data.pre.normalise_into(&augment(&item.square, data.pre.input_size, aug), out);
+                pre.normalise_into(&augment(&item.square, pre.input_size, aug), out);
             });
             let y = picks.iter().map(|(item, _)| item.class).collect();
             if tx.send((x, y)).is_err() {
@@ -461,10 +493,11 @@ impl Trainer<'_> {
         let started = Instant::now();
         let mut rng = StdRng::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let bar = progress_bar(steps, format!("{}/{}", epoch + 1, cfg.epochs));
-        let (s, k) = (cfg.input_size as usize, self.data.training_classes.len());
+        let pre = PreprocessConfig { input_size: cfg.input_size_at(epoch), ..self.data.pre };
+        let (s, k) = (pre.input_size as usize, self.data.training_classes.len());
         let mut loss_sum = 0.0;
         std::thread::scope(|scope| -> Result<()> {
-            let batches = spawn_batches(scope, self.data, &self.sampler, cfg.batch_size, steps, rng.random());
+            let batches = spawn_batches(scope, self.data, pre, &self.sampler, cfg.batch_size, steps, rng.random());
             let mut seen = 0usize;
             for step in 0..steps {
                 let (x, y) = batches.recv().context("batch thread stopped")?;
@@ -504,9 +537,10 @@ impl Trainer<'_> {
     fn validate(&self, net: &Net, epoch: usize, train_loss: f64, started: Instant, scored: bool) -> Result<EpochLog> {
         let train_secs = started.elapsed().as_secs_f64();
         let images_per_second = (self.steps_per_epoch * self.cfg.batch_size) as f64 / train_secs;
+        let input_size = self.cfg.input_size_at(epoch);
         if !scored {
-            let log = EpochLog { epoch: epoch + 1, train_loss, val_loss: None, val_balanced_accuracy: None, val_auc_mel_nv: None, val_auc_kc_bkl: None, val_auc_mel_nv_by_source: Vec::new(), images_per_second, seconds: train_secs };
-            eprintln!("epoch {}/{}: train loss {:.4}, {:.0} img/s, {:.0} s", log.epoch, self.cfg.epochs, train_loss, images_per_second, train_secs);
+            let log = EpochLog { epoch: epoch + 1, train_loss, val_loss: None, val_balanced_accuracy: None, val_auc_mel_nv: None, val_auc_kc_bkl: None, val_auc_mel_nv_by_source: Vec::new(), input_size, images_per_second, seconds: train_secs };
+            eprintln!("epoch {}/{}: train loss {:.4}, {:.0} img/s at {input_size} px, {:.0} s", log.epoch, self.cfg.epochs, train_loss, images_per_second, train_secs);
             return Ok(log);
         }
         let d = self.data;
@@ -520,11 +554,12 @@ impl Trainer<'_> {
             val_auc_mel_nv: summary.auc("melanoma_vs_nevus"),
             val_auc_kc_bkl: summary.auc("carcinoma_vs_keratosis"),
             val_auc_mel_nv_by_source: self.mel_nv_by_source(&val_probs)?,
+            input_size,
             images_per_second,
             seconds: started.elapsed().as_secs_f64(),
         };
         eprintln!(
-            "epoch {}/{}: train loss {:.4}, val loss {:.4}, balanced acc {:.3}, AUC mel/nv {}, AUC kc/bkl {}, {:.0} img/s, {:.0} s",
+            "epoch {}/{}: train loss {:.4}, val loss {:.4}, balanced acc {:.3}, AUC mel/nv {}, AUC kc/bkl {}, {:.0} img/s at {input_size} px, {:.0} s",
             log.epoch,
             self.cfg.epochs,
             log.train_loss,
@@ -683,6 +718,7 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     } else {
         cfg
     };
+    cfg.check_low_res()?;
     let resuming = resume && paths.checkpoint_state().exists();
     if let (false, Some(from)) = (resuming, &cfg.init_from) {
         check_init_from(from, &cfg)?;
@@ -904,6 +940,17 @@ mod tests {
         let a = logit_adjustment(&[900, 100], 0.0);
         assert!(a[0] < 0.0 && a[1] > 0.0);
         assert!(((a[1] - a[0]) as f64 - 9f64.ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn low_res_epochs_come_first_and_must_be_smaller() {
+        let cfg = TrainConfig { input_size: 144, low_res_size: Some(112), low_res_epochs: 2, ..Default::default() };
+        cfg.check_low_res().unwrap();
+        assert_eq!((0..4).map(|e| cfg.input_size_at(e)).collect::<Vec<_>>(), [112, 112, 144, 144]);
+        assert!(TrainConfig { low_res_size: Some(160), ..cfg.clone() }.check_low_res().is_err(), "larger than the input");
+        assert!(TrainConfig { low_res_epochs: 0, ..cfg.clone() }.check_low_res().is_err(), "a size without epochs");
+        assert!(TrainConfig { low_res_size: None, ..cfg }.check_low_res().is_err(), "epochs without a size");
+        assert_eq!(TrainConfig::default().input_size_at(0), TrainConfig::default().input_size);
     }
 
     #[test]

@@ -16,6 +16,9 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
         epochs: 1,
         batch_size: 8,
         input_size: 32,
+        // The first epoch at a smaller side (progressive resizing), the resumed one at 32.
+        low_res_size: Some(24),
+        low_res_epochs: 1,
         max_steps_per_epoch: Some(2),
         limit_train: Some(300),
         val_fraction: 0.05,
@@ -30,6 +33,8 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     let history: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
     let epochs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 2]);
+    let sizes: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["input_size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [24, 32], "the low-resolution epoch first, then the model's input size");
     let by_source: Vec<&str> = history[1]["val_auc_mel_nv_by_source"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
     assert_eq!(by_source, ["ham10000", "bcn_20000", "msk", "pad_ufes_20"], "validation is scored per source");
     let c = Classifier::load_dir(&out, Device::flex()).unwrap();

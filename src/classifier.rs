@@ -152,9 +152,13 @@ impl ModelMeta {
             _ => self.high_risk_threshold,
         }
     }
-}
 
-impl ModelMeta {
+    /// How many views of each photo the network sees: the photo, and with test-time flips its
+    /// left-right and upside-down mirror images (in that order, views first in the batch).
+    pub fn views(&self) -> usize {
+        if self.test_time_flips { 3 } else { 1 }
+    }
+
     /// Parses `model.json` (the one parser for the CLI and the browser).
     pub fn from_json(text: &[u8]) -> Result<Self, ClassifierError> {
         serde_json::from_slice(text).map_err(ClassifierError::InvalidMeta)
@@ -602,7 +606,7 @@ impl Classifier {
         let flat = read_f32(outputs)?;
         let per = self.meta.preprocess.input_len();
         let n = inputs.len() / per;
-        let views = if self.meta.test_time_flips { 3 } else { 1 };
+        let views = self.meta.views();
         let width = flat.len() / (views * n);
         let k = self.meta.training_classes.len();
         Ok((0..n)

@@ -51,7 +51,7 @@ pub fn export(classifier: &Classifier) -> Result<Vec<u8>, ClassifierError> {
         INPUT.to_string()
     };
     let (logits, embedding) = g.net(classifier.net(), &x)?;
-    let views = if meta.test_time_flips { 3 } else { 1 };
+    let views = meta.views() as i64;
     let k = meta.training_classes.len();
     let mean = g.mean_over_views(&logits, "views_shape", views, k as i64);
     // softmax(scale * (z + adjustment) + bias) = softmax(scale * z + (scale * adjustment + bias))

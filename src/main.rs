@@ -158,14 +158,15 @@ mod native {
     }
 
     /// Explicit files are always tried; folders contribute files with image extensions, and a
-    /// folder with no JPEG, PNG or WebP file in it is a problem, not silence.
+    /// folder with no JPEG, PNG or WebP file in it is a problem, not silence. Links are followed
+    /// (a folder of links to photos is a common way to pick a set), and a link loop is reported.
     fn collect_files(paths: &[PathBuf], problems: &mut Problems) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for p in paths {
             if p.is_dir() {
                 let mut found = Vec::new();
                 let (mut usable, mut passed_over) = (0, 0);
-                for entry in walkdir::WalkDir::new(p) {
+                for entry in walkdir::WalkDir::new(p).follow_links(true) {
                     match entry {
                         Ok(e) if !e.file_type().is_file() => {}
                         Ok(e) if extension_in(e.path(), &IMAGE_EXTENSIONS) => {

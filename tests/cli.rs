@@ -106,6 +106,24 @@ fn folders_are_walked_and_json_matches_csv() {
     }
 }
 
+/// A folder of links to photos (a hand-picked set) is read like a folder of the photos.
+#[cfg(unix)]
+#[test]
+fn linked_photos_in_a_folder_are_classified() {
+    let dir = common::temp_dir("links");
+    let ids = held_out(2);
+    let originals = copy_images(&common::temp_dir("links-target"), &ids);
+    for (i, original) in originals.iter().enumerate() {
+        std::os::unix::fs::symlink(original, dir.join(format!("picked-{i}.jpg"))).unwrap();
+    }
+    let out = dermscreen(&["classify", "--format", "csv", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<_> = csv::Reader::from_reader(text.as_bytes()).records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows.iter().all(|r| r[0].starts_with("picked-") && &r[1] == "ok"), "{text}");
+}
+
 #[test]
 fn bad_files_get_an_error_line_and_the_rest_are_still_classified() {
     let dir = common::temp_dir("bad");

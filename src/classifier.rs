@@ -436,6 +436,22 @@ impl Classifier {
         })
     }
 
+    /// The shipped model, as `model/` held it when this program was built. Native programs carry
+    /// it so that they run from any folder; the browser fetches its weights instead, to keep the
+    /// wasm small.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn shipped(device: Device) -> Result<Self, ClassifierError> {
+        const WEIGHTS: &str = "model.bpk";
+        let meta = ModelMeta::from_json(include_bytes!("../model/model.json"))?;
+        if meta.weights.file != WEIGHTS {
+            return Err(ClassifierError::Meta(format!(
+                "names weights {}, but programs are built with model/{WEIGHTS}",
+                meta.weights.file
+            )));
+        }
+        Self::from_parts(meta, include_bytes!("../model/model.bpk").to_vec(), Taxonomy::bundled(), device)
+    }
+
     /// Loads `model.json` and its weights from a directory, with the bundled taxonomy.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: &std::path::Path, device: Device) -> Result<Self, ClassifierError> {

@@ -43,9 +43,10 @@ mod native {
             /// Image files or folders.
             #[arg(required = true)]
             paths: Vec<PathBuf>,
-            /// Folder holding model.json and its weights.
-            #[arg(long, default_value = "model")]
-            model: PathBuf,
+            /// Folder holding model.json and its weights [default: the shipped model, built
+            /// into this program].
+            #[arg(long, value_name = "DIR")]
+            model: Option<PathBuf>,
             /// Output format.
             #[arg(long, value_enum, default_value_t = Format::Text)]
             format: Format,
@@ -71,9 +72,10 @@ mod native {
             /// Output folder for metrics.json and SVG plots.
             #[arg(long)]
             out: PathBuf,
-            /// Folder holding model.json and its weights.
-            #[arg(long, default_value = "model")]
-            model: PathBuf,
+            /// Folder holding model.json and its weights [default: the shipped model, built
+            /// into this program].
+            #[arg(long, value_name = "DIR")]
+            model: Option<PathBuf>,
         },
         /// Fit the model's calibration, high-risk threshold and "not a skin spot" gate on
         /// photos it was not trained on, and write them into its model.json (needs
@@ -94,9 +96,10 @@ mod native {
         /// probabilities (needs `--features onnx`; `./build.sh bench` runs it in onnxruntime).
         #[cfg(feature = "onnx")]
         ExportOnnx {
-            /// Folder holding model.json and its weights.
-            #[arg(long, default_value = "model")]
-            model: PathBuf,
+            /// Folder holding model.json and its weights [default: the shipped model, built
+            /// into this program].
+            #[arg(long, value_name = "DIR")]
+            model: Option<PathBuf>,
             /// The .onnx file to write.
             #[arg(long)]
             out: PathBuf,
@@ -193,8 +196,12 @@ mod native {
         files
     }
 
-    fn load_classifier(model: &Path) -> Result<Classifier> {
-        Classifier::load_dir(model, Device::flex()).with_context(|| format!("loading the model from {}", model.display()))
+    /// The model in `model`, or without one the shipped model built into this program.
+    fn load_classifier(model: Option<&Path>) -> Result<Classifier> {
+        match model {
+            Some(dir) => Classifier::load_dir(dir, Device::flex()).with_context(|| format!("loading the model from {}", dir.display())),
+            None => Classifier::shipped(Device::flex()).context("loading the built-in model"),
+        }
     }
 
     /// Reads and preprocesses each file. Returns `(index into files, model input)` for the
@@ -337,7 +344,7 @@ mod native {
         Ok(inputs.len())
     }
 
-    fn classify(paths: &[PathBuf], model: &Path, format: Format, saliency: Option<&Path>, context: Option<&Path>, mut problems: Problems) -> Result<bool> {
+    fn classify(paths: &[PathBuf], model: Option<&Path>, format: Format, saliency: Option<&Path>, context: Option<&Path>, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
         let by_image = context.map(read_context_file).transpose()?.unwrap_or_default();
         let files = collect_files(paths, &mut problems);
@@ -362,7 +369,7 @@ mod native {
         Ok(problems.count == 0)
     }
 
-    fn evaluate(images: &Path, labels: &Path, out: &Path, model: &Path, mut problems: Problems) -> Result<bool> {
+    fn evaluate(images: &Path, labels: &Path, out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
         let classes = &classifier.meta().training_classes;
         let taxonomy = classifier.taxonomy();
@@ -494,7 +501,7 @@ mod native {
     #[cfg(feature = "train")]
     fn calibrate(model: &Path, data: &Path, target_sensitivity: f64) -> Result<()> {
         use dermscreen::fit;
-        let classifier = load_classifier(model)?;
+        let classifier = load_classifier(Some(model))?;
         let photos = fit::export_photos(data, &model.join("validation_split.csv"))?;
         eprintln!("calibrate: {} photos", photos.len());
         let (fitted, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
@@ -519,7 +526,7 @@ mod native {
 
     /// `dermscreen export-onnx`: the classifier as one ONNX graph.
     #[cfg(feature = "onnx")]
-    fn export_onnx(model: &Path, out: &Path) -> Result<()> {
+    fn export_onnx(model: Option<&Path>, out: &Path) -> Result<()> {
         let bytes = dermscreen::onnx::export(&load_classifier(model)?)?;
         std::fs::write(out, &bytes).with_context(|| out.display().to_string())?;
         println!("wrote {} ({} bytes, opset {})", out.display(), bytes.len(), dermscreen::onnx::OPSET);
@@ -530,14 +537,14 @@ mod native {
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
-            Command::Classify { paths, model, format, saliency, context } => classify(&paths, &model, format, saliency.as_deref(), context.as_deref(), problems),
-            Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, &model, problems),
+            Command::Classify { paths, model, format, saliency, context } => classify(&paths, model.as_deref(), format, saliency.as_deref(), context.as_deref(), problems),
+            Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, model.as_deref(), problems),
             #[cfg(feature = "train")]
             Command::Calibrate { model, data, target_sensitivity } => {
                 calibrate(&model, &data, target_sensitivity).map(|()| true)
             }
             #[cfg(feature = "onnx")]
-            Command::ExportOnnx { model, out } => export_onnx(&model, &out).map(|()| true),
+            Command::ExportOnnx { model, out } => export_onnx(model.as_deref(), &out).map(|()| true),
             #[cfg(feature = "train")]
             Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),
         };

@@ -167,6 +167,22 @@ fn bad_files_get_an_error_line_and_the_rest_are_still_classified() {
 }
 
 #[test]
+fn the_shipped_model_is_built_in_so_any_folder_works() {
+    // Run from a folder with no model/ in it, as an installed program is.
+    let dir = common::temp_dir("anywhere");
+    let photo = copy_images(&dir, &held_out(1)).remove(0);
+    let out = Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+        .current_dir(&dir)
+        .args(["classify", "--format", "csv", photo.file_name().unwrap().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let from_repo = dermscreen(&["classify", "--format", "csv", "--model", "model", photo.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&from_repo.stdout), "built in = model/");
+    assert!(String::from_utf8_lossy(&out.stdout).lines().nth(1).is_some_and(|row| row.contains(",ok,")), "a lesion photo is classified");
+}
+
+#[test]
 fn missing_model_is_a_clear_error() {
     let out = dermscreen(&["classify", "--model", "no-such-model", common::image(&held_out(1)[0].0).to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));

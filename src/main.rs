@@ -288,12 +288,14 @@ mod native {
 
     /// One row per image: its name, the gate, the lesion score, the kind of photo it was taken
     /// for, P(malignant), the flag (true/false, as the page shows it) and the class-balanced
-    /// call, then every training class and inference node. A gated image's risk columns are empty.
+    /// call, then every training class and inference node, the context used and the path as
+    /// given (two photos in different folders may share a name). A gated image's risk columns
+    /// are empty.
     fn write_csv(out: impl Write, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
         let mut w = csv::Writer::from_writer(out);
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
         let head = ["image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis"];
-        w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used"]))?;
+        w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used", "path"]))?;
         let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
         for r in rows {
             let p = r.prediction;
@@ -311,6 +313,7 @@ mod native {
                 None => record.extend(std::iter::repeat_n(String::new(), 3 + width)),
             }
             record.push(r.context_used.join(";"));
+            record.push(r.path.clone());
             w.write_record(record)?;
         }
         w.flush()?;

@@ -52,12 +52,13 @@ fn csv_has_the_documented_header_and_probabilities() {
         [
             "image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis", "df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel",
             "benign", "benign_dermal", "benign_epidermal", "benign_melanocytic", "malignant", "malignant_epidermal",
-            "malignant_melanocytic", "context_used"
+            "malignant_melanocytic", "context_used", "path"
         ]
     );
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(&rows[0][0], ids[0].0.as_str(), "image is the file name without extension");
+    assert_eq!(&rows[0][23], files[0].to_str().unwrap(), "path is the path as given");
     for row in &rows {
         assert_eq!(&row[1], "ok", "a held-out lesion photo passes the gate");
         assert!(row[2].parse::<f64>().unwrap() > 0.0, "lesion score");
@@ -103,7 +104,29 @@ fn folders_are_walked_and_json_matches_csv() {
         assert_eq!(row["gate"], "ok");
         assert_eq!(row["high_risk"].as_bool().unwrap().to_string(), &rec[5], "the flag as the page shows it");
         assert_eq!(row["domain"].as_str().unwrap(), &rec[3]);
+        assert_eq!(row["path"].as_str().unwrap(), &rec[23]);
     }
+}
+
+/// Phones name photos IMG_0001.jpg in every folder: the rows must still say which is which.
+#[test]
+fn same_named_photos_in_two_folders_are_told_apart() {
+    let dir = common::temp_dir("same-name");
+    let ids = held_out(2);
+    for (folder, (id, _)) in ["a", "b"].iter().zip(&ids) {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        std::fs::copy(common::image(id), dir.join(folder).join("IMG_0001.jpg")).unwrap();
+    }
+    let maps = dir.join("maps");
+    let out = dermscreen(&["classify", "--format", "csv", "--saliency", maps.to_str().unwrap(), dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<_> = csv::Reader::from_reader(text.as_bytes()).records().map(|r| r.unwrap()).collect();
+    assert!(rows.iter().all(|r| &r[0] == "IMG_0001"), "{text}");
+    let paths: Vec<&str> = rows.iter().map(|r| &r[23]).collect();
+    assert_eq!(paths, [dir.join("a/IMG_0001.jpg").to_str().unwrap(), dir.join("b/IMG_0001.jpg").to_str().unwrap()]);
+    assert_ne!(&rows[0][4], &rows[1][4], "two different photos, two results");
+    assert!(maps.join("IMG_0001.png").is_file() && maps.join("IMG_0001-2.png").is_file(), "neither overlay is overwritten");
 }
 
 /// A folder of links to photos (a hand-picked set) is read like a folder of the photos.
@@ -178,8 +201,11 @@ fn the_shipped_model_is_built_in_so_any_folder_works() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let from_repo = dermscreen(&["classify", "--format", "csv", "--model", "model", photo.to_str().unwrap()]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&from_repo.stdout), "built in = model/");
-    assert!(String::from_utf8_lossy(&out.stdout).lines().nth(1).is_some_and(|row| row.contains(",ok,")), "a lesion photo is classified");
+    // Every column but the path as given.
+    let row = |out: &Output| csv::Reader::from_reader(&out.stdout[..]).records().next().unwrap().unwrap().iter().take(23).map(String::from).collect::<Vec<_>>();
+    let built_in = row(&out);
+    assert_eq!(built_in, row(&from_repo), "built in = model/");
+    assert_eq!(built_in[1], "ok", "a lesion photo is classified");
 }
 
 #[test]
@@ -366,10 +392,10 @@ fn context_file_is_used_and_bad_values_name_the_field() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
-    assert_eq!(rdr.headers().unwrap().iter().last(), Some("context_used"));
+    assert_eq!(rdr.headers().unwrap().get(22), Some("context_used"));
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
-    assert_eq!(rows[0].iter().last(), Some("age;sex;site;bled"));
-    assert_eq!(rows[1].iter().last(), Some(""), "empty answers: image only");
+    assert_eq!(rows[0].get(22), Some("age;sex;site;bled"));
+    assert_eq!(rows[1].get(22), Some(""), "empty answers: image only");
     let plain = dermscreen(&["classify", "--format", "csv", files[0].to_str().unwrap(), files[1].to_str().unwrap()]);
     let plain_text = String::from_utf8(plain.stdout).unwrap();
     let plain_rows: Vec<csv::StringRecord> = csv::Reader::from_reader(plain_text.as_bytes()).records().map(Result::unwrap).collect();

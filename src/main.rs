@@ -379,10 +379,14 @@ mod native {
         let mut files = Vec::new();
         let mut label_idx = Vec::new();
         let mut kept_labels = Vec::new();
+        // Unknown labels are named once each, with how many rows carry them (a table in another
+        // vocabulary, ISIC's MEL or PAD-UFES's NEV, would otherwise fill the screen).
+        let mut unknown: std::collections::BTreeMap<String, (usize, String)> = std::collections::BTreeMap::new();
         for label in dataset::read_labels(labels)? {
-            let (image, dx) = (&label.image, &label.dx);
-            let Some(k) = taxonomy.class_of(&dx, classes) else {
-                problems.report(format_args!("{}: label '{dx}' of {image} is not under any training class", labels.display()));
+            let image = &label.image;
+            // Taxonomy ids are lower case; ISIC's tables write them in capitals.
+            let Some(k) = taxonomy.class_of(&label.dx.trim().to_ascii_lowercase(), classes) else {
+                unknown.entry(label.dx.clone()).or_insert_with(|| (0, image.clone())).0 += 1;
                 continue;
             };
             let Some(path) = find_image(images, &image) else {
@@ -392,6 +396,13 @@ mod native {
             files.push(path);
             label_idx.push(k);
             kept_labels.push(label);
+        }
+        for (dx, (rows, first)) in &unknown {
+            problems.report(format_args!(
+                "{}: label '{dx}' ({rows} rows, the first {first}) is not at or under a training class; `dx` takes a taxonomy id (taxonomy/taxonomy.json), such as {}",
+                labels.display(),
+                classes.join(", ")
+            ));
         }
         let inputs = prepare(&classifier, &files, &mut problems);
         if inputs.is_empty() {

@@ -234,6 +234,32 @@ fn text_output_says_it_is_a_screening_aid() {
     assert!(text.contains("not a diagnosis"), "{text}");
 }
 
+/// Label tables come in other vocabularies: ISIC writes MEL and NV, PAD-UFES writes NEV.
+#[test]
+fn evaluate_reads_labels_in_capitals_and_names_each_unknown_label_once() {
+    let dir = common::temp_dir("evaluate-labels");
+    let rows = common::validation_rows();
+    let ham = |dx: &'static str| rows.iter().filter(move |l| l.source.as_deref() == Some("ham10000") && l.dx == dx);
+    let mut table = String::from("image,dx\n");
+    for l in ham("mel").take(2).chain(ham("nv").take(2)) {
+        table += &format!("{},{}\n", l.image, l.dx.to_uppercase());
+    }
+    for l in ham("nv").skip(2).take(3) {
+        table += &format!("{},NEV\n", l.image);
+    }
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, table).unwrap();
+    let out_dir = dir.join("report");
+    let root = common::data_root();
+    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "scored, with a problem to report");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("label 'NEV' (3 rows").count(), 1, "{stderr}");
+    assert!(stderr.contains("taxonomy id") && stderr.contains("mel"), "says what `dx` takes: {stderr}");
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv");
+}
+
 #[test]
 fn evaluate_writes_metrics_and_plots() {
     let dir = common::temp_dir("evaluate");

@@ -6,7 +6,7 @@
 #   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
-#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~3.1 h on 2 cores,
+#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~3.2 h on 2 cores,
 #                                9.4 min on an H200; run again to resume); with args, one
 #                                `dermscreen train` run into runs/NAME
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
@@ -182,7 +182,7 @@ cmd_train() {
         return
     fi
     # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
-    # About 3.1 h on 2 cores, so a run cut short by the end of a session is picked up again
+    # About 3.2 h on 2 cores, so a run cut short by the end of a session is picked up again
     # from its last epoch by the same command.
     if [ -f "runs/$name/checkpoint/state.json" ]; then
         "${train[@]}" --resume
@@ -192,6 +192,11 @@ cmd_train() {
     fi
 }
 
+# The header comment is the usage.
+usage() {
+    sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
+}
+
 case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     serve) shift; cmd_serve "$@" ;;
@@ -199,8 +204,10 @@ case "${1:-}" in
     bench) shift; cmd_bench "$@" ;;
     train) shift; cmd_train "$@" ;;
     evaluate) shift; cmd_evaluate "$@" ;;
+    help | -h | --help) usage ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        [ -n "${1:-}" ] && echo "build.sh: unknown command '$1'" >&2
+        usage >&2
         exit 2
         ;;
 esac

@@ -547,6 +547,17 @@ mod native {
         Ok(())
     }
 
+    /// Whether writing the results failed because their reader closed the pipe. The csv and
+    /// JSON writers' errors hide their I/O cause from the source chain, so they are asked.
+    fn is_broken_pipe(e: &anyhow::Error) -> bool {
+        let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+        e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(broken)
+                || c.downcast_ref::<csv::Error>().is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if broken(io)))
+                || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind) == Some(std::io::ErrorKind::BrokenPipe)
+        })
+    }
+
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
@@ -565,6 +576,8 @@ mod native {
         match result {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
+            // The reader went away (`| head`): what it wanted was written; like ripgrep, say nothing.
+            Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dermscreen: error: {e:#}");
                 ExitCode::from(2)

@@ -208,6 +208,27 @@ fn the_shipped_model_is_built_in_so_any_folder_works() {
     assert_eq!(built_in[1], "ok", "a lesion photo is classified");
 }
 
+/// `dermscreen classify DIR | head -1`: the reader leaving early is not an error to report.
+#[test]
+fn a_reader_that_closes_the_pipe_early_gets_no_error() {
+    let dir = common::temp_dir("pipe");
+    copy_images(&dir, &held_out(2));
+    for format in ["text", "csv", "json"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+            .current_dir(common::root())
+            .args(["classify", "--format", format, dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the model has even loaded, so every write meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 #[test]
 fn missing_model_is_a_clear_error() {
     let out = dermscreen(&["classify", "--model", "no-such-model", common::image(&held_out(1)[0].0).to_str().unwrap()]);

@@ -220,14 +220,17 @@ mod native {
         ok
     }
 
-    /// The prepared inputs as batches of up to 32 images, each one flat buffer.
+    /// How many images go through the network at once.
+    const BATCH: usize = 32;
+
+    /// The prepared inputs as batches of up to [`BATCH`] images, each one flat buffer.
     fn batches(inputs: &[(usize, Vec<f32>)]) -> impl Iterator<Item = Vec<f32>> + '_ {
-        inputs.chunks(32).map(|chunk| chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect())
+        inputs.chunks(BATCH).map(|chunk| chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect())
     }
 
     fn classify_all(classifier: &Classifier, inputs: &[(usize, Vec<f32>)], contexts: &[PatientContext]) -> Result<Vec<Prediction>> {
         let mut out = Vec::with_capacity(inputs.len());
-        for (batch, part) in batches(inputs).zip(inputs.chunks(32)) {
+        for (batch, part) in batches(inputs).zip(inputs.chunks(BATCH)) {
             let ctx: Vec<PatientContext> = part.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
             out.extend(classifier.classify_inputs_with(&batch, &ctx)?);
         }
@@ -252,6 +255,8 @@ mod native {
         Ok(out)
     }
 
+    const REMINDER: &str = "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.";
+
     fn write_text(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
         for r in rows {
             let p = r.prediction;
@@ -272,9 +277,6 @@ mod native {
                 top.join(", ")
             )?;
         }
-        if !rows.is_empty() {
-            writeln!(out, "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.")?;
-        }
         Ok(())
     }
 
@@ -291,11 +293,15 @@ mod native {
     /// call, then every training class and inference node, the context used and the path as
     /// given (two photos in different folders may share a name). A gated image's risk columns
     /// are empty.
-    fn write_csv(out: impl Write, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
-        let mut w = csv::Writer::from_writer(out);
+    fn csv_header<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier) -> Result<()> {
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
         let head = ["image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis"];
         w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used", "path"]))?;
+        Ok(())
+    }
+
+    /// The rows under [`csv_header`].
+    fn write_csv<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
         let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
         for r in rows {
             let p = r.prediction;
@@ -316,35 +322,120 @@ mod native {
             record.push(r.path.clone());
             w.write_record(record)?;
         }
-        w.flush()?;
         Ok(())
     }
 
-    fn write_json(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
-        serde_json::to_writer_pretty(&mut *out, rows)?;
-        writeln!(out)?;
-        Ok(())
+    /// Where `classify` writes its results, a chunk of images at a time: they appear as they
+    /// are ready, and nothing about an image is kept once it is written.
+    enum Results<W: Write> {
+        Text { out: W, any: bool },
+        Csv(csv::Writer<W>),
+        /// One JSON array, its elements written as they come.
+        Json { out: W, any: bool },
     }
 
-    /// Writes one saliency overlay per classified image into `dir`, named after the image (a
-    /// repeated name gets `-2`, `-3`, ...). Returns how many were written.
-    fn write_saliency(classifier: &Classifier, files: &[PathBuf], inputs: &[(usize, Vec<f32>)], dir: &Path) -> Result<usize> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let grid = OcclusionConfig::default();
-        let mut used = std::collections::HashMap::new();
-        for (i, input) in inputs {
-            let saliency = classifier.saliency_of(input, &grid)?;
+    impl<W: Write> Results<W> {
+        fn new(format: Format, classifier: &Classifier, out: W) -> Result<Self> {
+            Ok(match format {
+                Format::Text => Self::Text { out, any: false },
+                Format::Csv => {
+                    let mut w = csv::Writer::from_writer(out);
+                    csv_header(&mut w, classifier)?;
+                    Self::Csv(w)
+                }
+                Format::Json => Self::Json { out, any: false },
+            })
+        }
+
+        fn write(&mut self, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
+            match self {
+                Self::Text { out, any } => {
+                    write_text(out, rows)?;
+                    *any |= !rows.is_empty();
+                    out.flush()?;
+                }
+                Self::Csv(w) => {
+                    write_csv(w, classifier, rows)?;
+                    w.flush()?;
+                }
+                Self::Json { out, any } => {
+                    for row in rows {
+                        out.write_all(if *any { b",\n" } else { b"[\n" })?;
+                        serde_json::to_writer_pretty(&mut *out, row)?;
+                        *any = true;
+                    }
+                    out.flush()?;
+                }
+            }
+            Ok(())
+        }
+
+        /// Closes the JSON array; under text results, the reminder that this is not a diagnosis.
+        fn finish(self) -> Result<()> {
+            match self {
+                Self::Text { mut out, any } if any => writeln!(out, "{REMINDER}")?,
+                Self::Text { .. } => {}
+                Self::Csv(mut w) => w.flush()?,
+                Self::Json { mut out, any } => out.write_all(if any { b"\n]\n" } else { b"[]\n" })?,
+            }
+            Ok(())
+        }
+    }
+
+    /// Saliency overlays written into one folder, each named after its image (a repeated name
+    /// gets `-2`, `-3`, ...).
+    struct Overlays<'a> {
+        dir: &'a Path,
+        used: std::collections::HashMap<String, usize>,
+        written: usize,
+    }
+
+    impl<'a> Overlays<'a> {
+        fn new(dir: &'a Path) -> Result<Self> {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(Self { dir, used: Default::default(), written: 0 })
+        }
+
+        /// One overlay per classified input; `files` is what the inputs' indices point into.
+        fn write(&mut self, classifier: &Classifier, files: &[PathBuf], inputs: &[(usize, Vec<f32>)]) -> Result<()> {
+            for (i, input) in inputs {
+                self.write_one(classifier, &files[*i], input)?;
+            }
+            Ok(())
+        }
+
+        fn write_one(&mut self, classifier: &Classifier, file: &Path, input: &[f32]) -> Result<()> {
+            let saliency = classifier.saliency_of(input, &OcclusionConfig::default())?;
             // The file decoded a moment ago; decode again for the display-size photo.
-            let photo = preprocess::decode(&std::fs::read(&files[*i])?)?;
-            let stem = image_stem(&files[*i].to_string_lossy());
-            let n = used.entry(stem.clone()).and_modify(|n| *n += 1).or_insert(1);
+            let photo = preprocess::decode(&std::fs::read(file)?)?;
+            let stem = image_stem(&file.to_string_lossy());
+            let n = self.used.entry(stem.clone()).and_modify(|n| *n += 1).or_insert(1);
             let name = if *n == 1 { format!("{stem}.png") } else { format!("{stem}-{n}.png") };
-            let path = dir.join(name);
+            let path = self.dir.join(name);
             saliency::overlay_with_legend(&photo, &saliency)
                 .save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
+            self.written += 1;
+            Ok(())
         }
-        Ok(inputs.len())
+    }
+
+    /// Reads, preprocesses and classifies `files` a batch at a time, so memory stays flat
+    /// however many there are, and hands each batch's readable files to `each`:
+    /// `(index into files, model input)` and their predictions. Unreadable files are reported.
+    fn classify_in_batches(
+        classifier: &Classifier,
+        files: &[PathBuf],
+        contexts: &[PatientContext],
+        problems: &mut Problems,
+        mut each: impl FnMut(&[(usize, Vec<f32>)], &[Prediction]) -> Result<()>,
+    ) -> Result<()> {
+        for (start, chunk) in (0..).step_by(BATCH).zip(files.chunks(BATCH)) {
+            let inputs: Vec<(usize, Vec<f32>)> = prepare(classifier, chunk, problems).into_iter().map(|(i, x)| (start + i, x)).collect();
+            let predictions = classify_all(classifier, &inputs, contexts)?;
+            each(&inputs, &predictions)?;
+        }
+        Ok(())
     }
 
     fn classify(paths: &[PathBuf], model: Option<&Path>, format: Format, saliency: Option<&Path>, context: Option<&Path>, mut problems: Problems) -> Result<bool> {
@@ -352,22 +443,23 @@ mod native {
         let by_image = context.map(read_context_file).transpose()?.unwrap_or_default();
         let files = collect_files(paths, &mut problems);
         let contexts: Vec<PatientContext> = files.iter().map(|f| by_image.get(&image_stem(&f.to_string_lossy())).cloned().unwrap_or_default()).collect();
-        let inputs = prepare(&classifier, &files, &mut problems);
-        let predictions = classify_all(&classifier, &inputs, &contexts)?;
-        let rows: Vec<ImageResult> = inputs
-            .iter()
-            .zip(&predictions)
-            .map(|((i, _), p)| ImageResult::new(files[*i].display().to_string(), p))
-            .collect();
-        let mut out = std::io::stdout().lock();
-        match format {
-            Format::Text => write_text(&mut out, &rows)?,
-            Format::Csv => write_csv(&mut out, &classifier, &rows)?,
-            Format::Json => write_json(&mut out, &rows)?,
-        }
-        if let Some(dir) = saliency {
-            let n = write_saliency(&classifier, &files, &inputs, dir)?;
-            eprintln!("dermscreen: wrote {n} saliency overlays to {}", dir.display());
+        let mut results = Results::new(format, &classifier, std::io::stdout().lock())?;
+        let mut overlays = saliency.map(Overlays::new).transpose()?;
+        classify_in_batches(&classifier, &files, &contexts, &mut problems, |inputs, predictions| {
+            let rows: Vec<ImageResult> = inputs
+                .iter()
+                .zip(predictions)
+                .map(|((i, _), p)| ImageResult::new(files[*i].display().to_string(), p))
+                .collect();
+            results.write(&classifier, &rows)?;
+            match &mut overlays {
+                Some(o) => o.write(&classifier, &files, inputs),
+                None => Ok(()),
+            }
+        })?;
+        results.finish()?;
+        if let Some(o) = overlays {
+            eprintln!("dermscreen: wrote {} saliency overlays to {}", o.written, o.dir.display());
         }
         Ok(problems.count == 0)
     }
@@ -404,12 +496,20 @@ mod native {
                 classes.join(", ")
             ));
         }
-        let inputs = prepare(&classifier, &files, &mut problems);
-        if inputs.is_empty() {
+        // Per readable image: its index into files, prediction and last hidden layer (t-SNE).
+        let (mut kept, mut predictions, mut embeddings) = (Vec::new(), Vec::new(), Vec::new());
+        classify_in_batches(&classifier, &files, &[], &mut problems, |inputs, batch_predictions| {
+            kept.extend(inputs.iter().map(|(i, _)| *i));
+            predictions.extend_from_slice(batch_predictions);
+            if let Some(batch) = batches(inputs).next() {
+                embeddings.extend(classifier.embeddings(&batch)?);
+            }
+            Ok(())
+        })?;
+        if kept.is_empty() {
             bail!("no readable labelled images");
         }
-        let labels_kept: Vec<usize> = inputs.iter().map(|(i, _)| label_idx[*i]).collect();
-        let predictions = classify_all(&classifier, &inputs, &[])?;
+        let labels_kept: Vec<usize> = kept.iter().map(|i| label_idx[*i]).collect();
         let probs: Vec<Vec<f32>> = predictions.iter().map(Prediction::class_probs).collect();
         // Every image is scored whatever its gate; how many the page would have turned away:
         let mut gated = std::collections::BTreeMap::new();
@@ -421,11 +521,7 @@ mod native {
         let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
         let call_balanced_accuracy = dermscreen::eval::balanced_accuracy(&dermscreen::eval::confusion(&labels_kept, &calls, classes.len()));
         let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
-        let group_rows = evaluate_groups(&classifier, &inputs, &kept_labels, &labels_kept, &calls, &predictions)?;
-        let mut embeddings = Vec::with_capacity(inputs.len());
-        for batch in batches(&inputs) {
-            embeddings.extend(classifier.embeddings(&batch)?);
-        }
+        let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &labels_kept, &calls, &predictions)?;
         let tsne = report::TsneMap::compute(&embeddings, labels_kept.clone(), classes.clone());
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let metrics = serde_json::json!({
@@ -445,7 +541,7 @@ mod native {
         plots.push(report::write_tsne(&tsne, out)?);
         let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
         points.write_record(["image", "label", "x", "y"])?;
-        for ((i, _), (&(x, y), &l)) in inputs.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
+        for (i, (&(x, y), &l)) in kept.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
             points.write_record([image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
         }
         points.flush()?;
@@ -464,7 +560,7 @@ mod native {
     /// label table names (the kind as labelled, not as recognised).
     fn evaluate_groups(
         classifier: &Classifier,
-        inputs: &[(usize, Vec<f32>)],
+        kept: &[usize],
         labels: &[Label],
         label_idx: &[usize],
         calls: &[usize],
@@ -472,11 +568,11 @@ mod native {
     ) -> Result<Vec<report::GroupRow>> {
         let taxonomy = classifier.taxonomy();
         let classes = &classifier.meta().training_classes;
-        let images: Vec<report::GroupImage> = inputs
+        let images: Vec<report::GroupImage> = kept
             .iter()
             .zip(predictions)
             .enumerate()
-            .map(|(j, ((i, _), p))| report::GroupImage {
+            .map(|(j, (i, p))| report::GroupImage {
                 label: label_idx[j],
                 call: calls[j],
                 malignant: taxonomy.is_within(&labels[*i].dx, "malignant").unwrap_or(false),
@@ -494,10 +590,10 @@ mod native {
                 }
             }
         };
-        for (j, (i, _)) in inputs.iter().enumerate() {
+        for (j, i) in kept.iter().enumerate() {
             add(labels[*i].source.clone(), j);
         }
-        for (j, (i, _)) in inputs.iter().enumerate() {
+        for (j, i) in kept.iter().enumerate() {
             add(labels[*i].kind.map(|k| k.as_str().to_string()), j);
         }
         groups

@@ -352,7 +352,9 @@ pub struct TsneMap {
 
 impl TsneMap {
     /// Barnes-Hut t-SNE (bhtsne; perplexity 30, or less for a small set) of `rows` (one
-    /// embedding per image), from a seeded start so the same rows give the same map.
+    /// embedding per image), from a seeded start so the same rows give the same map, up to
+    /// rounding: bhtsne sums on several threads in varying order, and a point moves in the
+    /// fourth decimal from run to run.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn compute(rows: &[Vec<f32>], labels: Vec<usize>, classes: Vec<String>) -> Self {
         let n = rows.len();

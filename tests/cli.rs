@@ -208,6 +208,37 @@ fn the_shipped_model_is_built_in_so_any_folder_works() {
     assert_eq!(built_in[1], "ok", "a lesion photo is classified");
 }
 
+/// A large folder (a phone's whole camera roll) is classified a batch at a time: results are
+/// written as each batch is done, not held (with every photo's pixels) until the end. Seen in
+/// the order of the two streams: the first batch's rows come before the error about a
+/// damaged file in the second batch.
+#[cfg(unix)]
+#[test]
+fn results_come_out_as_they_are_ready() {
+    let dir = common::temp_dir("stream");
+    let damaged = dir.join("damaged.jpg");
+    std::fs::write(&damaged, b"not a photo").unwrap();
+    let photos: Vec<PathBuf> = common::validation_split().iter().take(64).map(|(id, _)| common::image(id)).collect();
+    let mut args: Vec<&str> = photos[..40].iter().map(|p| p.to_str().unwrap()).collect();
+    args.push(damaged.to_str().unwrap());
+    args.extend(photos[40..].iter().map(|p| p.to_str().unwrap()));
+    // One pipe for both streams, so their order is kept.
+    let out = Command::new("sh")
+        .current_dir(common::root())
+        .arg("-c")
+        .arg(r#"exec "$0" classify --format csv "$@" 2>&1"#)
+        .arg(env!("CARGO_BIN_EXE_dermscreen"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let error = lines.iter().position(|l| l.contains("damaged.jpg")).expect("the damaged file is named");
+    assert_eq!(lines.len(), 1 + 64 + 1, "header, every photo, the error:\n{text}");
+    assert_eq!(error, 1 + 32, "the first batch of 32 is written before the second is read:\n{text}");
+    assert_eq!(out.status.code(), Some(1), "a file could not be read");
+}
+
 /// `dermscreen classify DIR | head -1`: the reader leaving early is not an error to report.
 #[test]
 fn a_reader_that_closes_the_pipe_early_gets_no_error() {

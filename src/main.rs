@@ -223,20 +223,6 @@ mod native {
     /// How many images go through the network at once.
     const BATCH: usize = 32;
 
-    /// The prepared inputs as batches of up to [`BATCH`] images, each one flat buffer.
-    fn batches(inputs: &[(usize, Vec<f32>)]) -> impl Iterator<Item = Vec<f32>> + '_ {
-        inputs.chunks(BATCH).map(|chunk| chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect())
-    }
-
-    fn classify_all(classifier: &Classifier, inputs: &[(usize, Vec<f32>)], contexts: &[PatientContext]) -> Result<Vec<Prediction>> {
-        let mut out = Vec::with_capacity(inputs.len());
-        for (batch, part) in batches(inputs).zip(inputs.chunks(BATCH)) {
-            let ctx: Vec<PatientContext> = part.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
-            out.extend(classifier.classify_inputs_with(&batch, &ctx)?);
-        }
-        Ok(out)
-    }
-
     /// The context file of `classify --context`: image stem -> context. A value the context
     /// does not accept stops the run with the file, the row and the field named.
     fn read_context_file(path: &Path) -> Result<std::collections::HashMap<String, PatientContext>> {
@@ -420,20 +406,26 @@ mod native {
         }
     }
 
-    /// Reads, preprocesses and classifies `files` a batch at a time, so memory stays flat
-    /// however many there are, and hands each batch's readable files to `each`:
-    /// `(index into files, model input)` and their predictions. Unreadable files are reported.
+    /// Reads, preprocesses and classifies `files` a batch of [`BATCH`] at a time, so memory
+    /// stays flat however many there are, and hands each batch's readable files (if any) to `each`:
+    /// `(index into files, model input)`, the inputs end to end (the network's batch) and
+    /// their predictions. `contexts` is per file (empty: none). Unreadable files are reported.
     fn classify_in_batches(
         classifier: &Classifier,
         files: &[PathBuf],
         contexts: &[PatientContext],
         problems: &mut Problems,
-        mut each: impl FnMut(&[(usize, Vec<f32>)], &[Prediction]) -> Result<()>,
+        mut each: impl FnMut(&[(usize, Vec<f32>)], &[f32], &[Prediction]) -> Result<()>,
     ) -> Result<()> {
         for (start, chunk) in (0..).step_by(BATCH).zip(files.chunks(BATCH)) {
             let inputs: Vec<(usize, Vec<f32>)> = prepare(classifier, chunk, problems).into_iter().map(|(i, x)| (start + i, x)).collect();
-            let predictions = classify_all(classifier, &inputs, contexts)?;
-            each(&inputs, &predictions)?;
+            if inputs.is_empty() {
+                continue;
+            }
+            let batch: Vec<f32> = inputs.iter().flat_map(|(_, x)| x.iter().copied()).collect();
+            let ctx: Vec<PatientContext> = inputs.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
+            let predictions = classifier.classify_inputs_with(&batch, &ctx)?;
+            each(&inputs, &batch, &predictions)?;
         }
         Ok(())
     }
@@ -445,7 +437,7 @@ mod native {
         let contexts: Vec<PatientContext> = files.iter().map(|f| by_image.get(&image_stem(&f.to_string_lossy())).cloned().unwrap_or_default()).collect();
         let mut results = Results::new(format, &classifier, std::io::stdout().lock())?;
         let mut overlays = saliency.map(Overlays::new).transpose()?;
-        classify_in_batches(&classifier, &files, &contexts, &mut problems, |inputs, predictions| {
+        classify_in_batches(&classifier, &files, &contexts, &mut problems, |inputs, _, predictions| {
             let rows: Vec<ImageResult> = inputs
                 .iter()
                 .zip(predictions)
@@ -498,12 +490,10 @@ mod native {
         }
         // Per readable image: its index into files, prediction and last hidden layer (t-SNE).
         let (mut kept, mut predictions, mut embeddings) = (Vec::new(), Vec::new(), Vec::new());
-        classify_in_batches(&classifier, &files, &[], &mut problems, |inputs, batch_predictions| {
+        classify_in_batches(&classifier, &files, &[], &mut problems, |inputs, batch, batch_predictions| {
             kept.extend(inputs.iter().map(|(i, _)| *i));
             predictions.extend_from_slice(batch_predictions);
-            if let Some(batch) = batches(inputs).next() {
-                embeddings.extend(classifier.embeddings(&batch)?);
-            }
+            embeddings.extend(classifier.embeddings(batch)?);
             Ok(())
         })?;
         if kept.is_empty() {

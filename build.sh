@@ -150,7 +150,19 @@ cmd_serve() {
     cmd_site
     echo "Serving the web app at http://127.0.0.1:$port/ (Ctrl-C to stop). Phones need https:// for the camera."
     cd target/site
-    exec python3 -m http.server "$port" --bind 127.0.0.1
+    # With Access-Control-Allow-Origin, a page on another origin can embed the element from here
+    # as a telehealth site would: module scripts, the .wasm and the model are fetched with CORS.
+    exec python3 -c '
+import http.server, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def end_headers(self):
+        self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
+try:
+    http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+except KeyboardInterrupt:
+    pass
+' "$port"
 }
 
 cmd_bench() {

@@ -57,7 +57,12 @@ async function fetchOk(url, what) {
   try {
     response = await fetch(url);
   } catch (e) {
-    throw new Error(`Could not download ${what} (${e.message}). Check the connection and reload.`);
+    // A browser reports a fetch that CORS blocked exactly as one that never reached the server,
+    // so when the model is on another origin (an embedding site) both causes are named.
+    const origin = new URL(url, location.href).origin;
+    const embedded = origin === location.origin ? ''
+      : ` If the connection works, ${origin} does not let this site load it: it must send Access-Control-Allow-Origin.`;
+    throw new Error(`Could not download ${what} (${e.message}). Check the connection and reload.${embedded}`);
   }
   if (!response.ok) throw new Error(`Could not download ${what}: the server answered ${response.status} for ${url}.`);
   return response;

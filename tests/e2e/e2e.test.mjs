@@ -1,11 +1,12 @@
 // End-to-end tests of the web app as a user meets it, in Debian's headless Chromium:
 // the page loads the shipped model, classifies photos chosen through the UI, matches the native
 // CLI on both backends, refuses bad files without losing the last result, handles a missing and a
-// working camera, works offline after the first visit, and runs embedded in a host page with a
-// strict CSP. Screenshots go to target/e2e/.
+// working camera, works offline after the first visit, and runs embedded in a host page, on its
+// origin and from another, under a strict CSP. Screenshots go to target/e2e/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
@@ -492,6 +493,53 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.deepEqual(csp, [], 'no CSP violations');
     await page.screenshot({ path: join(OUT, 'desktop-embed.png'), fullPage: true });
     await context.close();
+  });
+
+  test('embedded from another origin under the README\'s policy: engine and model come from beside the script', async () => {
+    // A telehealth site's page on its own origin (another port), loading the element, as the
+    // README shows, from where dermscreen is served; the policy names that origin.
+    const from = site.url;
+    const hostPage = (modelUrl) => `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' ${from} 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob:; media-src mediastream: blob:; connect-src 'self' ${from}">
+<script type="module" src="${from}/derm-screen.js"></script><script type="module" src="${from}/embed.js"></script>
+</head><body><derm-screen id="screen" camera="off"${modelUrl ? ` model-url="${modelUrl}"` : ''}></derm-screen><pre id="log"></pre></body></html>`;
+    const served = [];
+    const host = createServer((req, res) => {
+      served.push(req.url);
+      const modelUrl = new URL(req.url, 'http://x').searchParams.get('model');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(hostPage(modelUrl));
+    });
+    await new Promise((r) => host.listen(0, '127.0.0.1', r));
+    // The same site from a server that does not let other origins load it.
+    const closed = await serveSite(SITE, {}, { cors: false });
+    const hostUrl = `http://127.0.0.1:${host.address().port}/`;
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await context.newPage();
+      const csp = [];
+      page.on('console', (m) => { if (/Content Security Policy|Refused/.test(m.text())) csp.push(m.text()); });
+      await page.goto(hostUrl);
+      await page.evaluate(() => document.querySelector('derm-screen').ready);
+      const s = samples.find((x) => x.dx === 'mel');
+      await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+      await page.locator('#log').getByText('dermscreen:result').waitFor();
+      const logged = JSON.parse((await page.locator('#log').innerText()).split('\n')[0].replace('dermscreen:result ', ''));
+      assert.ok(maxDiff(logged, cli.get(s.image)) <= PARITY_TOLERANCE);
+      assert.deepEqual(csp, [], 'no CSP violations');
+      assert.deepEqual(served.filter((p) => p !== '/favicon.ico'), ['/'], 'the host served only its page');
+
+      // A model on a server without Access-Control-Allow-Origin: the message names that server
+      // and the header, not only the connection.
+      await page.goto(`${hostUrl}?model=${encodeURIComponent(`${closed.url}/model/model.json`)}`);
+      const refused = await page.evaluate(() => document.querySelector('derm-screen').ready.then(() => 'loaded', (e) => e.message));
+      assert.match(refused, new RegExp(`${closed.url.replace(/[.:/]/g, '\\$&')} does not let this site load it: it must send Access-Control-Allow-Origin`));
+      await page.locator('derm-screen').getByText('Access-Control-Allow-Origin').waitFor();
+    } finally {
+      await context.close();
+      host.close();
+      closed.server.close();
+    }
   });
 });
 

@@ -31,9 +31,12 @@ const TYPES = {
 /**
  * Serves the site on an ephemeral localhost port (a secure context, as service workers and the
  * camera need). `/__samples/NAME` serves HAM10000 images to the tests only; the site never sees
- * them. `routes` maps further URL prefixes (`/__ort/`) to folders, for the bench.
+ * them. `routes` maps further URL prefixes (`/__ort/`) to folders, for the bench. Like
+ * `./build.sh serve`, it lets pages on other origins load what it serves (`cors`), so the
+ * element can be embedded from it.
  */
-export async function serveSite(root = SITE, routes = {}) {
+export async function serveSite(root = SITE, routes = {}, { cors = true } = {}) {
+  const allow = cors ? { 'access-control-allow-origin': '*' } : {};
   const folders = { '/__samples/': join(DATA, 'images'), ...routes };
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -46,10 +49,10 @@ export async function serveSite(root = SITE, routes = {}) {
     try {
       if (!(await stat(file)).isFile()) throw new Error('not a file');
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length });
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...allow });
       res.end(body);
     } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.writeHead(404, { 'content-type': 'text/plain', ...allow });
       res.end('not found');
     }
   });

@@ -140,6 +140,9 @@ const CAMERA_ERRORS = {
   NotReadableError: 'The camera is in use by another app. Close it and try again, or choose a photo instead.',
 };
 
+/** Turns a camera stream off (its light too). */
+const stopTracks = (stream) => { for (const track of stream.getTracks()) track.stop(); };
+
 export class DermScreen extends HTMLElement {
   static get observedAttributes() { return ['camera']; }
 
@@ -153,6 +156,9 @@ export class DermScreen extends HTMLElement {
   #loaded = null;
   #lastTiming = null;
   #stream = null;
+  // Bumped by every start and stop of the camera: a camera granted to a request that is no
+  // longer the latest (a second tap, or a stop during the permission prompt) is turned off.
+  #cameraRequest = 0;
   #busy = false;
   #started = false;
   // The last photo checked: { compute: () => promise of its saliency map, result: the map once computed }.
@@ -441,15 +447,25 @@ export class DermScreen extends HTMLElement {
       this.#cameraProblem('This browser cannot use a camera on this page (it needs a secure https:// address). Choose a photo instead.');
       return;
     }
+    const request = ++this.#cameraRequest;
+    let stream;
     try {
-      this.#stream = await navigator.mediaDevices.getUserMedia({
+      stream = await navigator.mediaDevices.getUserMedia({
         video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 1280 } },
         audio: false,
       });
     } catch (e) {
-      this.#cameraProblem(CAMERA_ERRORS[e.name] ?? `The camera could not be started (${e.message}). Choose a photo instead.`);
+      if (request === this.#cameraRequest) {
+        this.#cameraProblem(CAMERA_ERRORS[e.name] ?? `The camera could not be started (${e.message}). Choose a photo instead.`);
+      }
       return;
     }
+    if (request !== this.#cameraRequest) {
+      stopTracks(stream);
+      return;
+    }
+    if (this.#stream) stopTracks(this.#stream); // one already running: this one replaces it
+    this.#stream = stream;
     const video = this.#$('video');
     video.srcObject = this.#stream;
     this.#$('.camera').hidden = false;
@@ -470,7 +486,8 @@ export class DermScreen extends HTMLElement {
   }
 
   #stopCamera() {
-    if (this.#stream) for (const t of this.#stream.getTracks()) t.stop();
+    this.#cameraRequest++;
+    if (this.#stream) stopTracks(this.#stream);
     this.#stream = null;
     this.#$('.camera').hidden = true;
     this.#$('.camera-buttons').hidden = true;

@@ -584,6 +584,57 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  // The camera's light must go out when the person closes it or the element goes away, even
+  // when that happens while the camera is still starting (a permission prompt can take seconds).
+  test('the camera is never left on: not by a double tap, nor by leaving while it starts', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, permissions: ['camera'] });
+    await context.addInitScript(() => {
+      const granted = (window.grantedStreams = []);
+      const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      navigator.mediaDevices.getUserMedia = async (constraints) => {
+        const stream = await getUserMedia(constraints);
+        granted.push(stream);
+        return stream;
+      };
+    });
+    const { page, problems } = await openApp(context, site.url);
+    const liveTracks = () => page.evaluate(() => new Promise((resolve) => setTimeout(() => resolve(
+      window.grantedStreams.flatMap((s) => s.getTracks()).filter((t) => t.readyState === 'live').length), 200)));
+    const startTwice = () => page.evaluate(() => {
+      const start = document.querySelector('derm-screen').shadowRoot.querySelector('.start-camera');
+      start.click();
+      start.click();
+    });
+
+    // A double tap on "Use the camera": one camera runs, and "Close camera" turns it off.
+    await startTwice();
+    await page.waitForFunction(() => window.grantedStreams.length === 2);
+    await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
+    assert.equal(await liveTracks(), 1);
+    await page.locator('derm-screen .stop-camera').click();
+    assert.equal(await liveTracks(), 0);
+
+    // The camera turned off by the host, or the element removed (a single-page app moving
+    // on), before the camera has started.
+    await page.evaluate(() => {
+      const el = document.querySelector('derm-screen');
+      el.shadowRoot.querySelector('.start-camera').click();
+      el.setAttribute('camera', 'off');
+    });
+    await page.waitForFunction(() => window.grantedStreams.length === 3);
+    assert.equal(await liveTracks(), 0);
+    await page.evaluate(() => {
+      const el = document.querySelector('derm-screen');
+      el.setAttribute('camera', 'on');
+      el.shadowRoot.querySelector('.start-camera').click();
+      el.remove();
+    });
+    await page.waitForFunction(() => window.grantedStreams.length === 4);
+    assert.equal(await liveTracks(), 0);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   // A phone tab that grows with every photo is eventually killed. After a first round that
   // sizes the engine's buffers, neither the wasm memory (which can only grow) nor the JS heap
   // (after a forced garbage collection) may keep growing. The curve goes to target/e2e/.

@@ -707,9 +707,32 @@ fn load_net(net: Net, path: &Path, device: &Device) -> Result<Net> {
     Ok(net.fork(device))
 }
 
+/// A new run into a folder that holds another would start over and overwrite its checkpoint
+/// (hours of training, and what `--resume` continues), so it is refused.
+fn refuse_to_overwrite(paths: &RunPaths) -> Result<()> {
+    let state = paths.checkpoint_state();
+    if !state.exists() {
+        return Ok(());
+    }
+    let saved = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice::<TrainState>(&b).ok());
+    let config = std::fs::read(paths.config()).ok().and_then(|b| serde_json::from_slice::<TrainConfig>(&b).ok());
+    let progress = match (saved, config) {
+        (Some(s), Some(c)) => format!(" ({} of {} epochs done)", s.epochs_done, c.epochs),
+        _ => String::new(),
+    };
+    bail!(
+        "{} already holds a training run{progress}: --resume continues it (with --epochs N to go further); \
+         for a new run choose another --out, or delete that folder first",
+        paths.0.display()
+    )
+}
+
 /// Runs (or resumes) a training run into `out`.
 pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     let paths = RunPaths(out.to_path_buf());
+    if !resume {
+        refuse_to_overwrite(&paths)?;
+    }
     std::fs::create_dir_all(paths.checkpoint()).with_context(|| format!("creating {}", out.display()))?;
     let cfg = if resume {
         let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;

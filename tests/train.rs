@@ -29,12 +29,19 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
         assert!(out.join(f).is_file(), "{f} written");
     }
     // Resume to two epochs: the history continues rather than restarting.
-    run(TrainConfig { epochs: 2, ..cfg }, &out, true).unwrap();
-    let history: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    run(TrainConfig { epochs: 2, ..cfg.clone() }, &out, true).unwrap();
+    let history = history_after(&out);
     let epochs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 2]);
     let sizes: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["input_size"].as_u64().unwrap()).collect();
     assert_eq!(sizes, [24, 32], "the low-resolution epoch first, then the model's input size");
+    // A new run into the same folder (a forgotten --resume, a reused name) would start over
+    // and overwrite the checkpoint: it is refused before anything is written.
+    let saved = std::fs::read(out.join("checkpoint/model.bpk")).unwrap();
+    let refused = run(TrainConfig { epochs: 3, ..cfg.clone() }, &out, false).unwrap_err().to_string();
+    assert!(refused.contains("already holds a training run (2 of 2 epochs done)") && refused.contains("--resume"), "{refused}");
+    assert_eq!(std::fs::read(out.join("checkpoint/model.bpk")).unwrap(), saved, "the checkpoint is untouched");
+    assert_eq!(history_after(&out), history, "the history is untouched");
     let by_source: Vec<&str> = history[1]["val_auc_mel_nv_by_source"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
     assert_eq!(by_source, ["ham10000", "bcn_20000", "msk", "pad_ufes_20"], "validation is scored per source");
     let c = Classifier::load_dir(&out, Device::flex()).unwrap();
@@ -49,4 +56,8 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
         assert!(metrics["validation_by_source"][group]["images"].as_u64().unwrap() > 0, "{group} validated on its own");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+fn history_after(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap()
 }

@@ -52,6 +52,7 @@ mod native {
             format: Format,
             /// Also write, per image, a PNG of where the model looked (DIR/<image>.png): the
             /// photo's centre square with the occlusion saliency of the diagnosis it leans to over it.
+            /// DIR is not read as input, and an overlay never replaces a photo being classified.
             #[arg(long, value_name = "DIR")]
             saliency: Option<PathBuf>,
             /// Optional patient context per image: a CSV with an `image` column (file name, with
@@ -163,13 +164,19 @@ mod native {
     /// Explicit files are always tried; folders contribute files with image extensions, and a
     /// folder with no JPEG, PNG or WebP file in it is a problem, not silence. Links are followed
     /// (a folder of links to photos is a common way to pick a set), and a link loop is reported.
-    fn collect_files(paths: &[PathBuf], problems: &mut Problems) -> Vec<PathBuf> {
+    /// `output`, where this run writes images (`--saliency`), is not read when it lies inside a
+    /// folder given: its overlays are not photos.
+    fn collect_files(paths: &[PathBuf], output: Option<&Path>, problems: &mut Problems) -> Vec<PathBuf> {
+        let output = output.and_then(|o| std::fs::canonicalize(o).ok());
+        let is_output = |e: &walkdir::DirEntry| {
+            e.depth() > 0 && e.file_type().is_dir() && output.is_some() && std::fs::canonicalize(e.path()).ok() == output
+        };
         let mut files = Vec::new();
         for p in paths {
             if p.is_dir() {
                 let mut found = Vec::new();
                 let (mut usable, mut passed_over) = (0, 0);
-                for entry in walkdir::WalkDir::new(p).follow_links(true) {
+                for entry in walkdir::WalkDir::new(p).follow_links(true).into_iter().filter_entry(|e| !is_output(e)) {
                     match entry {
                         Ok(e) if !e.file_type().is_file() => {}
                         Ok(e) if extension_in(e.path(), &IMAGE_EXTENSIONS) => {
@@ -369,17 +376,32 @@ mod native {
     }
 
     /// Saliency overlays written into one folder, each named after its image (a repeated name
-    /// gets `-2`, `-3`, ...).
+    /// gets `-2`, `-3`, ...). A name that is one of the photos being classified (a PNG in that
+    /// folder) is passed over for the next: an overlay never replaces a photo.
     struct Overlays<'a> {
         dir: &'a Path,
         used: std::collections::HashMap<String, usize>,
+        photos: std::collections::HashSet<PathBuf>,
         written: usize,
     }
 
     impl<'a> Overlays<'a> {
-        fn new(dir: &'a Path) -> Result<Self> {
+        fn new(dir: &'a Path, files: &[PathBuf]) -> Result<Self> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            Ok(Self { dir, used: Default::default(), written: 0 })
+            let photos = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
+            Ok(Self { dir, used: Default::default(), photos, written: 0 })
+        }
+
+        /// The next free name for an overlay of a photo named `stem`.
+        fn path_for(&mut self, stem: String) -> PathBuf {
+            loop {
+                let n = self.used.entry(stem.clone()).and_modify(|n| *n += 1).or_insert(1);
+                let name = if *n == 1 { format!("{stem}.png") } else { format!("{stem}-{n}.png") };
+                let path = self.dir.join(name);
+                if !std::fs::canonicalize(&path).is_ok_and(|p| self.photos.contains(&p)) {
+                    return path;
+                }
+            }
         }
 
         /// One overlay per classified input; `files` is what the inputs' indices point into.
@@ -394,10 +416,7 @@ mod native {
             let saliency = classifier.saliency_of(input, &OcclusionConfig::default())?;
             // The file decoded a moment ago; decode again for the display-size photo.
             let photo = preprocess::decode(&std::fs::read(file)?)?;
-            let stem = image_stem(&file.to_string_lossy());
-            let n = self.used.entry(stem.clone()).and_modify(|n| *n += 1).or_insert(1);
-            let name = if *n == 1 { format!("{stem}.png") } else { format!("{stem}-{n}.png") };
-            let path = self.dir.join(name);
+            let path = self.path_for(image_stem(&file.to_string_lossy()));
             saliency::overlay_with_legend(&photo, &saliency)
                 .save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -433,10 +452,10 @@ mod native {
     fn classify(paths: &[PathBuf], model: Option<&Path>, format: Format, saliency: Option<&Path>, context: Option<&Path>, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
         let by_image = context.map(read_context_file).transpose()?.unwrap_or_default();
-        let files = collect_files(paths, &mut problems);
+        let files = collect_files(paths, saliency, &mut problems);
         let contexts: Vec<PatientContext> = files.iter().map(|f| by_image.get(&image_stem(&f.to_string_lossy())).cloned().unwrap_or_default()).collect();
         let mut results = Results::new(format, &classifier, std::io::stdout().lock())?;
-        let mut overlays = saliency.map(Overlays::new).transpose()?;
+        let mut overlays = saliency.map(|dir| Overlays::new(dir, &files)).transpose()?;
         classify_in_batches(&classifier, &files, &contexts, &mut problems, |inputs, _, predictions| {
             let rows: Vec<ImageResult> = inputs
                 .iter()

@@ -129,6 +129,36 @@ fn same_named_photos_in_two_folders_are_told_apart() {
     assert!(maps.join("IMG_0001.png").is_file() && maps.join("IMG_0001-2.png").is_file(), "neither overlay is overwritten");
 }
 
+/// Overlays are PNGs named after their photos: written beside a PNG photo they must not replace
+/// it, and written into the folder being classified they must not be read back as photos.
+#[test]
+fn saliency_overlays_never_replace_a_photo_nor_are_read_as_photos() {
+    let dir = common::temp_dir("saliency-out");
+    let ids = held_out(3);
+    copy_images(&dir, &ids[..2]);
+    let spot = dir.join("spot.png");
+    image::open(common::image(&ids[2].0)).unwrap().save(&spot).unwrap();
+    let photo = std::fs::read(&spot).unwrap();
+
+    // The overlays' folder inside the folder classified, run twice: the same rows and overlays.
+    let maps = dir.join("maps");
+    let run = |args: &[&str]| {
+        let out = dermscreen(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let args = ["classify", "--format", "csv", "--saliency", maps.to_str().unwrap(), dir.to_str().unwrap()];
+    let first = run(&args);
+    assert_eq!(first.lines().count(), 1 + 3, "{first}");
+    assert_eq!(run(&args), first, "a second run reads no overlay as a photo");
+    assert_eq!(std::fs::read_dir(&maps).unwrap().count(), 3, "one overlay per photo, none of an overlay");
+
+    // Overlays into the photo's own folder: spot.png is kept and its overlay takes the next name.
+    run(&["classify", "--saliency", dir.to_str().unwrap(), spot.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&spot).unwrap(), photo, "the photo is untouched");
+    assert!(dir.join("spot-2.png").is_file());
+}
+
 /// A folder of links to photos (a hand-picked set) is read like a folder of the photos.
 #[cfg(unix)]
 #[test]

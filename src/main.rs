@@ -547,13 +547,18 @@ mod native {
         });
         std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
         let mut plots = report::write_plots(&summary, out)?;
-        plots.push(report::write_tsne(&tsne, out)?);
-        let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
-        points.write_record(["image", "label", "x", "y"])?;
-        for (i, (&(x, y), &l)) in kept.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
-            points.write_record([image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
+        match &tsne {
+            Some(tsne) => {
+                plots.push(report::write_tsne(tsne, out)?);
+                let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
+                points.write_record(["image", "label", "x", "y"])?;
+                for (i, (&(x, y), &l)) in kept.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
+                    points.write_record([image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
+                }
+                points.flush()?;
+            }
+            None => eprintln!("dermscreen: no t-SNE map: it needs at least {} images, and {} were scored", report::TsneMap::MIN_IMAGES, kept.len()),
         }
-        points.flush()?;
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
         print!("{}", report::summary_text(&summary));
         println!("class-balanced call (the `diagnosis` column): balanced accuracy {call_balanced_accuracy:.3}");

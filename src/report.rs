@@ -54,6 +54,7 @@ pub struct BinaryTask {
     pub auc: Option<f64>,
     /// 95% stratified percentile bootstrap interval (2,000 replicates).
     pub auc_ci95: Option<(f64, f64)>,
+    /// `(specificity, sensitivity)`; empty, like `auc`, without both classes.
     pub sensitivity_at_specificity: Vec<(f64, f64)>,
     pub roc: Vec<eval::RocPoint>,
 }
@@ -124,6 +125,7 @@ pub fn summary_text(summary: &Summary) -> String {
             .iter()
             .map(|(sp, se)| format!("sens {se:.3} @ spec {sp:.2}"))
             .collect();
+        let sens = if sens.is_empty() { vec!["sensitivity n/a".to_string()] } else { sens };
         out.push_str(&format!(
             "  {}: AUC {}{ci}, {} vs {} images; {}\n",
             t.name,
@@ -196,15 +198,18 @@ pub fn summarise(
             truth.push(is_pos);
         }
         let roc = eval::roc_curve(&scores, &truth);
+        let auc = eval::auc(&scores, &truth);
+        // Without both classes a sensitivity at a specificity is undefined, not 0.
+        let defined = if auc.is_some() { SPECIFICITIES.as_slice() } else { &[] };
         binary_tasks.push(BinaryTask {
             name: name.into(),
             positive: pos.into(),
             negative: neg.into(),
             positives: truth.iter().filter(|&&t| t).count(),
             negatives: truth.iter().filter(|&&t| !t).count(),
-            auc: eval::auc(&scores, &truth),
+            auc,
             auc_ci95: eval::auc_bootstrap_ci(&scores, &truth, 2000, 17),
-            sensitivity_at_specificity: SPECIFICITIES
+            sensitivity_at_specificity: defined
                 .iter()
                 .map(|&s| (s, eval::sensitivity_at_specificity(&roc, s)))
                 .collect(),
@@ -354,11 +359,14 @@ impl TsneMap {
     /// Barnes-Hut t-SNE (bhtsne; perplexity 30, or less for a small set) of `rows` (one
     /// embedding per image), from a seeded start so the same rows give the same map, up to
     /// rounding: bhtsne sums on several threads in varying order, and a point moves in the
-    /// fourth decimal from run to run.
+    /// fourth decimal from run to run. `None` for fewer than [`Self::MIN_IMAGES`] rows.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn compute(rows: &[Vec<f32>], labels: Vec<usize>, classes: Vec<String>) -> Self {
+    pub fn compute(rows: &[Vec<f32>], labels: Vec<usize>, classes: Vec<String>) -> Option<Self> {
         let n = rows.len();
-        // bhtsne needs n - 1 >= 3 * perplexity.
+        if n < Self::MIN_IMAGES {
+            return None;
+        }
+        // bhtsne needs n - 1 >= 3 * perplexity (it panics otherwise).
         let perplexity = (n.saturating_sub(1) as f32 / 3.0).clamp(1.0, 30.0);
         let mut seed = 0x2017_0115_u64;
         let start: Vec<f32> = (0..2 * n)
@@ -374,8 +382,11 @@ impl TsneMap {
             .initial_embedding(start)
             .barnes_hut(0.5, |a, b| a.iter().zip(b.iter()).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt())
             .embedding();
-        Self { points: flat.chunks(2).map(|p| (p[0], p[1])).collect(), labels, classes }
+        Some(Self { points: flat.chunks(2).map(|p| (p[0], p[1])).collect(), labels, classes })
     }
+
+    /// The fewest images bhtsne maps: perplexity 1 needs four.
+    pub const MIN_IMAGES: usize = 4;
 }
 
 /// Draws a [`TsneMap`] as `tsne.svg`, with a legend of the classes.
@@ -428,6 +439,7 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
     for t in &summary.binary_tasks {
         let ci = t.auc_ci95.map_or("n/a".into(), |(a, b)| format!("{a:.3}-{b:.3}"));
         let sens: Vec<String> = t.sensitivity_at_specificity.iter().map(|(sp, se)| format!("{se:.2} @ {sp:.2}")).collect();
+        let sens = if sens.is_empty() { vec!["n/a".to_string()] } else { sens };
         h.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.name),

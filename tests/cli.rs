@@ -342,6 +342,27 @@ fn evaluate_reads_labels_in_capitals_and_names_each_unknown_label_once() {
     assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv");
 }
 
+/// A first try on a handful of photos gets a report, not a crash: the t-SNE map is left out
+/// (it needs four points) and what two or three nevi cannot measure is n/a, not 0.
+#[test]
+fn evaluate_on_three_photos_reports_what_it_can() {
+    let dir = common::temp_dir("evaluate-few");
+    let nevi: Vec<String> = common::validation_rows().into_iter().filter(|l| l.dx == "nv").take(3).map(|l| l.image).collect();
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, format!("image,dx\n{}\n", nevi.iter().map(|i| format!("{i},nv")).collect::<Vec<_>>().join("\n"))).unwrap();
+    let out_dir = dir.join("report");
+    let root = common::data_root();
+    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no t-SNE map: it needs at least 4 images, and 3 were scored"), "{stderr}");
+    assert!(!out_dir.join("tsne.svg").exists() && out_dir.join("index.html").is_file());
+    assert!(stdout.contains("melanoma_vs_nevus: AUC n/a, 0 vs 3 images; sensitivity n/a"), "{stdout}");
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    let tasks = metrics["summary"]["binary_tasks"].as_array().unwrap();
+    assert!(tasks.iter().all(|t| t["auc"].is_null() && t["sensitivity_at_specificity"].as_array().unwrap().is_empty()));
+}
+
 #[test]
 fn evaluate_writes_metrics_and_plots() {
     let dir = common::temp_dir("evaluate");

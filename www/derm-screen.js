@@ -3,7 +3,8 @@
 // Attributes
 //   model-url   URL of model.json (default: model/model.json beside this script)
 //   camera      "off" hides the camera; anything else offers it
-//   backend     "auto" (default: WebGPU when the browser gives an adapter, else CPU), "webgpu", "cpu"
+//   backend     "auto" (default: the faster of WebGPU and CPU, measured), "webgpu" (the CPU where
+//               WebGPU cannot start), "cpu"
 // Events (bubbling, composed)
 //   dermscreen:result    detail: the CLI's `classify --format json` object for the image: `gate`
 //                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`,

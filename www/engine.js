@@ -158,7 +158,9 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
     onProgress({ phase: 'warmup' });
     return { engine, warmUpMs: await guarded(engine.warmUp()) };
   };
-  const chosen = backend === 'measure' ? await measureBackends(open, meta, onProgress) : { ...(await open(backend)), reason };
+  const chosen = backend === 'measure' ? await measureBackends(open, meta, onProgress)
+    : backend === 'webgpu' ? await webgpuOrCpu(open)
+      : { ...(await open(backend)), reason };
   const { engine } = chosen;
   return {
     engine,
@@ -169,6 +171,24 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
     loadMs: performance.now() - started,
     warmUpMs: chosen.warmUpMs,
   };
+}
+
+/**
+ * WebGPU asked for (a host's backend="webgpu", ?backend=webgpu): the CPU where it cannot start,
+ * so that a phone without WebGPU still gets a working classifier, with the reason shown.
+ */
+async function webgpuOrCpu(open) {
+  try {
+    return { ...(await open('webgpu')), reason: null };
+  } catch (e) {
+    return { ...(await open('cpu')), reason: `WebGPU was asked for, but ${webgpuProblem(e.message)}` };
+  }
+}
+
+/** Why WebGPU could not start, in words: wgpu's message for a missing adapter is for developers. */
+function webgpuProblem(message) {
+  if (!navigator.gpu) return 'this browser has no WebGPU';
+  return /no (suitable graphics )?adapter|found no adapters/i.test(message) ? 'WebGPU gave no adapter here' : `it could not start (${message})`;
 }
 
 /**

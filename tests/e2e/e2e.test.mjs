@@ -561,6 +561,22 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  // A host that sets backend="webgpu" must not leave a phone without WebGPU with a dead element.
+  test('WebGPU asked for where there is none: the CPU runs, and the status line says why', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const { page, ready, problems } = await openApp(context, site.url, { backend: 'webgpu' });
+    assert.equal(ready.backend, 'cpu');
+    assert.match(ready.fallbackReason ?? '', /^WebGPU was asked for, but/);
+    await page.locator('derm-screen .status').getByText('processor (CPU)').waitFor();
+    assert.match(await page.locator('derm-screen .status').innerText(), /WebGPU was asked for, but/);
+    const s = samples.find((x) => x.dx === 'mel');
+    const event = nextResult(page).then((r) => r.detail);
+    await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+    assert.ok(maxDiff(await event, cli.get(s.image)) <= PARITY_TOLERANCE);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('camera: live preview with the square guide, capture classifies the frame', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, permissions: ['camera'] });
     const { page } = await openApp(context, site.url);

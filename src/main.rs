@@ -58,7 +58,9 @@ mod native {
             /// Optional patient context per image: a CSV with an `image` column (file name, with
             /// or without folders and extension) and any of
             /// `age,sex,site,grew,changed,bled,itched,hurt,elevated` (empty = not given; sex
-            /// male/female; site a HAM10000 localization; the questions true/false).
+            /// male/female; site a HAM10000 localization; the questions true/false). A photo gets
+            /// the row sharing the longest ending with its path, so folders tell apart photos
+            /// of the same name.
             #[arg(long, value_name = "FILE.csv")]
             context: Option<PathBuf>,
         },
@@ -232,20 +234,72 @@ mod native {
 
     /// The context file of `classify --context`: image stem -> context. A value the context
     /// does not accept stops the run with the file, the row and the field named.
-    fn read_context_file(path: &Path) -> Result<std::collections::HashMap<String, PatientContext>> {
-        let mut rdr = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
-        let headers = rdr.headers()?.clone();
-        let image = headers.iter().position(|h| h == "image").with_context(|| format!("{}: no `image` column", path.display()))?;
-        let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
-        let mut out = std::collections::HashMap::new();
-        for (row, rec) in rdr.records().enumerate() {
-            let rec = rec?;
-            let name = image_stem(rec.get(image).unwrap_or_default());
-            let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
-                .with_context(|| format!("{}: row {} ({name})", path.display(), row + 2))?;
-            out.insert(name, context);
+    /// The `--context` rows. A row's `image` names a photo by its file name, or with folders,
+    /// with or without extension. A photo gets the row whose path shares the longest ending with
+    /// its own (at least the name), so photos sharing a name in different folders (IMG_0001.jpg)
+    /// each get their own row, and a table written with other folders still matches by name.
+    #[derive(Default)]
+    struct ContextRows {
+        /// Per file stem: the row's path components (extension dropped), its answers, its row.
+        by_stem: std::collections::HashMap<String, Vec<(Vec<String>, PatientContext, usize)>>,
+        file: PathBuf,
+    }
+
+    impl ContextRows {
+        fn read(path: &Path) -> Result<Self> {
+            let mut rdr = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
+            let headers = rdr.headers()?.clone();
+            let image = headers.iter().position(|h| h == "image").with_context(|| format!("{}: no `image` column", path.display()))?;
+            let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
+            let mut rows = Self { file: path.to_path_buf(), ..Self::default() };
+            for (row, rec) in rdr.records().enumerate() {
+                let (rec, row) = (rec?, row + 2);
+                let named = rec.get(image).unwrap_or_default();
+                let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
+                    .with_context(|| format!("{}: row {row} ({named})", path.display()))?;
+                let parts = Self::components(named);
+                let same = rows.by_stem.entry(image_stem(named)).or_default();
+                match same.iter().find(|(p, _, _)| *p == parts) {
+                    Some((_, answers, first)) if *answers != context => {
+                        bail!("{}: row {row} ({named}) names the same photo as row {first} with other answers", path.display());
+                    }
+                    Some(_) => {}
+                    None => same.push((parts, context, row)),
+                }
+            }
+            Ok(rows)
         }
-        Ok(out)
+
+        /// A path's folders and file stem, in order.
+        fn components(path: &str) -> Vec<String> {
+            let mut parts: Vec<String> = path.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").map(str::to_string).collect();
+            if let Some(last) = parts.last_mut() {
+                *last = image_stem(last);
+            }
+            parts
+        }
+
+        /// The answers for `file`, none without a row for its name, or an error naming the
+        /// rows when several fit it equally well with different answers.
+        fn for_file(&self, file: &Path) -> Result<PatientContext, String> {
+            let parts = Self::components(&file.to_string_lossy());
+            let Some(rows) = parts.last().and_then(|stem| self.by_stem.get(stem)) else {
+                return Ok(PatientContext::default());
+            };
+            let shared = |row: &[String]| row.iter().rev().zip(parts.iter().rev()).take_while(|(a, b)| a == b).count();
+            let best = rows.iter().map(|(row, _, _)| shared(row)).max().unwrap_or(0);
+            let fits: Vec<&(Vec<String>, PatientContext, usize)> = rows.iter().filter(|(row, _, _)| shared(row) == best).collect();
+            if fits.iter().all(|(_, answers, _)| *answers == fits[0].1) {
+                return Ok(fits[0].1.clone());
+            }
+            let numbers: Vec<String> = fits.iter().map(|(_, _, n)| n.to_string()).collect();
+            Err(format!(
+                "{}: rows {} of {} fit it equally, with different answers; judged on the photo alone (name its folder in the `image` column)",
+                file.display(),
+                numbers.join(", "),
+                self.file.display()
+            ))
+        }
     }
 
     const REMINDER: &str = "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.";
@@ -451,9 +505,15 @@ mod native {
 
     fn classify(paths: &[PathBuf], model: Option<&Path>, format: Format, saliency: Option<&Path>, context: Option<&Path>, mut problems: Problems) -> Result<bool> {
         let classifier = load_classifier(model)?;
-        let by_image = context.map(read_context_file).transpose()?.unwrap_or_default();
+        let by_image = context.map(ContextRows::read).transpose()?.unwrap_or_default();
         let files = collect_files(paths, saliency, &mut problems);
-        let contexts: Vec<PatientContext> = files.iter().map(|f| by_image.get(&image_stem(&f.to_string_lossy())).cloned().unwrap_or_default()).collect();
+        let contexts: Vec<PatientContext> = files
+            .iter()
+            .map(|f| by_image.for_file(f).unwrap_or_else(|why| {
+                problems.report(format_args!("{why}"));
+                PatientContext::default()
+            }))
+            .collect();
         let mut results = Results::new(format, &classifier, std::io::stdout().lock())?;
         let mut overlays = saliency.map(|dir| Overlays::new(dir, &files)).transpose()?;
         classify_in_batches(&classifier, &files, &contexts, &mut problems, |inputs, _, predictions| {

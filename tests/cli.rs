@@ -536,3 +536,45 @@ fn context_file_is_used_and_bad_values_name_the_field() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("row 2") && err.contains("context field 'site': 'elbow' is not a body site"), "{err}");
 }
+
+/// Phones name photos IMG_0001.jpg in every patient's folder: a context row naming the folder
+/// goes to that photo only, and two different answers for one name are refused, not picked.
+#[test]
+fn context_rows_with_folders_reach_their_own_photo() {
+    let dir = common::temp_dir("context-folders");
+    let (id, _) = &held_out(1)[0];
+    for folder in ["anna", "ben"] {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        std::fs::copy(common::image(id), dir.join(folder).join("IMG_0001.jpg")).unwrap();
+    }
+    let context = dir.join("context.csv");
+    let classify = |table: &str| {
+        std::fs::write(&context, table).unwrap();
+        dermscreen(&["classify", "--format", "csv", "--context", context.to_str().unwrap(), dir.join("anna").to_str().unwrap(), dir.join("ben").to_str().unwrap()])
+    };
+    let out = classify("image,age,sex\nanna/IMG_0001.jpg,72,female\nben/IMG_0001,,\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes()).records().map(Result::unwrap).collect();
+    let used: Vec<(&str, &str)> = rows.iter().map(|r| (&r[23], &r[22])).collect();
+    assert_eq!(used, [(dir.join("anna/IMG_0001.jpg").to_str().unwrap(), "age;sex"), (dir.join("ben/IMG_0001.jpg").to_str().unwrap(), "")]);
+
+    // A third patient's IMG_0001.jpg with no row of its own: both rows fit it, so neither is used.
+    std::fs::create_dir_all(dir.join("cleo")).unwrap();
+    std::fs::copy(common::image(id), dir.join("cleo/IMG_0001.jpg")).unwrap();
+    let out = dermscreen(&["classify", "--format", "csv", "--context", context.to_str().unwrap(), dir.join("cleo").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "classified, with a problem to report");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cleo/IMG_0001.jpg: rows 2, 3 of") && err.contains("judged on the photo alone"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().contains(",,/"), "no context used");
+
+    // Rows written with other folders (a table made elsewhere) still match by name.
+    let out = classify("image,age\nelsewhere/photos/IMG_0001.jpg,72\n");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().skip(1).all(|l| l.contains(",age,/")), "{text}");
+
+    let clash = classify("image,age\nIMG_0001,72\nIMG_0001.jpg,35\n");
+    assert_eq!(clash.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&clash.stderr);
+    assert!(err.contains("row 3 (IMG_0001.jpg) names the same photo as row 2 with other answers"), "{err}");
+}

@@ -166,19 +166,22 @@ mod native {
     /// Explicit files are always tried; folders contribute files with image extensions, and a
     /// folder with no JPEG, PNG or WebP file in it is a problem, not silence. Links are followed
     /// (a folder of links to photos is a common way to pick a set), and a link loop is reported.
-    /// `output`, where this run writes images (`--saliency`), is not read when it lies inside a
-    /// folder given: its overlays are not photos.
+    /// Inside a folder given, hidden files and folders are passed over, as ripgrep does: a
+    /// phone's camera folder holds a thumbnail of each photo (`.thumbnails/`) and macOS leaves a
+    /// `._` file beside each, neither a photo of its own. So is `output`, where this run writes
+    /// images (`--saliency`): its overlays are not photos.
     fn collect_files(paths: &[PathBuf], output: Option<&Path>, problems: &mut Problems) -> Vec<PathBuf> {
         let output = output.and_then(|o| std::fs::canonicalize(o).ok());
-        let is_output = |e: &walkdir::DirEntry| {
-            e.depth() > 0 && e.file_type().is_dir() && output.is_some() && std::fs::canonicalize(e.path()).ok() == output
+        let not_read = |e: &walkdir::DirEntry| {
+            let is_output = || e.file_type().is_dir() && output.is_some() && std::fs::canonicalize(e.path()).ok() == output;
+            e.depth() > 0 && (e.file_name().to_string_lossy().starts_with('.') || is_output())
         };
         let mut files = Vec::new();
         for p in paths {
             if p.is_dir() {
                 let mut found = Vec::new();
                 let (mut usable, mut passed_over) = (0, 0);
-                for entry in walkdir::WalkDir::new(p).follow_links(true).into_iter().filter_entry(|e| !is_output(e)) {
+                for entry in walkdir::WalkDir::new(p).follow_links(true).into_iter().filter_entry(|e| !not_read(e)) {
                     match entry {
                         Ok(e) if !e.file_type().is_file() => {}
                         Ok(e) if extension_in(e.path(), &IMAGE_EXTENSIONS) => {

@@ -159,6 +159,28 @@ fn saliency_overlays_never_replace_a_photo_nor_are_read_as_photos() {
     assert!(dir.join("spot-2.png").is_file());
 }
 
+/// A phone's camera folder copied to a computer: Android keeps a thumbnail of every photo in
+/// `.thumbnails/`, and macOS writes a `._` file beside each photo on other disks. Neither is a
+/// photo of its own; a hidden file named on the command line is still read.
+#[test]
+fn hidden_files_in_folders_are_passed_over() {
+    let dir = common::temp_dir("hidden");
+    let (id, _) = &held_out(1)[0];
+    for (folder, name) in [("Camera", "IMG_0001.jpg"), (".thumbnails", "1234.jpg")] {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        std::fs::copy(common::image(id), dir.join(folder).join(name)).unwrap();
+    }
+    std::fs::write(dir.join("Camera/._IMG_0001.jpg"), b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ").unwrap();
+    let out = dermscreen(&["classify", "--format", "csv", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "one photo: {text}");
+    assert!(text.contains("Camera/IMG_0001.jpg"));
+    let named = dir.join(".thumbnails/1234.jpg");
+    let out = dermscreen(&["classify", "--format", "csv", named.to_str().unwrap()]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(".thumbnails/1234.jpg"));
+}
+
 /// A folder of links to photos (a hand-picked set) is read like a folder of the photos.
 #[cfg(unix)]
 #[test]

@@ -80,9 +80,20 @@ struct SourcesFile {
     sources: Vec<SourceSpec>,
 }
 
-/// Reads a sources file (`taxonomy/sources.json`).
+/// The trainer's default sources file: the repository's, relative to where the program runs.
+pub const DEFAULT_SOURCES: &str = "taxonomy/sources.json";
+
+/// [`DEFAULT_SOURCES`] as it was when this program was built.
+const BUILT_IN_SOURCES: &str = include_str!("../taxonomy/sources.json");
+
+/// Reads a sources file (`taxonomy/sources.json`). The default path, where it is not there (a
+/// run from another folder, an installed program), reads the copy built into the program.
 pub fn read_sources(path: &Path) -> Result<Vec<SourceSpec>, DatasetError> {
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+    let bytes = if path == Path::new(DEFAULT_SOURCES) && !path.exists() {
+        BUILT_IN_SOURCES.as_bytes().to_vec()
+    } else {
+        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?
+    };
     let file: SourcesFile =
         serde_json::from_slice(&bytes).map_err(|source| DatasetError::Json { path: path.to_path_buf(), source })?;
     Ok(file.sources)

@@ -387,12 +387,24 @@ pub fn export_photos(root: &std::path::Path, val_labels: &std::path::Path) -> an
         let context = Context::from_pairs(FIELDS.into_iter().zip(values.iter().map(String::as_str)))?;
         out.push(LabelledPhoto { path: root.join(image), dx, group, source, kind: Some(kind), lesion: true, context });
     }
-    let ood = root.join("ood");
-    for [image, kind] in read_columns(&ood.join("labels.csv"), ["image", "kind"])? {
-        let path = find_image(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
-        out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, kind: None, lesion: false, context: Context::default() });
-    }
+    out.extend(ood_photos(root)?);
     Ok(out)
+}
+
+/// The photos of `root/ood/` that are not skin spots, which the export fits the gate on. The
+/// trainer reads them before its first epoch too, so a missing folder is found before hours
+/// of training rather than after.
+pub fn ood_photos(root: &std::path::Path) -> anyhow::Result<Vec<LabelledPhoto>> {
+    let ood = root.join("ood");
+    let read = || -> anyhow::Result<Vec<LabelledPhoto>> {
+        let mut out = Vec::new();
+        for [image, kind] in read_columns(&ood.join("labels.csv"), ["image", "kind"])? {
+            let path = find_image(&ood.join("images"), &image).ok_or_else(|| anyhow::anyhow!("no ood image {image}"))?;
+            out.push(LabelledPhoto { path, dx: kind.clone(), group: image, source: kind, kind: None, lesion: false, context: Context::default() });
+        }
+        Ok(out)
+    };
+    anyhow::Context::with_context(read(), || format!("{}: the photos that are not skin spots, which the export fits the gate on", ood.display()))
 }
 
 /// What [`fit_export`] fits: everything `model.json` carries besides the weights.

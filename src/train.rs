@@ -40,7 +40,8 @@ pub struct TrainConfig {
     #[arg(long, default_value = "../shared/data")]
     pub data: PathBuf,
     /// The labelled photo sets to train on (folder, label table, grouping key, kind, label map).
-    #[arg(long, default_value = "taxonomy/sources.json")]
+    /// Outside the repository the default is the copy built into this program.
+    #[arg(long, default_value = crate::dataset::DEFAULT_SOURCES)]
     pub sources: PathBuf,
     /// Passes over the training set.
     #[arg(long, default_value_t = 12)]
@@ -300,7 +301,10 @@ impl RunData {
         let sources = dataset::read_sources(&cfg.sources)?;
         let mut samples = Vec::new();
         for spec in &sources {
-            samples.extend(dataset::read_source(&cfg.data, spec)?);
+            let read = dataset::read_source(&cfg.data, spec).with_context(|| {
+                format!("source '{}' of {} (--sources FILE names the sets to train on)", spec.name, cfg.sources.display())
+            })?;
+            samples.extend(read);
         }
         let weights: HashMap<String, f64> = sources.iter().map(|s| (s.name.clone(), s.weight)).collect();
         let split = dataset::split_by_group(&samples, cfg.val_fraction, cfg.seed);
@@ -323,6 +327,7 @@ impl RunData {
                 .with_context(|| format!("diagnosis '{}' is not under any training class", s.dx))?;
             class_of.insert(s.dx.clone(), k);
         }
+        check_flag_photos(&split.val, taxonomy)?;
         let mut class_counts = vec![0usize; training_classes.len()];
         for s in &train_samples {
             class_counts[class_of[&s.dx]] += 1;
@@ -353,6 +358,22 @@ impl RunData {
             pre,
         })
     }
+}
+
+/// The export sets the high-risk flag's threshold for each kind of photo on that kind's
+/// malignant validation photos; without them it would fail only after the whole run.
+fn check_flag_photos(val: &[Sample], taxonomy: &Taxonomy) -> Result<()> {
+    for kind in dataset::Kind::ALL {
+        if !val.iter().any(|s| s.kind == kind && taxonomy.is_within(&s.dx, "malignant").unwrap_or(false)) {
+            bail!(
+                "no malignant {kind} photo among the validation photos: the export sets the high-risk flag's threshold \
+                 for each kind of photo on them, so --sources needs {kind} photos with malignant diagnoses \
+                 (taxonomy/sources.json has both kinds)",
+                kind = kind.as_str()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The validation split as a label table (`image,dx,source,kind,group`, then the patient
@@ -747,6 +768,7 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         check_init_from(from, &cfg)?;
     }
     write_json(&paths.config(), &cfg)?;
+    crate::fit::ood_photos(&cfg.data)?;
     let taxonomy = Taxonomy::bundled();
     let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
     if let (false, Some(from)) = (resuming, &cfg.init_from) {

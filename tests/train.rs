@@ -61,3 +61,40 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
 fn history_after(out: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap()
 }
+
+/// What a run needs besides its photos is checked before the first epoch, not found missing
+/// at the export hours later; and the sources file need not be in the folder it runs from.
+#[cfg(unix)]
+#[test]
+fn a_run_that_cannot_export_stops_before_training() {
+    let root = common::temp_dir("train-data");
+    let data = common::data_root();
+    std::os::unix::fs::symlink(data.join("ham10000"), root.join("ham10000")).unwrap();
+    let elsewhere = common::temp_dir("train-cwd");
+    let train = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+            .current_dir(&elsewhere)
+            .args(["train", "--data", root.to_str().unwrap(), "--out", "run", "--input-size", "32"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(!elsewhere.join("run/checkpoint/model.bpk").exists(), "nothing trained");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // No ood/: the gate could not be fitted.
+    let err = train(&[]);
+    assert!(err.contains("ood: the photos that are not skin spots, which the export fits the gate on"), "{err}");
+    // The default sources file, read from another folder (the copy built into the program),
+    // names the sets this data root lacks.
+    std::os::unix::fs::symlink(data.join("ood"), root.join("ood")).unwrap();
+    let err = train(&[]);
+    assert!(err.contains("source 'bcn_20000' of taxonomy/sources.json") && err.contains("isic2019-extra"), "{err}");
+    // Dermoscopy only: no clinical photo to set that kind's flag threshold on.
+    let sources: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::root().join("taxonomy/sources.json")).unwrap()).unwrap();
+    let ham_only = serde_json::json!({ "sources": sources["sources"].as_array().unwrap().iter().filter(|s| s["name"] == "ham10000").collect::<Vec<_>>() });
+    let file = elsewhere.join("ham_only.json");
+    std::fs::write(&file, ham_only.to_string()).unwrap();
+    let err = train(&["--sources", file.to_str().unwrap()]);
+    assert!(err.contains("no malignant clinical photo among the validation photos"), "{err}");
+}

@@ -85,10 +85,11 @@ mod native {
         /// `--features train`; the trainer's export runs the same).
         #[cfg(feature = "train")]
         Calibrate {
-            /// Folder holding model.json, its weights and validation_split.csv.
+            /// Folder holding model.json, its weights and its validation labels
+            /// (validation_split.csv, or a training run's val_labels.csv).
             #[arg(long, default_value = "model")]
             model: PathBuf,
-            /// Data root: the folders validation_split.csv's paths start from, and ood/.
+            /// Data root: the folders the validation labels' paths start from, and ood/.
             #[arg(long, default_value = "../shared/data")]
             data: PathBuf,
             /// Share of each kind's malignant validation photos the high-risk flag must catch.
@@ -689,7 +690,12 @@ mod native {
     fn calibrate(model: &Path, data: &Path, target_sensitivity: f64) -> Result<()> {
         use dermscreen::fit;
         let classifier = load_classifier(Some(model))?;
-        let photos = fit::export_photos(data, &model.join("validation_split.csv"))?;
+        // The shipped model's labels, or those of the training run the folder is.
+        let labels = ["validation_split.csv", "val_labels.csv"].map(|f| model.join(f));
+        let labels = labels.iter().find(|p| p.exists()).with_context(|| {
+            format!("{}: no validation_split.csv or val_labels.csv (the photos the model was validated on)", model.display())
+        })?;
+        let photos = fit::export_photos(data, labels)?;
         eprintln!("calibrate: {} photos", photos.len());
         let (fitted, report) = fit::fit_export(&classifier, &photos, target_sensitivity)?;
         let path = model.join("model.json");

@@ -44,6 +44,12 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     assert_eq!(history_after(&out), history, "the history is untouched");
     let by_source: Vec<&str> = history[1]["val_auc_mel_nv_by_source"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
     assert_eq!(by_source, ["ham10000", "bcn_20000", "msk", "pad_ufes_20"], "validation is scored per source");
+    // `calibrate` refits a run's export in place, from the run's own validation labels.
+    let refit = std::process::Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+        .args(["calibrate", "--model", out.to_str().unwrap(), "--data", common::data_root().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(refit.status.success(), "{}", String::from_utf8_lossy(&refit.stderr));
     let c = Classifier::load_dir(&out, Device::flex()).unwrap();
     assert!(c.meta().training_classes.iter().any(|k| k == "scc"), "squamous cell carcinoma is trained on");
     let domain = c.meta().domain.as_ref().expect("the export fits the domain head");

@@ -549,6 +549,9 @@ mod native {
         // Unknown labels are named once each, with how many rows carry them (a table in another
         // vocabulary, ISIC's MEL or PAD-UFES's NEV, would otherwise fill the screen).
         let mut unknown: std::collections::BTreeMap<String, (usize, String)> = std::collections::BTreeMap::new();
+        // An image listed twice would count twice: its first row is scored, the repeats reported.
+        let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
+        let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
         for label in dataset::read_labels(labels)? {
             let image = &label.image;
             // Taxonomy ids are lower case; ISIC's tables write them in capitals.
@@ -560,9 +563,23 @@ mod native {
                 problems.report(format_args!("{}: no image file for '{image}'", images.display()));
                 continue;
             };
+            let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if let Some(dx) = first_label.get(&key) {
+                repeats += 1;
+                relabelled += usize::from(!dx.eq_ignore_ascii_case(label.dx.trim()));
+                first_repeat.get_or_insert_with(|| image.clone());
+                continue;
+            }
+            first_label.insert(key, label.dx.trim().to_string());
             files.push(path);
             label_idx.push(k);
             kept_labels.push(label);
+        }
+        if let Some(first) = first_repeat {
+            problems.report(format_args!(
+                "{}: {repeats} rows repeat an image listed before (the first, {first}); {relabelled} of them with another label; each image is scored once, with its first row's label",
+                labels.display()
+            ));
         }
         for (dx, (rows, first)) in &unknown {
             problems.report(format_args!(

@@ -364,6 +364,30 @@ fn evaluate_reads_labels_in_capitals_and_names_each_unknown_label_once() {
     assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv");
 }
 
+/// Label tables joined from several files repeat rows; an image counted twice would narrow the
+/// intervals and tilt the AUCs, so each image is scored once and the repeats are reported.
+#[test]
+fn evaluate_scores_a_repeated_image_once() {
+    let dir = common::temp_dir("evaluate-repeats");
+    let rows: Vec<_> = common::validation_rows().into_iter().filter(|l| l.source.as_deref() == Some("ham10000")).take(5).collect();
+    let mut table = String::from("image,dx\n");
+    for l in &rows {
+        table += &format!("{},{}\n", l.image, l.dx);
+    }
+    table += &format!("{},{}\n", rows[0].image, rows[0].dx);
+    table += &format!("{},{}\n", rows[1].image, if rows[1].dx == "mel" { "nv" } else { "mel" });
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, table).unwrap();
+    let out_dir = dir.join("report");
+    let root = common::data_root();
+    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "scored, with a problem to report");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("2 rows repeat an image listed before (the first, {}); 1 of them with another label", rows[0].image)), "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["summary"]["images"], 5);
+}
+
 /// A first try on a handful of photos gets a report, not a crash: the t-SNE map is left out
 /// (it needs four points) and what two or three nevi cannot measure is n/a, not 0.
 #[test]

@@ -74,7 +74,8 @@ fn history_after(out: &std::path::Path) -> serde_json::Value {
 #[test]
 fn a_run_that_cannot_export_stops_before_training() {
     let root = common::temp_dir("train-data");
-    let data = common::data_root();
+    // Absolute, so that the links resolve from the temp folder.
+    let data = std::fs::canonicalize(common::data_root()).unwrap();
     std::os::unix::fs::symlink(data.join("ham10000"), root.join("ham10000")).unwrap();
     let elsewhere = common::temp_dir("train-cwd");
     let train = |args: &[&str]| {

@@ -338,15 +338,17 @@ fn text_output_says_it_is_a_screening_aid() {
     assert!(text.contains("not a diagnosis"), "{text}");
 }
 
-/// Label tables come in other vocabularies: ISIC writes MEL and NV, PAD-UFES writes NEV.
+/// Label tables come in other vocabularies (ISIC writes MEL and NV, PAD-UFES writes NEV) and
+/// from Windows, whose paths separate folders with backslashes.
 #[test]
-fn evaluate_reads_labels_in_capitals_and_names_each_unknown_label_once() {
+fn evaluate_reads_labels_in_capitals_and_windows_paths_and_names_each_unknown_label_once() {
     let dir = common::temp_dir("evaluate-labels");
     let rows = common::validation_rows();
     let ham = |dx: &'static str| rows.iter().filter(move |l| l.source.as_deref() == Some("ham10000") && l.dx == dx);
     let mut table = String::from("image,dx\n");
-    for l in ham("mel").take(2).chain(ham("nv").take(2)) {
-        table += &format!("{},{}\n", l.image, l.dx.to_uppercase());
+    for (i, l) in ham("mel").take(2).chain(ham("nv").take(2)).enumerate() {
+        let image = if i == 0 { l.image.replace('/', "\\") } else { l.image.clone() };
+        table += &format!("{image},{}\n", l.dx.to_uppercase());
     }
     for l in ham("nv").skip(2).take(3) {
         table += &format!("{},NEV\n", l.image);
@@ -361,7 +363,7 @@ fn evaluate_reads_labels_in_capitals_and_names_each_unknown_label_once() {
     assert_eq!(stderr.matches("label 'NEV' (3 rows").count(), 1, "{stderr}");
     assert!(stderr.contains("taxonomy id") && stderr.contains("mel"), "says what `dx` takes: {stderr}");
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv");
+    assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv, a\\b as a/b");
 }
 
 /// Label tables joined from several files repeat rows; an image counted twice would narrow the

@@ -173,6 +173,16 @@ pub enum DatasetError {
     MissingImage { table: PathBuf, image: String },
 }
 
+/// Opens a CSV file, comma-separated or, as spreadsheets save CSV in many locales, separated
+/// by semicolons (or tabs): its header line says which.
+pub fn csv_reader(path: &Path) -> csv::Result<csv::Reader<std::fs::File>> {
+    use std::io::BufRead;
+    let mut header = String::new();
+    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut header)?;
+    let delimiter = [b',', b';', b'\t'].into_iter().find(|&d| header.contains(char::from(d))).unwrap_or(b',');
+    csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)
+}
+
 /// A CSV file read once: its header and its rows, for picking columns by name.
 pub struct Table {
     path: PathBuf,
@@ -184,7 +194,7 @@ impl Table {
     /// Reads the whole file at `path`.
     pub fn read(path: &Path) -> Result<Self, DatasetError> {
         let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
-        let mut rdr = csv::Reader::from_path(path).map_err(csv_err)?;
+        let mut rdr = csv_reader(path).map_err(csv_err)?;
         let headers = rdr.headers().map_err(csv_err)?.clone();
         let rows = rdr.records().collect::<Result<_, _>>().map_err(csv_err)?;
         Ok(Self { path: path.to_path_buf(), headers, rows })

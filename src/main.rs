@@ -251,7 +251,7 @@ mod native {
 
     impl ContextRows {
         fn read(path: &Path) -> Result<Self> {
-            let mut rdr = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
+            let mut rdr = dataset::csv_reader(path).with_context(|| path.display().to_string())?;
             let headers = rdr.headers()?.clone();
             let image = headers.iter().position(|h| h == "image").with_context(|| format!("{}: no `image` column", path.display()))?;
             let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();

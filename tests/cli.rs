@@ -626,3 +626,23 @@ fn context_rows_with_folders_reach_their_own_photo() {
     let err = String::from_utf8_lossy(&clash.stderr);
     assert!(err.contains("row 3 (IMG_0001.jpg) names the same photo as row 2 with other answers"), "{err}");
 }
+
+/// Spreadsheets in many locales save CSV with semicolons: both kinds of table are read.
+#[test]
+fn semicolon_separated_tables_are_read() {
+    let dir = common::temp_dir("semicolons");
+    let ids = held_out(2);
+    let files = copy_images(&dir, &ids);
+    let context = dir.join("answers.csv");
+    std::fs::write(&context, format!("image;age;sex\n{};70;female\n", ids[0].0)).unwrap();
+    let out = dermscreen(&["classify", "--format", "csv", "--context", context.to_str().unwrap(), files[0].to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().contains(",age;sex,"));
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, format!("image;dx\n{};{}\n{};{}\n", ids[0].0, ids[0].1, ids[1].0, ids[1].1)).unwrap();
+    let report = dir.join("report");
+    let out = dermscreen(&["evaluate", "--images", dir.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["summary"]["images"], 2);
+}

@@ -540,10 +540,15 @@ mod native {
     }
 
     fn evaluate(images: &Path, labels: &Path, out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
+        if !images.is_dir() {
+            bail!("{}: no such folder (--images)", images.display());
+        }
         let classifier = load_classifier(model)?;
         let classes = &classifier.meta().training_classes;
         let taxonomy = classifier.taxonomy();
         let mut files = Vec::new();
+        // Photos not found are named in one line: a wrong --images would otherwise give one per row.
+        let mut missing = Vec::new();
         let mut label_idx = Vec::new();
         let mut kept_labels = Vec::new();
         // Unknown labels are named once each, with how many rows carry them (a table in another
@@ -560,7 +565,7 @@ mod native {
                 continue;
             };
             let Some(path) = find_image(images, &image) else {
-                problems.report(format_args!("{}: no image file for '{image}'", images.display()));
+                missing.push(image.clone());
                 continue;
             };
             let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
@@ -574,6 +579,16 @@ mod native {
             files.push(path);
             label_idx.push(k);
             kept_labels.push(label);
+        }
+        if !missing.is_empty() {
+            let more = if missing.len() > 3 { ", ..." } else { "" };
+            problems.report(format_args!(
+                "{}: {} labelled images are not under {}: {}{more}",
+                labels.display(),
+                missing.len(),
+                images.display(),
+                missing[..missing.len().min(3)].join(", ")
+            ));
         }
         if let Some(first) = first_repeat {
             problems.report(format_args!(

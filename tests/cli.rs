@@ -390,6 +390,32 @@ fn evaluate_scores_a_repeated_image_once() {
     assert_eq!(metrics["summary"]["images"], 5);
 }
 
+/// A table whose photos are not under --images (a wrong folder, an older copy) gets one line
+/// with the count and the first names, not one line per row; a folder that is not there is
+/// named before anything else.
+#[test]
+fn evaluate_names_missing_photos_in_one_line() {
+    let dir = common::temp_dir("evaluate-missing");
+    let rows: Vec<_> = common::validation_rows().into_iter().filter(|l| l.source.as_deref() == Some("ham10000")).take(8).collect();
+    let mut table = String::from("image,dx\n");
+    for (i, l) in rows.iter().enumerate() {
+        let image = if i < 4 { l.image.clone() } else { format!("gone/{i}.jpg") };
+        table += &format!("{image},{}\n", l.dx);
+    }
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, table).unwrap();
+    let root = common::data_root();
+    let run = |images: &Path| dermscreen(&["evaluate", "--images", images.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", dir.join("report").to_str().unwrap()]);
+    let out = run(&root);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("4 labelled images are not under") && stderr.contains("gone/4.jpg, gone/5.jpg, gone/6.jpg, ..."), "{stderr}");
+    let out = run(&dir.join("nowhere"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere: no such folder (--images)"));
+}
+
 /// A first try on a handful of photos gets a report, not a crash: the t-SNE map is left out
 /// (it needs four points) and what two or three nevi cannot measure is n/a, not 0.
 #[test]

@@ -24,6 +24,9 @@ pub enum PreprocessError {
     Unrecognised,
     #[error("{0} is not supported: save it as JPEG or PNG")]
     Unsupported(&'static str),
+    /// Most iPhone photos: the setting that makes JPEGs instead is named.
+    #[error("HEIC (an iPhone's default) is not supported: save it as JPEG or PNG (on an iPhone: Settings > Camera > Formats > Most Compatible)")]
+    Heic,
     #[error("corrupt or truncated image: its header declares {width}x{height} px but its data ends before the picture does")]
     Incomplete { width: u32, height: u32 },
     #[error("corrupt or truncated image: its data could not be decoded")]

@@ -76,7 +76,11 @@ fn other_formats_are_named_with_what_to_do() {
         assert_eq!(e.to_string(), format!("{name} is not supported: save it as JPEG or PNG"));
     }
     let heic = [&b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"[..], &[0; 64]].concat();
-    assert_eq!(refusal(&heic).to_string(), "HEIC is not supported: save it as JPEG or PNG");
+    // Most iPhone photos are HEIC: the message says where the setting is.
+    assert_eq!(
+        refusal(&heic).to_string(),
+        "HEIC (an iPhone's default) is not supported: save it as JPEG or PNG (on an iPhone: Settings > Camera > Formats > Most Compatible)"
+    );
 }
 
 /// Seeded damage to small JPEG, PNG and WebP files: no panic, every refusal one line, and a

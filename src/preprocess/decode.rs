@@ -61,7 +61,7 @@ fn sniff(bytes: &[u8]) -> Result<ImageFormat, PreprocessError> {
     // HEIF (an iPhone's HEIC) has no signature the image crate knows.
     const HEIF_BRANDS: [&[u8]; 8] = [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"];
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" && HEIF_BRANDS.contains(&&bytes[8..12]) {
-        return Err(PreprocessError::Unsupported("HEIC"));
+        return Err(PreprocessError::Heic);
     }
     match image::guess_format(bytes) {
         Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => Ok(f),

@@ -338,6 +338,18 @@ fn text_output_says_it_is_a_screening_aid() {
     assert!(text.contains("not a diagnosis"), "{text}");
 }
 
+/// Runs `evaluate` over the data root on a label table (its text), reporting into `dir/report`;
+/// returns the run and its `metrics.json`, when one was written.
+fn evaluate_table(dir: &Path, table: &str) -> (Output, Option<serde_json::Value>) {
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, table).unwrap();
+    let report = dir.join("report");
+    let root = common::data_root();
+    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let metrics = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
+    (out, metrics)
+}
+
 /// Label tables come in other vocabularies (ISIC writes MEL and NV, PAD-UFES writes NEV) and
 /// from Windows, whose paths separate folders with backslashes.
 #[test]
@@ -353,17 +365,12 @@ fn evaluate_reads_labels_in_capitals_and_windows_paths_and_names_each_unknown_la
     for l in ham("nv").skip(2).take(3) {
         table += &format!("{},NEV\n", l.image);
     }
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, table).unwrap();
-    let out_dir = dir.join("report");
-    let root = common::data_root();
-    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let (out, metrics) = evaluate_table(&dir, &table);
     assert_eq!(out.status.code(), Some(1), "scored, with a problem to report");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("label 'NEV' (3 rows").count(), 1, "{stderr}");
     assert!(stderr.contains("taxonomy id") && stderr.contains("mel"), "says what `dx` takes: {stderr}");
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv, a\\b as a/b");
+    assert_eq!(metrics.unwrap()["summary"]["images"], 4, "MEL and NV are read as mel and nv, a\\b as a/b");
 }
 
 /// Label tables joined from several files repeat rows; an image counted twice would narrow the
@@ -378,16 +385,11 @@ fn evaluate_scores_a_repeated_image_once() {
     }
     table += &format!("{},{}\n", rows[0].image, rows[0].dx);
     table += &format!("{},{}\n", rows[1].image, if rows[1].dx == "mel" { "nv" } else { "mel" });
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, table).unwrap();
-    let out_dir = dir.join("report");
-    let root = common::data_root();
-    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let (out, metrics) = evaluate_table(&dir, &table);
     assert_eq!(out.status.code(), Some(1), "scored, with a problem to report");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("2 rows repeat an image listed before (the first, {}); 1 of them with another label", rows[0].image)), "{stderr}");
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["summary"]["images"], 5);
+    assert_eq!(metrics.unwrap()["summary"]["images"], 5);
 }
 
 /// A table whose photos are not under --images (a wrong folder, an older copy) gets one line
@@ -402,16 +404,13 @@ fn evaluate_names_missing_photos_in_one_line() {
         let image = if i < 4 { l.image.clone() } else { format!("gone/{i}.jpg") };
         table += &format!("{image},{}\n", l.dx);
     }
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, table).unwrap();
-    let root = common::data_root();
-    let run = |images: &Path| dermscreen(&["evaluate", "--images", images.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", dir.join("report").to_str().unwrap()]);
-    let out = run(&root);
+    let (out, _) = evaluate_table(&dir, &table);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("4 labelled images are not under") && stderr.contains("gone/4.jpg, gone/5.jpg, gone/6.jpg, ..."), "{stderr}");
-    let out = run(&dir.join("nowhere"));
+    let labels = dir.join("labels.csv");
+    let out = dermscreen(&["evaluate", "--images", dir.join("nowhere").to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", dir.join("report").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere: no such folder (--images)"));
 }
@@ -422,17 +421,14 @@ fn evaluate_names_missing_photos_in_one_line() {
 fn evaluate_on_three_photos_reports_what_it_can() {
     let dir = common::temp_dir("evaluate-few");
     let nevi: Vec<String> = common::validation_rows().into_iter().filter(|l| l.dx == "nv").take(3).map(|l| l.image).collect();
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, format!("image,dx\n{}\n", nevi.iter().map(|i| format!("{i},nv")).collect::<Vec<_>>().join("\n"))).unwrap();
+    let (out, metrics) = evaluate_table(&dir, &format!("image,dx\n{}\n", nevi.iter().map(|i| format!("{i},nv")).collect::<Vec<_>>().join("\n")));
     let out_dir = dir.join("report");
-    let root = common::data_root();
-    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("no t-SNE map: it needs at least 4 images, and 3 were scored"), "{stderr}");
     assert!(!out_dir.join("tsne.svg").exists() && out_dir.join("index.html").is_file());
     assert!(stdout.contains("melanoma_vs_nevus: AUC n/a, 0 vs 3 images; sensitivity n/a"), "{stdout}");
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics.unwrap();
     let tasks = metrics["summary"]["binary_tasks"].as_array().unwrap();
     assert!(tasks.iter().all(|t| t["auc"].is_null() && t["sensitivity_at_specificity"].as_array().unwrap().is_empty()));
 }

@@ -267,13 +267,11 @@ pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
 
 /// The image a label names in `dir`: the name as given, else with one of [`IMAGE_EXTENSIONS`].
 pub fn find_image(dir: &Path, name: &str) -> Option<PathBuf> {
+    let find = |n: &str| {
+        std::iter::once(dir.join(n)).chain(IMAGE_EXTENSIONS.iter().map(|e| dir.join(format!("{n}.{e}")))).find(|p| p.is_file())
+    };
     // A table written on Windows separates folders with '\', which Unix reads as part of a name.
-    let forward = name.replace('\\', "/");
-    let found = [name, forward.as_str()]
-        .into_iter()
-        .flat_map(|n| std::iter::once(dir.join(n)).chain(IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{n}.{e}")))))
-        .find(|p| p.is_file());
-    found
+    find(name).or_else(|| name.contains('\\').then(|| find(&name.replace('\\', "/"))).flatten())
 }
 
 /// Train and validation samples.

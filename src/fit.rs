@@ -11,6 +11,7 @@ use crate::calibration::{binary_outcomes, ece, reliability, Calibration, Reliabi
 use crate::classifier::{Classifier, DomainConfig, Scores};
 use crate::context::{Context, ContextHead, FIELDS};
 use crate::dataset::Kind;
+use anyhow::Context as _;
 use std::collections::BTreeMap;
 use crate::dataset::{find_image, fnv1a, read_columns, Table};
 use crate::eval::{argmax, auc as roc_auc};
@@ -404,7 +405,7 @@ pub fn ood_photos(root: &std::path::Path) -> anyhow::Result<Vec<LabelledPhoto>> 
         }
         Ok(out)
     };
-    anyhow::Context::with_context(read(), || format!("{}: the photos that are not skin spots, which the export fits the gate on", ood.display()))
+    read().with_context(|| format!("{}: the photos that are not skin spots, which the export fits the gate on", ood.display()))
 }
 
 /// What [`fit_export`] fits: everything `model.json` carries besides the weights.

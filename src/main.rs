@@ -236,12 +236,12 @@ mod native {
     /// How many images go through the network at once.
     const BATCH: usize = 32;
 
-    /// The context file of `classify --context`: image stem -> context. A value the context
-    /// does not accept stops the run with the file, the row and the field named.
-    /// The `--context` rows. A row's `image` names a photo by its file name, or with folders,
-    /// with or without extension. A photo gets the row whose path shares the longest ending with
-    /// its own (at least the name), so photos sharing a name in different folders (IMG_0001.jpg)
-    /// each get their own row, and a table written with other folders still matches by name.
+    /// The context file of `classify --context`. A row's `image` names a photo by its file name,
+    /// or with folders, with or without extension. A photo gets the row whose path shares the
+    /// longest ending with its own (at least the name), so photos sharing a name in different
+    /// folders (IMG_0001.jpg) each get their own row, and a table written with other folders
+    /// still matches by name. A value the context does not accept stops the run with the file,
+    /// the row and the field named.
     #[derive(Default)]
     struct ContextRows {
         /// Per file stem: the row's path components (extension dropped), its answers, its row.

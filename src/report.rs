@@ -367,7 +367,7 @@ impl TsneMap {
             return None;
         }
         // bhtsne needs n - 1 >= 3 * perplexity (it panics otherwise).
-        let perplexity = (n.saturating_sub(1) as f32 / 3.0).clamp(1.0, 30.0);
+        let perplexity = ((n - 1) as f32 / 3.0).min(30.0);
         let mut seed = 0x2017_0115_u64;
         let start: Vec<f32> = (0..2 * n)
             .map(|_| {

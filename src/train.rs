@@ -767,8 +767,8 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     if let (false, Some(from)) = (resuming, &cfg.init_from) {
         check_init_from(from, &cfg)?;
     }
-    write_json(&paths.config(), &cfg)?;
     crate::fit::ood_photos(&cfg.data)?;
+    write_json(&paths.config(), &cfg)?;
     let taxonomy = Taxonomy::bundled();
     let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
     if let (false, Some(from)) = (resuming, &cfg.init_from) {

@@ -90,16 +90,21 @@ async function fetchWeights(url, expectedBytes, onProgress) {
 }
 
 /**
- * Resolves "auto" as far as the browser can tell without running the model. No WebGPU, no
- * adapter, or only a software one (`isFallbackAdapter`, such as SwiftShader: ten times slower
- * than the CPU path here) mean the CPU, with the reason. A hardware adapter means "measure".
+ * Resolves "auto" and "webgpu" as far as the browser can tell without running the model. No
+ * WebGPU or no adapter means the CPU for both, with the reason. For "auto", only a software
+ * adapter (`isFallbackAdapter`, such as SwiftShader: ten times slower than the CPU path here)
+ * means the CPU too, and a hardware adapter means "measure".
  */
 async function resolveBackend(requested) {
-  if (requested !== 'auto') return { backend: requested, reason: null };
-  if (!navigator.gpu) return { backend: 'cpu', reason: 'this browser has no WebGPU' };
+  if (requested !== 'auto' && requested !== 'webgpu') return { backend: requested, reason: null };
   let adapter = null;
-  try { adapter = await navigator.gpu.requestAdapter(); } catch { /* treated as no adapter */ }
-  if (!adapter) return { backend: 'cpu', reason: 'WebGPU gave no adapter' };
+  try { adapter = await navigator.gpu?.requestAdapter(); } catch { /* treated as no adapter */ }
+  if (!adapter) {
+    // Asked for WebGPU or not, a phone without it still gets a working classifier.
+    const problem = navigator.gpu ? 'WebGPU gave no adapter' : 'this browser has no WebGPU';
+    return { backend: 'cpu', reason: requested === 'webgpu' ? `WebGPU was asked for, but ${problem}` : problem };
+  }
+  if (requested === 'webgpu') return { backend: 'webgpu', reason: null };
   if (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter) {
     return { backend: 'cpu', reason: 'the only WebGPU adapter is a software emulation, slower than the CPU path' };
   }
@@ -174,21 +179,15 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
 }
 
 /**
- * WebGPU asked for (a host's backend="webgpu", ?backend=webgpu): the CPU where it cannot start,
- * so that a phone without WebGPU still gets a working classifier, with the reason shown.
+ * WebGPU asked for (a host's backend="webgpu", ?backend=webgpu) on an adapter that then fails
+ * to start: the CPU, with the reason shown. (No adapter at all is settled in resolveBackend.)
  */
 async function webgpuOrCpu(open) {
   try {
     return { ...(await open('webgpu')), reason: null };
   } catch (e) {
-    return { ...(await open('cpu')), reason: `WebGPU was asked for, but ${webgpuProblem(e.message)}` };
+    return { ...(await open('cpu')), reason: `WebGPU was asked for, but it could not start (${e.message})` };
   }
-}
-
-/** Why WebGPU could not start, in words: wgpu's message for a missing adapter is for developers. */
-function webgpuProblem(message) {
-  if (!navigator.gpu) return 'this browser has no WebGPU';
-  return /no (suitable graphics )?adapter|found no adapters/i.test(message) ? 'WebGPU gave no adapter here' : `it could not start (${message})`;
 }
 
 /**

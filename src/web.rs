@@ -177,8 +177,6 @@ struct Inner {
     classifier: Classifier,
     backend: &'static str,
     fallback_reason: Option<String>,
-    /// The patient context the next photos are judged with (`setContext`); empty = image only.
-    context: RefCell<Context>,
 }
 
 /// Where errors become sentences: a rejected promise's `Error.message` is the error's own
@@ -194,6 +192,17 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(js_err)
+}
+
+/// A patient context from JavaScript: an object with any of `age`, `sex`, `site`, `grew`,
+/// `changed`, `bled`, `itched`, `hurt`, `elevated` as strings (empty or absent = not given; the
+/// values `classify --context` takes); undefined or null = none.
+fn context_from_js(fields: JsValue) -> Result<Context, JsValue> {
+    if fields.is_undefined() || fields.is_null() {
+        return Ok(Context::default());
+    }
+    let fields: std::collections::BTreeMap<String, String> = serde_wasm_bindgen::from_value(fields).map_err(js_err)?;
+    Context::from_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(js_err)
 }
 
 /// Rust-side API (also what the wasm-bindgen tests call).
@@ -213,7 +222,7 @@ impl Engine {
         };
         let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), device)?;
         Ok(Engine {
-            inner: Rc::new(Inner { classifier, backend, fallback_reason, context: RefCell::default() }),
+            inner: Rc::new(Inner { classifier, backend, fallback_reason }),
         })
     }
 
@@ -228,37 +237,33 @@ impl Engine {
     }
 
     /// Runs the network on preprocessed inputs and reads the logits back asynchronously (the
-    /// only readback WebGPU allows).
-    pub async fn predict_inputs(&self, inputs: &[f32]) -> Result<Vec<Prediction>, EngineError> {
+    /// only readback WebGPU allows), judging each with the patient `context` (the default: none,
+    /// image only). The context is an argument, not engine state, because one loaded engine
+    /// serves every element on a page.
+    pub async fn predict_inputs(&self, inputs: &[f32], context: &Context) -> Result<Vec<Prediction>, EngineError> {
         let c = &self.inner.classifier;
         let data = c
             .outputs(inputs)?
             .into_data_async()
             .await
             .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-        let context = self.inner.context.borrow();
-        Ok(c.scores(data, inputs)?.iter().map(|s| c.prediction_with(s, &context)).collect())
-    }
-
-    /// Judges the next photos with `context` (the default: none, image only).
-    pub fn set_context(&self, context: Context) {
-        *self.inner.context.borrow_mut() = context;
+        Ok(c.scores(data, inputs)?.iter().map(|s| c.prediction_with(s, context)).collect())
     }
 
     /// Decodes an image file (JPEG, PNG, WebP; EXIF orientation applied) and classifies it.
-    pub async fn predict_file(&self, bytes: &[u8]) -> Result<Prediction, EngineError> {
+    pub async fn predict_file(&self, bytes: &[u8], context: &Context) -> Result<Prediction, EngineError> {
         let input = self.inner.classifier.input_from_bytes(bytes)?;
-        self.predict_one(&input).await
+        self.predict_one(&input, context).await
     }
 
     /// Classifies an RGBA frame (a canvas's `ImageData`).
-    pub async fn predict_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Prediction, EngineError> {
+    pub async fn predict_rgba(&self, rgba: &[u8], width: u32, height: u32, context: &Context) -> Result<Prediction, EngineError> {
         let input = self.inner.classifier.input_from_rgba(rgba, width, height)?;
-        self.predict_one(&input).await
+        self.predict_one(&input, context).await
     }
 
-    async fn predict_one(&self, input: &[f32]) -> Result<Prediction, EngineError> {
-        let mut out = self.predict_inputs(input).await?;
+    async fn predict_one(&self, input: &[f32], context: &Context) -> Result<Prediction, EngineError> {
+        let mut out = self.predict_inputs(input, context).await?;
         Ok(out.remove(0))
     }
 
@@ -336,21 +341,15 @@ impl Engine {
         self.inner.fallback_reason.clone()
     }
 
-    /// What the network sees for an encoded image: `3 * s * s` normalised floats, CHW (the
-    /// bench feeds them to onnxruntime to check that it gives the same probabilities).
-    /// Judges the next photos with this patient context: an object with any of `age`, `sex`,
-    /// `site`, `grew`, `changed`, `bled`, `itched`, `hurt`, `elevated` as strings (empty or
-    /// absent = not given; the values `classify --context` takes). Returns the fields used; a
-    /// value it does not accept throws an error naming the field, and the context is unchanged.
-    #[wasm_bindgen(js_name = setContext)]
-    pub fn set_context_js(&self, fields: JsValue) -> Result<JsValue, JsValue> {
-        let fields: std::collections::BTreeMap<String, String> = serde_wasm_bindgen::from_value(fields).map_err(js_err)?;
-        let context = Context::from_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(js_err)?;
-        let used = context.used();
-        self.set_context(context);
-        to_js(&used)
+    /// Checks a patient context as `classifyFile` and `classifyRgba` take it and returns the
+    /// fields it would use; a value it does not accept throws an error naming the field.
+    #[wasm_bindgen(js_name = checkContext)]
+    pub fn check_context_js(&self, fields: JsValue) -> Result<JsValue, JsValue> {
+        to_js(&context_from_js(fields)?.used())
     }
 
+    /// What the network sees for an encoded image: `3 * s * s` normalised floats, CHW (the
+    /// bench feeds them to onnxruntime to check that it gives the same probabilities).
     #[wasm_bindgen(js_name = inputFile)]
     pub fn input_file(&self, bytes: Vec<u8>) -> Result<Vec<f32>, JsValue> {
         self.inner.classifier.input_from_bytes(&bytes).map_err(|e| js_err(EngineError::from(e)))
@@ -402,18 +401,20 @@ impl Engine {
         future_to_promise(async move {
             let t0 = js_sys::Date::now();
             let input = engine.inner.classifier.meta().preprocess.to_input(&DrawnLesion::default().image());
-            engine.predict_inputs(&input).await.map_err(js_err)?;
+            engine.predict_inputs(&input, &Context::default()).await.map_err(js_err)?;
             Ok((js_sys::Date::now() - t0).into())
         })
     }
 
-    /// Classifies an image file's bytes. Resolves to the CLI's JSON object for it (`image` is
+    /// Classifies an image file's bytes with an optional patient `context` (see
+    /// `checkContext`; undefined = none). Resolves to the CLI's JSON object for it (`image` is
     /// `name` without its extension, `path` is `name`).
     #[wasm_bindgen(js_name = classifyFile)]
-    pub fn classify_file(&self, bytes: Vec<u8>, name: String) -> js_sys::Promise {
+    pub fn classify_file(&self, bytes: Vec<u8>, name: String, context: JsValue) -> js_sys::Promise {
         let engine = self.clone();
         future_to_promise(async move {
-            let p = engine.predict_file(&bytes).await.map_err(js_err)?;
+            let context = context_from_js(context)?;
+            let p = engine.predict_file(&bytes, &context).await.map_err(js_err)?;
             to_js(&ImageResult::new(name, &p))
         })
     }
@@ -441,12 +442,14 @@ impl Engine {
         })
     }
 
-    /// Classifies an RGBA frame of `width` x `height` (a canvas's `ImageData.data`).
+    /// Classifies an RGBA frame of `width` x `height` (a canvas's `ImageData.data`), as
+    /// `classifyFile` does.
     #[wasm_bindgen(js_name = classifyRgba)]
-    pub fn classify_rgba(&self, rgba: Vec<u8>, width: u32, height: u32, name: String) -> js_sys::Promise {
+    pub fn classify_rgba(&self, rgba: Vec<u8>, width: u32, height: u32, name: String, context: JsValue) -> js_sys::Promise {
         let engine = self.clone();
         future_to_promise(async move {
-            let p = engine.predict_rgba(&rgba, width, height).await.map_err(js_err)?;
+            let context = context_from_js(context)?;
+            let p = engine.predict_rgba(&rgba, width, height, &context).await.map_err(js_err)?;
             to_js(&ImageResult::new(name, &p))
         })
     }

@@ -5,6 +5,7 @@
 
 mod malformed;
 
+use dermscreen::context::Context;
 use dermscreen::error_message;
 use dermscreen::web::{BackendChoice, Engine, EngineError};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -63,7 +64,7 @@ fn assert_complete(p: &dermscreen::classifier::Prediction) {
 async fn cpu_backend_classifies_a_lesion_image() {
     let engine = cpu().await;
     assert_eq!(engine.backend_name(), "cpu");
-    let p = engine.predict_file(&lesion_png(300)).await.unwrap();
+    let p = engine.predict_file(&lesion_png(300), &Context::default()).await.unwrap();
     assert_complete(&p);
 }
 
@@ -74,7 +75,7 @@ async fn cpu_backend_classifies_a_lesion_image() {
 async fn static_constructors_run_once() {
     let engine = cpu().await;
     for size in [120, 160] {
-        engine.predict_file(&lesion_png(size)).await.unwrap();
+        engine.predict_file(&lesion_png(size), &Context::default()).await.unwrap();
     }
     assert_eq!(dermscreen::web::static_constructor_runs(), 1);
 }
@@ -84,8 +85,8 @@ async fn rgba_frames_match_encoded_files() {
     let engine = cpu().await;
     let png = lesion_png(240);
     let rgb = image::load_from_memory(&png).unwrap().to_rgba8();
-    let from_file = engine.predict_file(&png).await.unwrap();
-    let from_frame = engine.predict_rgba(rgb.as_raw(), 240, 240).await.unwrap();
+    let from_file = engine.predict_file(&png, &Context::default()).await.unwrap();
+    let from_frame = engine.predict_rgba(rgb.as_raw(), 240, 240, &Context::default()).await.unwrap();
     assert_eq!(from_file, from_frame);
 }
 
@@ -105,8 +106,8 @@ async fn webgpu_matches_the_cpu_backend() {
     let cpu = cpu().await;
     for size in [300, 113] {
         let png = lesion_png(size);
-        let a = gpu.predict_file(&png).await.unwrap();
-        let b = cpu.predict_file(&png).await.unwrap();
+        let a = gpu.predict_file(&png, &Context::default()).await.unwrap();
+        let b = cpu.predict_file(&png, &Context::default()).await.unwrap();
         assert_complete(&a);
         for (x, y) in a.classes.iter().chain(&a.nodes).zip(b.classes.iter().chain(&b.nodes)) {
             assert!(
@@ -123,16 +124,16 @@ async fn webgpu_matches_the_cpu_backend() {
 #[wasm_bindgen_test]
 async fn bad_images_are_refused_with_a_reason() {
     let engine = cpu().await;
-    let err = message(engine.predict_file(&[]).await);
+    let err = message(engine.predict_file(&[], &Context::default()).await);
     assert!(err.contains("empty"), "{err}");
-    let err = message(engine.predict_file(b"<html>not a photo</html>").await);
+    let err = message(engine.predict_file(b"<html>not a photo</html>", &Context::default()).await);
     assert!(err.contains("not a supported image"), "{err}");
-    let err = message(engine.predict_file(&lesion_png(1)).await);
+    let err = message(engine.predict_file(&lesion_png(1), &Context::default()).await);
     assert!(err.contains("too small"), "{err}");
     let png = lesion_png(300);
-    let err = message(engine.predict_file(&png[..png.len() / 2]).await);
+    let err = message(engine.predict_file(&png[..png.len() / 2], &Context::default()).await);
     assert!(!err.is_empty());
-    let err = message(engine.predict_rgba(&[0; 12], 2, 2).await);
+    let err = message(engine.predict_rgba(&[0; 12], 2, 2, &Context::default()).await);
     assert!(err.contains("2x2") || err.contains("bytes"), "{err}");
 }
 
@@ -164,7 +165,7 @@ async fn malformed_files_are_refused_with_the_sentence_the_page_shows() {
         ([&b"GIF89a"[..], &[0; 64]].concat(), "GIF is not supported: save it as JPEG or PNG"),
     ];
     for (bytes, why) in cases {
-        match engine.predict_file(&bytes).await {
+        match engine.predict_file(&bytes, &Context::default()).await {
             Ok(p) => panic!("classified ({}% malignant) instead of refused: {why}", 100.0 * p.malignant),
             Err(e) => assert!(e.to_string().contains(why), "expected '{why}', the page would show '{e}'"),
         }
@@ -200,24 +201,22 @@ async fn saliency_falls_on_the_lesion_and_matches_across_backends() {
     assert!(worst <= 0.01, "maps differ by {worst}");
 }
 
-/// The engine's patient context: none gives the image-only result exactly, answers move it and
-/// are named in the result, and `setContext` refuses a value naming its field.
+/// The patient context: none gives the image-only result exactly, answers move it and are named
+/// in the result, and `checkContext` refuses a value naming its field. It is an argument of
+/// each call, so one engine serves elements with different contexts.
 #[wasm_bindgen_test]
 async fn context_changes_the_result_only_when_given() {
-    use dermscreen::context::Context;
     let engine = cpu().await;
     let png = lesion_png(200);
-    let plain = engine.predict_file(&png).await.unwrap();
-    engine.set_context(Context::from_pairs([("age", "80"), ("bled", "true"), ("grew", "true")]).unwrap());
-    let with = engine.predict_file(&png).await.unwrap();
+    let plain = engine.predict_file(&png, &Context::default()).await.unwrap();
+    let answers = Context::from_pairs([("age", "80"), ("bled", "true"), ("grew", "true")]).unwrap();
+    let with = engine.predict_file(&png, &answers).await.unwrap();
     assert_eq!(with.context_used, ["age", "grew", "bled"]);
     assert!((with.malignant - plain.malignant).abs() > 1e-3, "{} vs {}", with.malignant, plain.malignant);
     let fields = js_sys::Object::new();
     js_sys::Reflect::set(&fields, &"site".into(), &"elbow".into()).unwrap();
-    let err = engine.set_context_js(fields.into()).unwrap_err();
+    let err = engine.check_context_js(fields.into()).unwrap_err();
     let text = js_sys::Error::from(err).message().as_string().unwrap();
     assert!(text.contains("context field 'site'"), "{text}");
-    assert_eq!(engine.predict_file(&png).await.unwrap().context_used, ["age", "grew", "bled"], "a refused context changes nothing");
-    engine.set_context(Context::default());
-    assert_eq!(engine.predict_file(&png).await.unwrap(), plain, "no answers: the image-only result");
+    assert_eq!(engine.predict_file(&png, &Context::default()).await.unwrap(), plain, "no answers: the image-only result");
 }

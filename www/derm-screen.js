@@ -202,7 +202,7 @@ export class DermScreen extends HTMLElement {
   async setContext(fields = {}) {
     const { engine } = await this.#ready;
     const strings = Object.fromEntries(Object.entries(fields).filter(([, v]) => v != null).map(([k, v]) => [k, String(v)]));
-    const used = engine.setContext(strings);
+    const used = engine.checkContext(strings);
     this.#context = strings;
     this.#form?.set(strings);
     return used;
@@ -248,12 +248,15 @@ export class DermScreen extends HTMLElement {
 
   /** Classifies an image file (Blob) and shows the result. Resolves to the CLI's JSON object. */
   async classify(blob, name = blob.name || 'photo') {
+    // The context when the photo is sent, not when the engine gets to it; the engine is shared
+    // by every element on the page, so each call carries its element's own context.
+    const context = this.#context;
     const { engine } = await this.#ready;
     if (blob.size > MAX_FILE_BYTES) {
       throw new Error(`The file is ${(blob.size / 1e6).toFixed(0)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
-    return this.#run(() => engine.classifyFile(bytes, name), blob, () => engine.saliencyFile(bytes));
+    return this.#run(() => engine.classifyFile(bytes, name, context), blob, () => engine.saliencyFile(bytes));
   }
 
   /**
@@ -521,10 +524,11 @@ export class DermScreen extends HTMLElement {
     const frame = ctx.getImageData(0, 0, out, out);
     const preview = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.9));
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    const context = this.#context;
     await this.#fromUi('the camera photo', async () => {
       const { engine } = await this.#ready;
       const rgba = new Uint8Array(frame.data.buffer);
-      await this.#run(() => engine.classifyRgba(rgba, out, out, name), preview, () => engine.saliencyRgba(rgba, out, out));
+      await this.#run(() => engine.classifyRgba(rgba, out, out, name, context), preview, () => engine.saliencyRgba(rgba, out, out));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 }

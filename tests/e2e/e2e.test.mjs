@@ -388,6 +388,30 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('each element keeps its own patient context, and a photo is judged with the one set when it was sent', async () => {
+    const context = await browser.newContext();
+    const { page } = await openApp(context, site.url, { backend: 'cpu' });
+    const got = await page.evaluate(async (file) => {
+      const a = document.querySelector('derm-screen');
+      const b = document.createElement('derm-screen'); // a second spot, or a second patient, on one page
+      b.setAttribute('backend', 'cpu');
+      document.body.append(b);
+      await b.ready;
+      const photo = new File([await (await fetch(`/__samples/${file}`)).blob()], file, { type: 'image/jpeg' });
+      const pick = (r) => ({ malignant: r.malignant, used: r.context_used });
+      const plain = pick(await b.classify(photo));
+      await a.setContext({ age: 80, bled: true });
+      const other = pick(await b.classify(photo));
+      const sent = a.classify(photo);
+      const cleared = a.setContext({});
+      return { plain, other, answered: pick(await sent), after: (await cleared, pick(await a.classify(photo))) };
+    }, samples[0].file);
+    assert.deepEqual(got.other, got.plain, 'one element\'s answers never reach another\'s photos');
+    assert.deepEqual(got.answered.used, ['age', 'bled'], 'judged with the context in force when it was sent');
+    assert.deepEqual(got.after, got.plain);
+    await context.close();
+  });
+
   test('no camera: the page says so and offers the file picker', async () => {
     const context = await browser.newContext();
     const { page } = await openApp(context, site.url);

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use std::collections::BTreeMap;
 use crate::dataset::{find_image, fnv1a, read_columns, Table};
 use crate::eval::{argmax, auc as roc_auc};
-use crate::gate::{GateConfig, LesionHead, MAX_CLIPPED, MIN_LUMINANCE, MIN_REDNESS, MIN_SHARPNESS, MIN_SPOT, MIN_SPOT_CONTRAST};
+use crate::gate::{GateConfig, LesionHead, MAX_CLIPPED, MIN_COLOUR, MIN_LUMINANCE, MIN_REDNESS, MIN_SHARPNESS, MIN_SPOT, MIN_SPOT_CONTRAST};
 use argmin::core::{CostFunction, Error, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
@@ -277,6 +277,7 @@ pub fn fit_gate(photos: &[GatePhoto], groups: &[String]) -> (GateConfig, GateRep
         min_spot: MIN_SPOT,
         min_spot_contrast: MIN_SPOT_CONTRAST,
         min_redness: MIN_REDNESS,
+        min_colour: MIN_COLOUR,
     };
     (gate, GateReport { auroc: auc(&positives), threshold, rows })
 }

@@ -163,6 +163,8 @@ pub enum DatasetError {
     Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: missing column '{column}'")]
     MissingColumn { path: PathBuf, column: String },
+    #[error("{path}: no column of image names (one of {})", IMAGE_COLUMNS.join(", "))]
+    NoImageColumn { path: PathBuf },
     #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{table}")]
@@ -237,11 +239,17 @@ pub struct Label {
     pub kind: Option<Kind>,
 }
 
-/// Reads a label table with columns `image` and `dx`, and `source` and `kind` where present
-/// (others are ignored), such as `model/validation_split.csv`.
+/// What a label table's column of image names is called: ours, then HAM10000's metadata,
+/// PAD-UFES-20's and the ISIC Archive's, so their tables are read as they come.
+pub const IMAGE_COLUMNS: [&str; 4] = ["image", "image_id", "img_id", "isic_id"];
+
+/// Reads a label table with columns `image` (or another of [`IMAGE_COLUMNS`]) and `dx`, and
+/// `source` and `kind` where present (others are ignored), such as
+/// `model/validation_split.csv` or HAM10000's `metadata.csv`.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     let table = Table::read(path)?;
-    let rows = table.columns(["image", "dx"])?;
+    let image = IMAGE_COLUMNS.into_iter().find(|c| table.has(c)).ok_or_else(|| DatasetError::NoImageColumn { path: path.to_path_buf() })?;
+    let rows = table.columns([image, "dx"])?;
     let optional = |name: &str| -> Result<Option<Vec<String>>, DatasetError> {
         if !table.has(name) {
             return Ok(None);

@@ -69,7 +69,7 @@ mod native {
             /// Folder with the images.
             #[arg(long)]
             images: PathBuf,
-            /// CSV with columns `image,dx` (image: file name with or without extension).
+            /// CSV with columns `image,dx` (image: file name with or without extension; `image_id`, `img_id` or `isic_id` are read as `image`, so HAM10000's metadata.csv is a label table as it comes)
             #[arg(long)]
             labels: PathBuf,
             /// Output folder for metrics.json and SVG plots.

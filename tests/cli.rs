@@ -373,6 +373,24 @@ fn evaluate_reads_labels_in_capitals_and_windows_paths_and_names_each_unknown_la
     assert_eq!(metrics.unwrap()["summary"]["images"], 4, "MEL and NV are read as mel and nv, a\\b as a/b");
 }
 
+/// HAM10000's own metadata (`image_id`, `dx`), as it comes with the data set, is a label table.
+#[test]
+fn evaluate_reads_ham10000s_metadata_as_it_comes() {
+    let dir = common::temp_dir("evaluate-metadata");
+    let ham = common::data_root().join("ham10000");
+    let metadata = std::fs::read_to_string(ham.join("metadata.csv")).unwrap();
+    let mut lines = metadata.lines();
+    let mut table: Vec<&str> = lines.by_ref().take(4).collect();
+    table.extend(lines.filter(|l| l.contains(",mel,")).take(3));
+    let labels = dir.join("metadata.csv");
+    std::fs::write(&labels, table.join("\n") + "\n").unwrap();
+    let report = dir.join("report");
+    let out = dermscreen(&["evaluate", "--images", ham.join("images").to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["summary"]["images"], 6);
+}
+
 /// Label tables joined from several files repeat rows; an image counted twice would narrow the
 /// intervals and tilt the AUCs, so each image is scored once and the repeats are reported.
 #[test]

@@ -19,6 +19,7 @@ mod native {
     use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
     use dermscreen::context::{Context as PatientContext, FIELDS};
     use dermscreen::dataset::{self, find_image, Label, IMAGE_EXTENSIONS};
+    use dermscreen::gate::Gate;
     use dermscreen::saliency::{self, OcclusionConfig};
     use dermscreen::{preprocess, report};
     use std::fmt::Display;
@@ -50,7 +51,7 @@ mod native {
             /// Output format.
             #[arg(long, value_enum, default_value_t = Format::Text)]
             format: Format,
-            /// Also write, per image, a PNG of where the model looked (DIR/<image>.png): the
+            /// Also write, per image given a risk, a PNG of where the model looked (DIR/<image>.png): the
             /// photo's centre square with the occlusion saliency of the diagnosis it leans to over it.
             /// DIR is not read as input, and an overlay never replaces a photo being classified.
             #[arg(long, value_name = "DIR")]
@@ -441,13 +442,15 @@ mod native {
         used: std::collections::HashMap<String, usize>,
         photos: std::collections::HashSet<PathBuf>,
         written: usize,
+        /// Photos given no risk: no map, as on the page (a map explains a diagnosis).
+        gated: usize,
     }
 
     impl<'a> Overlays<'a> {
         fn new(dir: &'a Path, files: &[PathBuf]) -> Result<Self> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let photos = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
-            Ok(Self { dir, used: Default::default(), photos, written: 0 })
+            Ok(Self { dir, used: Default::default(), photos, written: 0, gated: 0 })
         }
 
         /// The next free name for an overlay of a photo named `stem`.
@@ -462,12 +465,27 @@ mod native {
             }
         }
 
-        /// One overlay per classified input; `files` is what the inputs' indices point into.
-        fn write(&mut self, classifier: &Classifier, files: &[PathBuf], inputs: &[(usize, Vec<f32>)]) -> Result<()> {
-            for (i, input) in inputs {
-                self.write_one(classifier, &files[*i], input)?;
+        /// One overlay per classified input the gate passed; `files` is what the inputs'
+        /// indices point into.
+        fn write(&mut self, classifier: &Classifier, files: &[PathBuf], inputs: &[(usize, Vec<f32>)], predictions: &[Prediction]) -> Result<()> {
+            for ((i, input), p) in inputs.iter().zip(predictions) {
+                if p.gate == Gate::Ok {
+                    self.write_one(classifier, &files[*i], input)?;
+                } else {
+                    self.gated += 1;
+                }
             }
             Ok(())
+        }
+
+        /// What was written, for stderr.
+        fn summary(&self) -> String {
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let mut line = format!("wrote {} saliency overlay{} to {}", self.written, plural(self.written), self.dir.display());
+            if self.gated > 0 {
+                line += &format!(" (none for the {} photo{} given no risk)", self.gated, plural(self.gated));
+            }
+            line
         }
 
         fn write_one(&mut self, classifier: &Classifier, file: &Path, input: &[f32]) -> Result<()> {
@@ -528,13 +546,13 @@ mod native {
                 .collect();
             results.write(&classifier, &rows)?;
             match &mut overlays {
-                Some(o) => o.write(&classifier, &files, inputs),
+                Some(o) => o.write(&classifier, &files, inputs, predictions),
                 None => Ok(()),
             }
         })?;
         results.finish()?;
         if let Some(o) = overlays {
-            eprintln!("dermscreen: wrote {} saliency overlays to {}", o.written, o.dir.display());
+            eprintln!("dermscreen: {}", o.summary());
         }
         Ok(problems.count == 0)
     }

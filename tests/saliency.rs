@@ -83,13 +83,17 @@ fn map_explains_the_predicted_class() {
     assert!(c.saliency_of(&input[1..], &OcclusionConfig::default()).is_err(), "a wrong-sized input is an error");
 }
 
-/// `classify --saliency DIR` writes one overlay PNG per readable image, named after it, and
-/// leaves the classification output as it was.
+/// `classify --saliency DIR` writes one overlay PNG per image given a risk, named after it,
+/// and leaves the classification output as it was. A photo given no risk gets no map, as on
+/// the page: a map explains a diagnosis, and there is none.
 #[test]
-fn cli_writes_one_overlay_per_image() {
+fn cli_writes_one_overlay_per_image_given_a_risk() {
     let dir = common::temp_dir("saliency-cli");
     let ids: Vec<String> = common::validation_split().into_iter().take(2).map(|(id, _)| id).collect();
-    let images: Vec<_> = ids.iter().map(|id| common::image(id)).collect();
+    let mut images: Vec<_> = ids.iter().map(|id| common::image(id)).collect();
+    let dark = dir.join("dark.png");
+    image::RgbImage::from_pixel(200, 200, image::Rgb([5, 3, 3])).save(&dark).unwrap();
+    images.push(dark);
     let run = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_dermscreen"))
             .arg("classify")
@@ -109,4 +113,7 @@ fn cli_writes_one_overlay_per_image() {
         assert_eq!(png.width(), OVERLAY_SIDE);
         assert!(png.height() > OVERLAY_SIDE, "the colour ramp sits under the photo");
     }
+    assert!(!out_dir.join("dark.png").exists(), "no map for a photo given no risk");
+    let said = String::from_utf8_lossy(&with.stderr);
+    assert!(said.contains("wrote 2 saliency overlays") && said.contains("none for the 1 photo given no risk"), "{said}");
 }

@@ -273,11 +273,11 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
 /// The image files the app reads, by extension.
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "jfif"];
 
-/// The image a label names in `dir`: the name as given, else with one of [`IMAGE_EXTENSIONS`].
+/// The image a label names in `dir`: the name as given, else with one of [`IMAGE_EXTENSIONS`],
+/// in lower or upper case (cameras write IMG_0001.JPG).
 pub fn find_image(dir: &Path, name: &str) -> Option<PathBuf> {
-    let find = |n: &str| {
-        std::iter::once(dir.join(n)).chain(IMAGE_EXTENSIONS.iter().map(|e| dir.join(format!("{n}.{e}")))).find(|p| p.is_file())
-    };
+    let extensions = IMAGE_EXTENSIONS.iter().map(|e| e.to_string()).chain(IMAGE_EXTENSIONS.iter().map(|e| e.to_ascii_uppercase()));
+    let find = |n: &str| std::iter::once(dir.join(n)).chain(extensions.clone().map(|e| dir.join(format!("{n}.{e}")))).find(|p| p.is_file());
     // A table written on Windows separates folders with '\', which Unix reads as part of a name.
     find(name).or_else(|| name.contains('\\').then(|| find(&name.replace('\\', "/"))).flatten())
 }

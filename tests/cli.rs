@@ -391,6 +391,26 @@ fn evaluate_reads_ham10000s_metadata_as_it_comes() {
     assert_eq!(metrics["summary"]["images"], 6);
 }
 
+/// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
+#[test]
+fn evaluate_finds_photos_with_capital_extensions() {
+    let dir = common::temp_dir("evaluate-capitals");
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let mut table = String::from("image,dx\n");
+    for (i, (id, dx)) in held_out(2).iter().enumerate() {
+        std::fs::copy(common::image(id), photos.join(format!("IMG_000{i}.{}", ["JPG", "JPEG"][i]))).unwrap();
+        table += &format!("IMG_000{i},{dx}\n");
+    }
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, table).unwrap();
+    let report = dir.join("report");
+    let out = dermscreen(&["evaluate", "--images", photos.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["summary"]["images"], 2);
+}
+
 /// Label tables joined from several files repeat rows; an image counted twice would narrow the
 /// intervals and tilt the AUCs, so each image is scored once and the repeats are reported.
 #[test]

@@ -448,7 +448,10 @@ mod native {
 
     impl<'a> Overlays<'a> {
         fn new(dir: &'a Path, files: &[PathBuf]) -> Result<Self> {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            if dir.is_file() {
+                bail!("{} is a file: --saliency takes a folder, for one PNG per photo", dir.display());
+            }
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {} (--saliency)", dir.display()))?;
             let photos = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
             Ok(Self { dir, used: Default::default(), photos, written: 0, gated: 0 })
         }
@@ -561,6 +564,11 @@ mod native {
         if !images.is_dir() {
             bail!("{}: no such folder (--images)", images.display());
         }
+        // Before any photo is read: a run over thousands would otherwise end in this error.
+        if out.is_file() {
+            bail!("{} is a file: --out takes a folder, for metrics.json and the plots", out.display());
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("creating {} (--out)", out.display()))?;
         let classifier = load_classifier(model)?;
         let classes = &classifier.meta().training_classes;
         let taxonomy = classifier.taxonomy();
@@ -646,7 +654,6 @@ mod native {
         let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
         let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &labels_kept, &calls, &predictions)?;
         let tsne = report::TsneMap::compute(&embeddings, labels_kept.clone(), classes.clone());
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let metrics = serde_json::json!({
             "model": classifier.meta().name,
             "weights_sha256": classifier.meta().weights.sha256,
@@ -659,7 +666,8 @@ mod native {
             "by_source_and_kind": group_rows,
             "summary": summary,
         });
-        std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
+        let metrics_path = out.join("metrics.json");
+        std::fs::write(&metrics_path, serde_json::to_vec_pretty(&metrics)?).with_context(|| format!("writing {}", metrics_path.display()))?;
         let mut plots = report::write_plots(&summary, out)?;
         match &tsne {
             Some(tsne) => {

@@ -157,6 +157,11 @@ fn saliency_overlays_never_replace_a_photo_nor_are_read_as_photos() {
     run(&["classify", "--saliency", dir.to_str().unwrap(), spot.to_str().unwrap()]);
     assert_eq!(std::fs::read(&spot).unwrap(), photo, "the photo is untouched");
     assert!(dir.join("spot-2.png").is_file());
+
+    // A file where the folder should go is named, with what the option takes.
+    let out = dermscreen(&["classify", "--saliency", spot.to_str().unwrap(), spot.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spot.png is a file: --saliency takes a folder"));
 }
 
 /// A phone's camera folder copied to a computer: Android keeps a thumbnail of every photo in
@@ -451,6 +456,13 @@ fn evaluate_names_missing_photos_in_one_line() {
     let out = dermscreen(&["evaluate", "--images", dir.join("nowhere").to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", dir.join("report").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere: no such folder (--images)"));
+    // An --out that cannot hold the report stops the run before any photo is read, not after.
+    let file = dir.join("report.json");
+    std::fs::write(&file, "{}").unwrap();
+    let out = dermscreen(&["evaluate", "--images", common::data_root().to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("report.json is a file: --out takes a folder") && !stderr.contains("not under"), "{stderr}");
 }
 
 /// A first try on a handful of photos gets a report, not a crash: the t-SNE map is left out

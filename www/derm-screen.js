@@ -230,9 +230,13 @@ export class DermScreen extends HTMLElement {
     drop.addEventListener('drop', (e) => {
       e.preventDefault();
       drop.classList.remove('over');
-      const file = e.dataTransfer?.files?.[0];
-      if (file) this.#classifyFromUi(file, file.name);
-      else this.#showError('input', 'That was not a file. Drop a photo (JPEG, PNG or WebP).');
+      const files = e.dataTransfer?.files ?? [];
+      const [file] = files;
+      // One result is shown at a time: of several photos the first is checked, and the
+      // status line says so rather than leave the others silently unchecked.
+      const note = files.length > 1 ? `${file.name}, the first of ${files.length} photos dropped: drop one at a time.` : '';
+      if (file) this.#classifyFromUi(file, file.name, note);
+      else this.#showError('input', 'That was not a file (a photo dragged from a web page arrives as its address). Save the photo, then drop or choose the file.');
     });
     this.#$('.start-camera').addEventListener('click', () => this.#startCamera());
     this.#$('.stop-camera').addEventListener('click', () => this.#stopCamera());
@@ -423,20 +427,23 @@ export class DermScreen extends HTMLElement {
     return result;
   }
 
-  #classifyFromUi(blob, name) {
+  #classifyFromUi(blob, name, note = '') {
     return this.#fromUi(name, () => this.classify(blob, name),
-      (e) => `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP.`);
+      (e) => `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP.`, note);
   }
 
-  /** Runs one check started from the page: one at a time, with its status and any error shown. */
-  async #fromUi(label, work, explain) {
+  /**
+   * Runs one check started from the page: one at a time, with its status and any error shown;
+   * `note` is added to the status line when it is done.
+   */
+  async #fromUi(label, work, explain, note = '') {
     if (this.#busy) return;
     this.#busy = true;
     this.#$('.error').hidden = true;
     this.#setStatus(`Checking ${label}…`);
     try {
       await work();
-      this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#loaded.backend)}).`);
+      this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#loaded.backend)}).${note ? ` Checked ${note}` : ''}`);
     } catch (e) {
       this.#setStatus('That photo could not be checked.');
       this.#showError('input', explain(e));

@@ -440,6 +440,35 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('drag and drop: a photo is checked; of several, the first, and the page says so; a link gets what to do', async () => {
+    const context = await browser.newContext();
+    const { page } = await openApp(context, site.url, { backend: 'cpu' });
+    // What a drop from the desktop or a web page delivers: files, or only an address.
+    const drop = (files, link) => page.evaluate(async ({ files, link }) => {
+      const el = document.querySelector('derm-screen');
+      const data = new DataTransfer();
+      for (const f of files) data.items.add(new File([await (await fetch(`/__samples/${f}`)).blob()], f, { type: 'image/jpeg' }));
+      if (link) data.setData('text/uri-list', link);
+      const outcome = new Promise((resolve) => {
+        el.addEventListener('dermscreen:result', (e) => resolve(e.detail.image), { once: true });
+        el.addEventListener('dermscreen:error', (e) => resolve(e.detail.message), { once: true });
+      });
+      el.shadowRoot.querySelector('.drop').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+      const got = await outcome;
+      await new Promise((r) => setTimeout(r, 0)); // the status line is set after the event
+      return { got, status: el.shadowRoot.querySelector('.status-text').textContent };
+    }, { files, link });
+    const one = await drop([samples[0].file]);
+    assert.equal(one.got, samples[0].image);
+    assert.doesNotMatch(one.status, /first of/);
+    const several = await drop(samples.slice(1, 4).map((s) => s.file));
+    assert.equal(several.got, samples[1].image);
+    assert.match(several.status, new RegExp(`${samples[1].file}, the first of 3 photos dropped: drop one at a time`));
+    const link = await drop([], 'https://example.com/spot.jpg');
+    assert.match(link.got, /not a file.*Save the photo, then drop or choose the file/);
+    await context.close();
+  });
+
   test('works offline after the first visit (service worker)', async () => {
     const context = await browser.newContext();
     const { page } = await openApp(context, site.url);

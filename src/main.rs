@@ -795,7 +795,28 @@ mod native {
         })
     }
 
+    /// Subcommands only a build with a cargo feature has: (command, feature, built in).
+    const OPTIONAL_COMMANDS: [(&str, &str, bool); 3] = [
+        ("train", "train", cfg!(feature = "train")),
+        ("calibrate", "train", cfg!(feature = "train")),
+        ("export-onnx", "onnx", cfg!(feature = "onnx")),
+    ];
+
+    /// What to say when `args` (the command line) names one of `optional` that this build
+    /// lacks: clap alone would call it an unrecognized subcommand, as if it did not exist.
+    pub(crate) fn not_built(args: &[String], optional: &[(&str, &str, bool)]) -> Option<String> {
+        let command = args.iter().skip(1).find(|a| !a.starts_with('-'))?;
+        let (_, feature, _) = optional.iter().find(|(c, _, built)| c == command && !built)?;
+        Some(format!(
+            "`{command}` is not in this build of dermscreen: it needs the `{feature}` feature, as in `cargo run --release --features {feature} -- {command} ...`"
+        ))
+    }
+
     pub fn main() -> ExitCode {
+        if let Some(why) = not_built(&std::env::args().collect::<Vec<_>>(), &OPTIONAL_COMMANDS) {
+            eprintln!("dermscreen: error: {why}");
+            return ExitCode::from(2);
+        }
         let cli = Cli::parse();
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
@@ -820,5 +841,21 @@ mod native {
                 ExitCode::from(2)
             }
         }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::native::not_built;
+
+    #[test]
+    fn a_command_this_build_lacks_is_named_with_its_feature() {
+        let args = |line: &str| line.split(' ').map(String::from).collect::<Vec<_>>();
+        let optional = [("train", "train", false), ("export-onnx", "onnx", true)];
+        let why = not_built(&args("dermscreen -v train --out runs/x"), &optional).unwrap();
+        assert!(why.contains("`train` is not in this build") && why.contains("--features train -- train"), "{why}");
+        assert_eq!(not_built(&args("dermscreen export-onnx --out m.onnx"), &optional), None, "built in");
+        assert_eq!(not_built(&args("dermscreen classify train.jpg"), &optional), None, "a photo named train");
+        assert_eq!(not_built(&args("dermscreen"), &optional), None);
     }
 }

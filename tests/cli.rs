@@ -346,11 +346,15 @@ fn text_output_says_it_is_a_screening_aid() {
 /// Runs `evaluate` over the data root on a label table (its text), reporting into `dir/report`;
 /// returns the run and its `metrics.json`, when one was written.
 fn evaluate_table(dir: &Path, table: &str) -> (Output, Option<serde_json::Value>) {
+    evaluate_table_in(dir, &common::data_root(), table)
+}
+
+/// [`evaluate_table`] on the photos under `images`.
+fn evaluate_table_in(dir: &Path, images: &Path, table: &str) -> (Output, Option<serde_json::Value>) {
     let labels = dir.join("labels.csv");
     std::fs::write(&labels, table).unwrap();
     let report = dir.join("report");
-    let root = common::data_root();
-    let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let out = dermscreen(&["evaluate", "--images", images.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
     let metrics = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
     (out, metrics)
 }
@@ -387,13 +391,9 @@ fn evaluate_reads_ham10000s_metadata_as_it_comes() {
     let mut lines = metadata.lines();
     let mut table: Vec<&str> = lines.by_ref().take(4).collect();
     table.extend(lines.filter(|l| l.contains(",mel,")).take(3));
-    let labels = dir.join("metadata.csv");
-    std::fs::write(&labels, table.join("\n") + "\n").unwrap();
-    let report = dir.join("report");
-    let out = dermscreen(&["evaluate", "--images", ham.join("images").to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let (out, metrics) = evaluate_table_in(&dir, &ham.join("images"), &(table.join("\n") + "\n"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["summary"]["images"], 6);
+    assert_eq!(metrics.unwrap()["summary"]["images"], 6);
 }
 
 /// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
@@ -407,13 +407,9 @@ fn evaluate_finds_photos_with_capital_extensions() {
         std::fs::copy(common::image(id), photos.join(format!("IMG_000{i}.{}", ["JPG", "JPEG"][i]))).unwrap();
         table += &format!("IMG_000{i},{dx}\n");
     }
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, table).unwrap();
-    let report = dir.join("report");
-    let out = dermscreen(&["evaluate", "--images", photos.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let (out, metrics) = evaluate_table_in(&dir, &photos, &table);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["summary"]["images"], 2);
+    assert_eq!(metrics.unwrap()["summary"]["images"], 2);
 }
 
 /// Label tables joined from several files repeat rows; an image counted twice would narrow the

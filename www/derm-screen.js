@@ -482,10 +482,20 @@ export class DermScreen extends HTMLElement {
     this.#$('.camera').hidden = false;
     this.#$('.camera-buttons').hidden = false;
     const track = this.#stream.getVideoTracks()[0];
+    track.addEventListener('ended', () => { if (this.#stream === stream) this.#cameraEnded(); }, { once: true });
     const caps = track.getCapabilities ? track.getCapabilities() : {};
     this.#$('.torch').hidden = !caps.torch;
     try { await video.play(); } catch { /* autoplay of a muted inline video is allowed; play() may race with srcObject */ }
     this.#$('.capture').focus();
+  }
+
+  /**
+   * The browser ended the camera (the page went to the background, another app took it): its
+   * preview would freeze or go black, and a capture would be judged "too dark".
+   */
+  #cameraEnded() {
+    this.#stopCamera();
+    this.#cameraProblem('The camera stopped (the page went to the background, or another app took the camera). Tap "Use the camera" to start it again, or choose a photo.');
   }
 
   #cameraProblem(message) {
@@ -500,6 +510,7 @@ export class DermScreen extends HTMLElement {
     this.#cameraRequest++;
     if (this.#stream) stopTracks(this.#stream);
     this.#stream = null;
+    this.#$('video').srcObject = null; // no last frame kept, nor read as the next camera's size
     this.#$('.camera').hidden = true;
     this.#$('.camera-buttons').hidden = true;
     this.#$('.torch').setAttribute('aria-pressed', 'false');
@@ -521,7 +532,12 @@ export class DermScreen extends HTMLElement {
   /** Classifies the square under the guide in the current camera frame. */
   async #capture() {
     const video = this.#$('video');
-    if (!this.#stream || !video.videoWidth || this.#busy) return;
+    if (!this.#stream || this.#busy) return;
+    if (this.#stream.getVideoTracks()[0]?.readyState !== 'live') {
+      this.#cameraEnded();
+      return;
+    }
+    if (!video.videoWidth) return;
     const side = Math.round(Math.min(video.videoWidth, video.videoHeight) * GUIDE_FRACTION);
     const out = Math.min(side, CAPTURE_MAX_SIDE);
     const canvas = document.createElement('canvas');

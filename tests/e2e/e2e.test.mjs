@@ -653,6 +653,39 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  // A phone ends the camera when the page goes to the background or another app takes it; the
+  // preview then freezes or goes black, and a capture would be judged "too dark".
+  test('a camera the browser ended is closed with what to do, and never captured', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, permissions: ['camera'] });
+    const { page, problems } = await openApp(context, site.url);
+    const start = async () => {
+      await page.locator('derm-screen .start-camera').click();
+      await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
+    };
+    const results = [];
+    await page.exposeFunction('sawResult', (r) => results.push(r));
+    await page.evaluate(() => document.querySelector('derm-screen').addEventListener('dermscreen:result', (e) => window.sawResult(e.detail.gate)));
+    const notice = page.locator('derm-screen .camera-notice');
+    // Ended while open: as the browser does it, the track stops and fires 'ended'.
+    await start();
+    await page.evaluate(() => {
+      const track = document.querySelector('derm-screen').shadowRoot.querySelector('video').srcObject.getVideoTracks()[0];
+      track.stop();
+      track.dispatchEvent(new Event('ended'));
+    });
+    await notice.waitFor();
+    assert.match(await notice.innerText(), /The camera stopped.*start it again/);
+    assert.equal(await page.locator('derm-screen video').isVisible(), false, 'no frozen preview');
+    // Ended without the event (a tap on the shutter as it goes): no frame is judged.
+    await start();
+    await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').srcObject.getVideoTracks()[0].stop());
+    await page.locator('derm-screen .capture').click();
+    await notice.waitFor();
+    assert.deepEqual(results, [], 'nothing classified from an ended camera');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   // The camera's light must go out when the person closes it or the element goes away, even
   // when that happens while the camera is still starting (a permission prompt can take seconds).
   test('the camera is never left on: not by a double tap, nor by leaving while it starts', async () => {

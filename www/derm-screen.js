@@ -251,7 +251,10 @@ export class DermScreen extends HTMLElement {
   attributeChangedCallback() { if (this.#started) this.#applyCameraAttribute(); }
 
   /** Classifies an image file (Blob) and shows the result. Resolves to the CLI's JSON object. */
-  async classify(blob, name = blob.name || 'photo') {
+  async classify(blob, name = blob?.name || 'photo') {
+    if (!(blob instanceof Blob)) {
+      throw new TypeError('classify() takes a File or Blob of a photo (JPEG, PNG or WebP): a file input\'s file, or the blob() of a fetch() response.');
+    }
     // The context when the photo is sent, not when the engine gets to it; the engine is shared
     // by every element on the page, so each call carries its element's own context.
     const context = this.#context;

@@ -543,6 +543,10 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const reference = cli.get(s.image);
     assert.deepEqual(Object.keys(logged).sort(), Object.keys(reference).sort());
     assert.ok(maxDiff(logged, reference) <= PARITY_TOLERANCE);
+    // A host passing an address or raw bytes learns what classify() takes.
+    const refused = await page.evaluate(() => Promise.all(['https://example.com/spot.jpg', new ArrayBuffer(8)].map(
+      (x) => document.querySelector('derm-screen').classify(x).then(() => 'accepted', (e) => `${e.name}: ${e.message}`))));
+    for (const r of refused) assert.match(r, /^TypeError: classify\(\) takes a File or Blob/);
     assert.deepEqual(csp, [], 'no CSP violations');
     await page.screenshot({ path: join(OUT, 'desktop-embed.png'), fullPage: true });
     await context.close();

@@ -341,6 +341,19 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_catches_the_target_share_in_every_source() {
+        // A source whose cancers score high and one whose cancers score lower.
+        let clear: Vec<f32> = (0..100).map(|i| 0.5 + i as f32 / 250.0).collect();
+        let hard: Vec<f32> = (0..20).map(|i| 0.1 + i as f32 / 50.0).collect();
+        let pooled = threshold_for([clear.clone(), hard.clone()].concat(), 0.9);
+        let each = threshold_for_each(vec![clear.clone(), hard.clone()], 0.9);
+        let caught = |m: &[f32], t: f32| m.iter().filter(|&&p| p >= t).count() as f64 / m.len() as f64;
+        assert!(caught(&hard, pooled) < 0.9, "pooled, the hard source falls short");
+        assert!(caught(&clear, each) >= 0.9 && caught(&hard, each) >= 0.9, "threshold {each}");
+        assert_eq!(each, threshold_for(hard, 0.9), "the most demanding source sets it");
+    }
+
+    #[test]
     fn head_separates_two_clouds_and_folds_keep_groups_together() {
         let photo = |x: f32, lesion: bool, source: &str| GatePhoto { embedding: vec![x, 1.0], lesion, source: source.into() };
         let photos: Vec<GatePhoto> = (0..200)
@@ -535,6 +548,14 @@ fn threshold_for(mut malignant: Vec<f32>, target: f64) -> f32 {
     ((malignant[at] * 1000.0).floor() / 1000.0).max(0.001)
 }
 
+/// The largest threshold that flags at least `target` of the malignant photos of every source
+/// (P(malignant) per source, none empty). Pooled, the largest and most malignant source sets it:
+/// the shipped model's pooled dermoscopic threshold caught 93% of BCN's cancers but 84% of
+/// HAM10000's and 78% of MSK's.
+fn threshold_for_each(by_source: Vec<Vec<f32>>, target: f64) -> f32 {
+    by_source.into_iter().map(|m| threshold_for(m, target)).fold(f32::INFINITY, f32::min)
+}
+
 /// Fits calibration, thresholds, domain head and gate for `classifier` on `photos` (from
 /// [`export_photos`]) and returns them with what was measured. Photos whose diagnosis has no
 /// training class count for the gate and P(malignant) only.
@@ -565,16 +586,20 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     rows.extend(rows_of(&|p| p.kind.map_or(String::new(), |k| k.as_str().to_string())));
     let balanced: Vec<Vec<f32>> = z.iter().map(|z| crate::classifier::softmax(z)).collect();
     let (domain_head, domain_by_source) = fit_domain(&photos, &scores);
-    // The flag: per kind (as labelled), the threshold that catches `target_sensitivity` of its
-    // malignant validation photos. A screening aid should rather send too many people to a dermatologist
-    // than too few.
+    // The flag: per kind (as labelled), the threshold that catches `target_sensitivity` of the
+    // malignant validation photos of each of its sources, so that it holds for a clinic like
+    // each of them and not only on their sum. A screening aid should rather send too many
+    // people to a dermatologist than too few.
     let all_probs: Vec<Vec<f32>> = scores.iter().map(|s| calibration.probabilities(&s.logits)).collect();
     let (p_mal, _) = binary_outcomes(&all_probs, &[], &malignant);
     let mut thresholds = BTreeMap::new();
     for kind in Kind::ALL {
-        let m: Vec<f32> = (0..photos.len()).filter(|&i| photos[i].kind == Some(kind) && is_malignant(&photos[i])).map(|i| p_mal[i]).collect();
-        anyhow::ensure!(!m.is_empty(), "no malignant {} validation photo to set the high-risk threshold on", kind.as_str());
-        thresholds.insert(kind, threshold_for(m, target_sensitivity));
+        let mut by_source: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+        for (i, p) in photos.iter().enumerate().filter(|(_, p)| p.kind == Some(kind) && is_malignant(p)) {
+            by_source.entry(p.source.as_str()).or_default().push(p_mal[i]);
+        }
+        anyhow::ensure!(!by_source.is_empty(), "no malignant {} validation photo to set the high-risk threshold on", kind.as_str());
+        thresholds.insert(kind, threshold_for_each(by_source.into_values().collect(), target_sensitivity));
     }
     let domain = DomainConfig { head: domain_head, high_risk_thresholds: thresholds.clone() };
     // Each photo is flagged as the page would: with the threshold of the kind it is taken for.

@@ -93,7 +93,7 @@ mod native {
             /// Data root: the folders the validation labels' paths start from, and ood/.
             #[arg(long, default_value = "../shared/data")]
             data: PathBuf,
-            /// Share of each kind's malignant validation photos the high-risk flag must catch.
+            /// Share of the malignant validation photos of each source the high-risk flag must catch (a threshold per kind of photo, set by its most demanding source).
             #[arg(long, default_value_t = 0.9)]
             target_sensitivity: f64,
         },

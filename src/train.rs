@@ -95,8 +95,8 @@ pub struct TrainConfig {
     /// Use at most this many training images (smoke tests).
     #[arg(long)]
     pub limit_train: Option<usize>,
-    /// Share of malignant validation photos the "high risk" threshold must flag, in each kind
-    /// of photo (dermoscopic, clinical).
+    /// Share of malignant validation photos the "high risk" threshold must flag, in each source
+    /// (a threshold per kind of photo, dermoscopic or clinical, set by its most demanding source).
     #[arg(long, default_value_t = 0.9)]
     pub target_sensitivity: f64,
     /// Channel multiplier of the stem and every stage (1 = the shipped ~1.5 M parameters;

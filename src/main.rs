@@ -446,12 +446,18 @@ mod native {
         gated: usize,
     }
 
+    /// Creates the folder `option` names for what a run writes (`holds`); a file in its place is
+    /// named, with what the option takes.
+    fn output_folder(dir: &Path, option: &str, holds: &str) -> Result<()> {
+        if dir.is_file() {
+            bail!("{} is a file: {option} takes a folder, for {holds}", dir.display());
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {} ({option})", dir.display()))
+    }
+
     impl<'a> Overlays<'a> {
         fn new(dir: &'a Path, files: &[PathBuf]) -> Result<Self> {
-            if dir.is_file() {
-                bail!("{} is a file: --saliency takes a folder, for one PNG per photo", dir.display());
-            }
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {} (--saliency)", dir.display()))?;
+            output_folder(dir, "--saliency", "one PNG per photo")?;
             let photos = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
             Ok(Self { dir, used: Default::default(), photos, written: 0, gated: 0 })
         }
@@ -565,10 +571,7 @@ mod native {
             bail!("{}: no such folder (--images)", images.display());
         }
         // Before any photo is read: a run over thousands would otherwise end in this error.
-        if out.is_file() {
-            bail!("{} is a file: --out takes a folder, for metrics.json and the plots", out.display());
-        }
-        std::fs::create_dir_all(out).with_context(|| format!("creating {} (--out)", out.display()))?;
+        output_folder(out, "--out", "metrics.json and the plots")?;
         let classifier = load_classifier(model)?;
         let classes = &classifier.meta().training_classes;
         let taxonomy = classifier.taxonomy();

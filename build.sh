@@ -6,7 +6,7 @@
 #   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
-#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~3.2 h on 2 cores,
+#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~3 h on 2 cores,
 #                                9.4 min on an H200; run again to resume); with args, one
 #                                `dermscreen train` run into runs/NAME
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
@@ -194,7 +194,7 @@ cmd_train() {
         return
     fi
     # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
-    # About 3.2 h on 2 cores, so a run cut short by the end of a session is picked up again
+    # About 3 h on 2 cores (3.2 h measured before mimalloc), so a run cut short by the end of a session is picked up again
     # from its last epoch by the same command.
     if [ -f "runs/$name/checkpoint/state.json" ]; then
         "${train[@]}" --resume

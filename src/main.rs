@@ -2,8 +2,8 @@
 //! `train`). A thin layer over the library.
 
 /// Burn's CPU backend allocates and frees every activation each training step; glibc's malloc
-/// gave those pages back to the kernel each time, and mimalloc keeps them: 1.08x the images/s
-/// of CPU training (model card, Training). Only with `train`, to keep the default build lean.
+/// gave those pages back to the kernel each time, and mimalloc keeps them: about 1.07x the
+/// images/s of CPU training (model card, Training). Only with `train`, to keep the default build lean.
 #[cfg(feature = "train")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

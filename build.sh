@@ -194,8 +194,8 @@ cmd_train() {
         return
     fi
     # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
-    # About 3 h on 2 cores (3.2 h measured before mimalloc), so a run cut short by the end of a session is picked up again
-    # from its last epoch by the same command.
+    # About 3 h on 2 cores (3.2 h measured before mimalloc), so a run cut short by the end of
+    # a session is picked up again from its last epoch by the same command.
     if [ -f "runs/$name/checkpoint/state.json" ]; then
         "${train[@]}" --resume
     else

@@ -22,7 +22,7 @@ fn main() {}
 mod native {
     use anyhow::{bail, Context, Result};
     use burn::prelude::Device;
-    use clap::{Parser, Subcommand, ValueEnum};
+    use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
     use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
     use dermscreen::context::{Context as PatientContext, FIELDS};
     use dermscreen::dataset::{self, find_image, Label, IMAGE_EXTENSIONS};
@@ -127,6 +127,10 @@ mod native {
             /// Continue the run in --out from its last checkpoint.
             #[arg(long)]
             resume: bool,
+            /// Stop after the last epoch's checkpoint, without the final validation and the
+            /// export (timing runs); `--resume` later ships the run without training again.
+            #[arg(long)]
+            no_export: bool,
         },
     }
 
@@ -785,6 +789,18 @@ mod native {
         Ok(())
     }
 
+    /// `dermscreen train`. On `--resume` every setting comes from the run's saved config, and
+    /// `--epochs` only when typed: its default would otherwise stretch a shorter run.
+    #[cfg(feature = "train")]
+    fn train(config: dermscreen::train::TrainConfig, out: &Path, resume: bool, no_export: bool, matches: &clap::ArgMatches) -> Result<()> {
+        use clap::parser::ValueSource;
+        use dermscreen::train::{End, Start};
+        let typed = matches.subcommand_matches("train").and_then(|m| m.value_source("epochs")) == Some(ValueSource::CommandLine);
+        let start = if resume { Start::Resume { epochs: typed.then_some(config.epochs) } } else { Start::New };
+        let end = if no_export { End::Checkpoint } else { End::Ship };
+        dermscreen::train::run(config, out, start, end)
+    }
+
     /// `dermscreen export-onnx`: the classifier as one ONNX graph.
     #[cfg(feature = "onnx")]
     fn export_onnx(model: Option<&Path>, out: &Path) -> Result<()> {
@@ -827,7 +843,8 @@ mod native {
             eprintln!("dermscreen: error: {why}");
             return ExitCode::from(2);
         }
-        let cli = Cli::parse();
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
             Command::Classify { paths, model, format, saliency, context } => classify(&paths, model.as_deref(), format, saliency.as_deref(), context.as_deref(), problems),
@@ -839,7 +856,7 @@ mod native {
             #[cfg(feature = "onnx")]
             Command::ExportOnnx { model, out } => export_onnx(model.as_deref(), &out).map(|()| true),
             #[cfg(feature = "train")]
-            Command::Train { config, out, resume } => dermscreen::train::run(config, &out, resume).map(|()| true),
+            Command::Train { config, out, resume, no_export } => train(config, &out, resume, no_export, &matches).map(|()| true),
         };
         match result {
             Ok(true) => ExitCode::SUCCESS,

@@ -748,22 +748,44 @@ fn refuse_to_overwrite(paths: &RunPaths) -> Result<()> {
     )
 }
 
-/// Runs (or resumes) a training run into `out`.
-pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
+/// How a run ends after its last epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Score validation and write the shipped model (`model.bpk`, `model.json`, `metrics.json`).
+    Ship,
+    /// Stop at the last checkpoint, before the final scoring and the export: a timing run
+    /// (`./build.sh bench`). `--resume` later ships it without training again.
+    Checkpoint,
+}
+
+/// How a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run with the given settings (a folder that already holds one is refused).
+    New,
+    /// The run in the folder, from its last checkpoint and with its saved settings; `epochs`,
+    /// when given and more than saved, takes it further.
+    Resume { epochs: Option<usize> },
+}
+
+/// Runs (or resumes) a training run into `out`. On [`Start::Resume`], `cfg` is not used: the
+/// run's saved settings are.
+pub fn run(cfg: TrainConfig, out: &Path, start: Start, end: End) -> Result<()> {
     let paths = RunPaths(out.to_path_buf());
-    if !resume {
+    if start == Start::New {
         refuse_to_overwrite(&paths)?;
     }
     std::fs::create_dir_all(paths.checkpoint()).with_context(|| format!("creating {}", out.display()))?;
-    let cfg = if resume {
-        let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;
-        let saved: TrainConfig = serde_json::from_slice(&saved)?;
-        TrainConfig { epochs: cfg.epochs.max(saved.epochs), ..saved }
-    } else {
-        cfg
+    let cfg = match start {
+        Start::New => cfg,
+        Start::Resume { epochs } => {
+            let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;
+            let saved: TrainConfig = serde_json::from_slice(&saved)?;
+            TrainConfig { epochs: epochs.map_or(saved.epochs, |e| e.max(saved.epochs)), ..saved }
+        }
     };
     cfg.check_low_res()?;
-    let resuming = resume && paths.checkpoint_state().exists();
+    let resuming = start != Start::New && paths.checkpoint_state().exists();
     if let (false, Some(from)) = (resuming, &cfg.init_from) {
         check_init_from(from, &cfg)?;
     }
@@ -771,6 +793,7 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
     write_json(&paths.config(), &cfg)?;
     let taxonomy = Taxonomy::bundled();
     let data = RunData::prepare(&cfg, &taxonomy, &paths)?;
+    write_json(&paths.file("split.json"), &split_summary(&cfg, &data))?;
     if let (false, Some(from)) = (resuming, &cfg.init_from) {
         if is_model_folder(from) {
             check_model_split(from, &data.val_samples)?;
@@ -805,12 +828,16 @@ pub fn run(cfg: TrainConfig, out: &Path, resume: bool) -> Result<()> {
         let started = Instant::now();
         let train_loss;
         (net, train_loss) = trainer.epoch(net, &mut optim, epoch)?;
-        let scored = (epoch + 1) % cfg.validate_every.max(1) == 0 || epoch + 1 == cfg.epochs;
+        let last = epoch + 1 == cfg.epochs && end == End::Ship;
+        let scored = (epoch + 1) % cfg.validate_every.max(1) == 0 || last;
         state.history.push(trainer.validate(&net, epoch, train_loss, started, scored)?);
         state.epochs_done = epoch + 1;
         save_checkpoint(&paths, &net, &optim, &state)?;
     }
-    ship(&paths, &trainer, net_cfg, &net.valid(), &state)
+    match end {
+        End::Ship => ship(&paths, &trainer, net_cfg, &net.valid(), &state),
+        End::Checkpoint => Ok(()),
+    }
 }
 
 /// The shipped artefacts: f16 weights and `model.json` with the high-risk threshold chosen on
@@ -861,13 +888,7 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
     write_json(&paths.file("calibration.json"), &export)?;
     let by_source = validation_by_source(data, taxonomy, &probs)?;
     let metrics = serde_json::json!({
-        "split": {
-            "seed": cfg.seed,
-            "val_fraction": cfg.val_fraction,
-            "train_images": data.train_items.len(),
-            "val_images": data.val_labels.len(),
-            "grouped_by": "lesion or patient, within each source",
-        },
+        "split": split_summary(cfg, data),
         "validation": summary,
         "validation_by_source": by_source,
         "high_risk_thresholds": export.high_risk_thresholds,
@@ -892,6 +913,18 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         paths.0.display()
     );
     Ok(())
+}
+
+/// How the photos were split: in `metrics.json`, and in `split.json` from the start of a run
+/// (a timing run that never ships still says how many images an epoch has).
+fn split_summary(cfg: &TrainConfig, data: &RunData) -> serde_json::Value {
+    serde_json::json!({
+        "seed": cfg.seed,
+        "val_fraction": cfg.val_fraction,
+        "train_images": data.train_items.len(),
+        "val_images": data.val_labels.len(),
+        "grouped_by": "lesion or patient, within each source",
+    })
 }
 
 /// The validation summary of each source and each kind of photo (uncalibrated, class-balanced

@@ -6,7 +6,7 @@ mod common;
 
 use burn::prelude::Device;
 use dermscreen::classifier::Classifier;
-use dermscreen::train::{run, TrainConfig};
+use dermscreen::train::{run, End, Start, TrainConfig};
 
 #[test]
 fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
@@ -24,12 +24,30 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
         val_fraction: 0.05,
         ..Default::default()
     };
-    run(cfg.clone(), &out, false).unwrap();
-    for f in ["model.bpk", "model.json", "calibration.json", "metrics.json", "val_labels.csv", "checkpoint/model.bpk", "checkpoint/optimizer.bpk"] {
+    // A timing run stops at its checkpoint: nothing shipped, but it says how big an epoch is.
+    run(cfg.clone(), &out, Start::New, End::Checkpoint).unwrap();
+    for f in ["split.json", "val_labels.csv", "history.json", "checkpoint/model.bpk", "checkpoint/optimizer.bpk"] {
         assert!(out.join(f).is_file(), "{f} written");
     }
-    // Resume to two epochs: the history continues rather than restarting.
-    run(TrainConfig { epochs: 2, ..cfg.clone() }, &out, true).unwrap();
+    for f in ["model.bpk", "model.json", "metrics.json"] {
+        assert!(!out.join(f).exists(), "{f} not written by a run that stops at its checkpoint");
+    }
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    assert!(split["train_images"].as_u64().unwrap() >= 250, "{split}");
+    assert!(history_after(&out)[0]["val_loss"].is_null(), "its last epoch is not scored");
+    // `--resume` alone keeps the run's own epoch count: it trains no further than the 1 saved
+    // (not to `--epochs`' default).
+    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+        .args(["train", "--out", out.to_str().unwrap(), "--resume", "--no-export"])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(history_after(&out).as_array().unwrap().len(), 1, "no epoch added");
+    // Resume to two epochs and ship: the history continues rather than restarting.
+    run(cfg.clone(), &out, Start::Resume { epochs: Some(2) }, End::Ship).unwrap();
+    for f in ["model.bpk", "model.json", "calibration.json", "metrics.json"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
     let history = history_after(&out);
     let epochs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 2]);
@@ -38,7 +56,7 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     // A new run into the same folder (a forgotten --resume, a reused name) would start over
     // and overwrite the checkpoint: it is refused before anything is written.
     let saved = std::fs::read(out.join("checkpoint/model.bpk")).unwrap();
-    let refused = run(TrainConfig { epochs: 3, ..cfg.clone() }, &out, false).unwrap_err().to_string();
+    let refused = run(TrainConfig { epochs: 3, ..cfg.clone() }, &out, Start::New, End::Ship).unwrap_err().to_string();
     assert!(refused.contains("already holds a training run (2 of 2 epochs done)") && refused.contains("--resume"), "{refused}");
     assert_eq!(std::fs::read(out.join("checkpoint/model.bpk")).unwrap(), saved, "the checkpoint is untouched");
     assert_eq!(history_after(&out), history, "the history is untouched");

@@ -6,7 +6,7 @@
 #   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
-#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (~3 h on 2 cores,
+#   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (3-6 h on 2 cores,
 #                                9.4 min on an H200; run again to resume); with args, one
 #                                `dermscreen train` run into runs/NAME
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
@@ -14,6 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DATA="${DERMSCREEN_DATA:-../shared/data/ham10000}"
+
+# The shipped model's recipe (see model/MODEL_CARD.md), written once for `train` and `bench`:
+# its input side and batch, then its schedule.
+RECIPE_SHAPE=(--input-size 144 --batch-size 64)
+RECIPE_EPOCHS=30
+RECIPE_SCHEDULE=(--epochs "$RECIPE_EPOCHS" --lr 2.8e-3 --validate-every "$RECIPE_EPOCHS")
 
 need_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
@@ -171,13 +177,35 @@ cmd_bench() {
     mkdir -p target/bench
     # The browser bench compares onnxruntime (native) with these lines. One feature set for the
     # example and the CLI, so the library is compiled once.
-    cargo run --release --quiet --features onnx --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
-    cargo build --release --quiet --features onnx
+    cargo run --release --quiet --features train,onnx --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
+    cargo build --release --quiet --features train,onnx
+    bench_training | tee -a target/bench/native.jsonl
     ./target/release/dermscreen export-onnx --model model --out target/bench/model.onnx >&2
     cmd_site >&2
     need_e2e >&2
     DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI="$PWD/target/release/dermscreen" DERMSCREEN_ONNX="$PWD/target/bench/model.onnx" \
         node tests/e2e/bench.mjs "${1:-10}"
+}
+
+# The trainer's speed at the recipe's input side and batch on every training photo: two short
+# epochs that stop at their checkpoint (no export), the second one warm. From it, the hours the
+# recipe's epochs take on this machine (training only; validation and export add minutes).
+bench_training() {
+    local run=target/bench/train steps=20
+    rm -rf "$run"
+    ./target/release/dermscreen train --data "$(dirname "$DATA")" --out "$run" "${RECIPE_SHAPE[@]}" \
+        --epochs 2 --max-steps-per-epoch "$steps" --no-export >&2
+    python3 - "$run" "$RECIPE_EPOCHS" "$steps" <<'EOF'
+import json, sys
+run, recipe_epochs, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+read = lambda name: json.load(open(f"{run}/{name}"))
+warm = read("history.json")[-1]
+batch = read("train_config.json")["batch_size"]
+images = recipe_epochs * (read("split.json")["train_images"] // batch) * batch
+print(json.dumps({"bench": "train_cpu", "unit": "images/s", "value": round(warm["images_per_second"], 1),
+                  "input_size": warm["input_size"], "batch_size": batch, "steps": steps,
+                  "recipe_images": images, "recipe_training_hours": round(images / warm["images_per_second"] / 3600, 2)}))
+EOF
 }
 
 cmd_train() {
@@ -194,13 +222,12 @@ cmd_train() {
         return
     fi
     # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
-    # About 3 h on 2 cores (3.2 h measured before mimalloc), so a run cut short by the end of
-    # a session is picked up again from its last epoch by the same command.
+    # 3-6 h on 2 cores, by machine (`./build.sh bench`, train_cpu), so a run cut short by the
+    # end of a session is picked up again from its last epoch by the same command.
     if [ -f "runs/$name/checkpoint/state.json" ]; then
         "${train[@]}" --resume
     else
-        "${train[@]}" --input-size 144 --epochs 30 --batch-size 64 \
-            --lr 2.8e-3 --validate-every 30
+        "${train[@]}" "${RECIPE_SHAPE[@]}" "${RECIPE_SCHEDULE[@]}"
     fi
 }
 

@@ -124,7 +124,8 @@ mod native {
             /// Run folder: checkpoints, model.bpk, model.json, metrics.json.
             #[arg(long)]
             out: PathBuf,
-            /// Continue the run in --out from its last checkpoint.
+            /// Continue the run in --out from its last checkpoint, with the settings it was
+            /// started with (others given here are not used); --epochs N takes it further.
             #[arg(long)]
             resume: bool,
             /// Stop after the last epoch's checkpoint, without the final validation and the

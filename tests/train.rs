@@ -32,7 +32,7 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     for f in ["model.bpk", "model.json", "metrics.json"] {
         assert!(!out.join(f).exists(), "{f} not written by a run that stops at its checkpoint");
     }
-    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    let split = json_in(&out, "split.json");
     assert!(split["train_images"].as_u64().unwrap() >= 250, "{split}");
     assert!(history_after(&out)[0]["val_loss"].is_null(), "its last epoch is not scored");
     // `--resume` alone keeps the run's own epoch count: it trains no further than the 1 saved
@@ -74,7 +74,7 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
     assert_eq!(domain.high_risk_thresholds.len(), 2, "a flag threshold per kind of photo");
     assert_eq!(c.meta().preprocess.input_size, 32);
     assert!(c.meta().calibration.is_some() && c.meta().gate.is_some(), "the export calibrates and gates what it ships");
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = json_in(&out, "metrics.json");
     assert_eq!(metrics["split"]["grouped_by"], "lesion or patient, within each source");
     for group in ["ham10000", "bcn_20000", "msk", "pad_ufes_20", "dermoscopic", "clinical"] {
         assert!(metrics["validation_by_source"][group]["images"].as_u64().unwrap() > 0, "{group} validated on its own");
@@ -83,7 +83,12 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
 }
 
 fn history_after(out: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap()
+    json_in(out, "history.json")
+}
+
+/// A JSON file the run wrote into its folder.
+fn json_in(out: &std::path::Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap()
 }
 
 /// What a run needs besides its photos is checked before the first epoch, not found missing

@@ -458,18 +458,24 @@ mod native {
         gated: usize,
     }
 
-    /// Creates the folder `option` names for what a run writes (`holds`); a file in its place is
-    /// named, with what the option takes.
+    /// Creates the folder `option` names for what a run writes (`holds`), after [`not_a_file`].
     fn output_folder(dir: &Path, option: &str, holds: &str) -> Result<()> {
+        not_a_file(dir, option, holds)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {} ({option})", dir.display()))
+    }
+
+    /// A file where `option` wants a folder for `holds` is named, with what the option takes.
+    fn not_a_file(dir: &Path, option: &str, holds: &str) -> Result<()> {
         if dir.is_file() {
             bail!("{} is a file: {option} takes a folder, for {holds}", dir.display());
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {} ({option})", dir.display()))
+        Ok(())
     }
 
     impl<'a> Overlays<'a> {
         fn new(dir: &'a Path, files: &[PathBuf]) -> Result<Self> {
-            output_folder(dir, "--saliency", "one PNG per photo")?;
+            // Made at the first overlay: a run with none leaves no empty folder.
+            not_a_file(dir, "--saliency", "one PNG per photo")?;
             let photos = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
             Ok(Self { dir, used: Default::default(), photos, written: 0, gated: 0 })
         }
@@ -502,7 +508,10 @@ mod native {
         /// What was written, for stderr.
         fn summary(&self) -> String {
             let plural = |n: usize| if n == 1 { "" } else { "s" };
-            let mut line = format!("wrote {} saliency overlay{} to {}", self.written, plural(self.written), self.dir.display());
+            let mut line = match self.written {
+                0 => "wrote no saliency overlay".to_string(),
+                n => format!("wrote {n} saliency overlay{} to {}", plural(n), self.dir.display()),
+            };
             if self.gated > 0 {
                 line += &format!(" (none for the {} photo{} given no risk)", self.gated, plural(self.gated));
             }
@@ -513,6 +522,9 @@ mod native {
             let saliency = classifier.saliency_of(input, &OcclusionConfig::default())?;
             // The file decoded a moment ago; decode again for the display-size photo.
             let photo = preprocess::decode(&std::fs::read(file)?)?;
+            if self.written == 0 {
+                output_folder(self.dir, "--saliency", "one PNG per photo")?;
+            }
             let path = self.path_for(image_stem(&file.to_string_lossy()));
             saliency::overlay_with_legend(&photo, &saliency)
                 .save(&path)
@@ -582,8 +594,9 @@ mod native {
         if !images.is_dir() {
             bail!("{}: no such folder (--images)", images.display());
         }
-        // Before any photo is read: a run over thousands would otherwise end in this error.
-        output_folder(out, "--out", "metrics.json and the plots")?;
+        const REPORT: &str = "metrics.json and the plots";
+        // First of all: a wrong --out is the one error named, not one among the table's.
+        not_a_file(out, "--out", REPORT)?;
         let classifier = load_classifier(model)?;
         let classes = &classifier.meta().training_classes;
         let taxonomy = classifier.taxonomy();
@@ -644,6 +657,12 @@ mod native {
                 classes.join(", ")
             ));
         }
+        if files.is_empty() {
+            bail!("{}: no labelled photo to score under {}", labels.display(), images.display());
+        }
+        // Once the table has photos to score, before any is read: a run over thousands would
+        // otherwise end in this error, and a run that fails before it leaves no empty folder.
+        output_folder(out, "--out", REPORT)?;
         // Per readable image: its index into files, prediction and last hidden layer (t-SNE).
         let (mut kept, mut predictions, mut embeddings) = (Vec::new(), Vec::new(), Vec::new());
         classify_in_batches(&classifier, &files, &[], &mut problems, |inputs, batch, batch_predictions| {

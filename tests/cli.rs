@@ -162,6 +162,15 @@ fn saliency_overlays_never_replace_a_photo_nor_are_read_as_photos() {
     let out = dermscreen(&["classify", "--saliency", spot.to_str().unwrap(), spot.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("spot.png is a file: --saliency takes a folder"));
+
+    // No photo readable: no overlay, and no empty folder left behind for one.
+    let corrupt = dir.join("corrupt.jpg");
+    std::fs::write(&corrupt, "not a photo").unwrap();
+    let unmade = dir.join("unmade");
+    let out = dermscreen(&["classify", "--saliency", unmade.to_str().unwrap(), corrupt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrote no saliency overlay"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!unmade.exists(), "a run that wrote no overlay left an empty folder");
 }
 
 /// A phone's camera folder copied to a computer: Android keeps a thumbnail of every photo in
@@ -326,12 +335,24 @@ fn missing_model_is_a_clear_error() {
 }
 
 #[test]
-fn missing_label_table_is_named_once_with_its_cause_once() {
-    let out = dermscreen(&["evaluate", "--images", ".", "--labels", "no-such-labels.csv", "--out", "no-such-report"]);
+fn missing_label_table_is_named_once_with_its_cause_once_and_leaves_no_report_folder() {
+    let report = common::temp_dir("no-labels").join("report");
+    let out = dermscreen(&["evaluate", "--images", ".", "--labels", "no-such-labels.csv", "--out", report.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("no-such-labels.csv").count(), 1, "{stderr}");
     assert_eq!(stderr.to_lowercase().matches("no such file").count(), 1, "{stderr}");
+    assert!(!report.exists(), "a failed run left {} behind", report.display());
+}
+
+#[test]
+fn a_label_table_whose_photos_are_all_missing_is_an_error_that_leaves_no_report_folder() {
+    let dir = common::temp_dir("evaluate-none-found");
+    let (out, metrics) = evaluate_table(&dir, "image_id,dx\nno-such-photo,mel\n");
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-photo") && stderr.contains("no labelled photo"), "{stderr}");
+    assert!(metrics.is_none() && !dir.join("report").exists(), "a failed run left a report folder behind");
 }
 
 #[test]

@@ -48,7 +48,7 @@ mod native {
     enum Command {
         /// Classify image files and folders (walked recursively) with the shipped model.
         Classify {
-            /// Image files or folders.
+            /// Image files or folders; `-` reads one photo from standard input.
             #[arg(required = true)]
             paths: Vec<PathBuf>,
             /// Folder holding model.json and its weights [default: the shipped model, built
@@ -192,7 +192,9 @@ mod native {
         };
         let mut files = Vec::new();
         for p in paths {
-            if p.is_dir() {
+            if p.as_os_str() == STDIN {
+                files.push(p.clone());
+            } else if p.is_dir() {
                 let mut found = Vec::new();
                 let (mut usable, mut passed_over) = (0, 0);
                 for entry in walkdir::WalkDir::new(p).follow_links(true).into_iter().filter_entry(|e| !not_read(e)) {
@@ -230,12 +232,30 @@ mod native {
         }
     }
 
+    /// The path that stands for standard input (`curl ... | dermscreen classify -`); a file of
+    /// that name is `./-`.
+    const STDIN: &str = "-";
+
+    /// The bytes of the photo at `path`. Standard input is read once and kept: `--saliency`
+    /// decodes a photo a second time.
+    fn read_photo(path: &Path) -> std::io::Result<Vec<u8>> {
+        static PIPED: std::sync::OnceLock<Result<Vec<u8>, std::io::ErrorKind>> = std::sync::OnceLock::new();
+        if path.as_os_str() != STDIN {
+            return std::fs::read(path);
+        }
+        let piped = PIPED.get_or_init(|| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map(|_| bytes).map_err(|e| e.kind())
+        });
+        piped.clone().map_err(|kind| std::io::Error::new(kind, "reading standard input"))
+    }
+
     /// Reads and preprocesses each file. Returns `(index into files, model input)` for the
     /// readable ones and reports the others.
     fn prepare(classifier: &Classifier, files: &[PathBuf], problems: &mut Problems) -> Vec<(usize, Vec<f32>)> {
         let mut ok = Vec::new();
         for (i, f) in files.iter().enumerate() {
-            let input = std::fs::read(f)
+            let input = read_photo(f)
                 .map_err(anyhow::Error::from)
                 .and_then(|bytes| Ok(classifier.input_from_bytes(&bytes)?));
             match input {
@@ -521,7 +541,7 @@ mod native {
         fn write_one(&mut self, classifier: &Classifier, file: &Path, input: &[f32]) -> Result<()> {
             let saliency = classifier.saliency_of(input, &OcclusionConfig::default())?;
             // The file decoded a moment ago; decode again for the display-size photo.
-            let photo = preprocess::decode(&std::fs::read(file)?)?;
+            let photo = preprocess::decode(&read_photo(file)?)?;
             if self.written == 0 {
                 output_folder(self.dir, "--saliency", "one PNG per photo")?;
             }

@@ -355,6 +355,45 @@ fn a_label_table_whose_photos_are_all_missing_is_an_error_that_leaves_no_report_
     assert!(metrics.is_none() && !dir.join("report").exists(), "a failed run left a report folder behind");
 }
 
+/// `curl ... | dermscreen classify -`: a photo piped in gets the row the same file gets, named
+/// `-`, and its overlay (the photo decoded a second time) is made from the same bytes.
+#[test]
+fn a_photo_on_standard_input_is_classified_as_the_same_file_is() {
+    use std::io::Write;
+    let photo = common::image(&held_out(1)[0].0);
+    let dir = common::temp_dir("stdin");
+    let piped = |args: &[&str], bytes: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dermscreen"))
+            .current_dir(common::root())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run dermscreen");
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let maps = dir.join("maps");
+    let out = piped(&["classify", "--format", "csv", "--saliency", maps.to_str().unwrap(), "-"], &std::fs::read(&photo).unwrap());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let from_file = dermscreen(&["classify", "--format", "csv", photo.to_str().unwrap()]);
+    let row = |o: &Output| {
+        let text = String::from_utf8_lossy(&o.stdout);
+        let (image, rest) = text.lines().nth(1).unwrap().split_once(',').unwrap();
+        let (columns, path) = rest.rsplit_once(',').unwrap();
+        (image.to_string(), columns.to_string(), path.to_string())
+    };
+    let ((name, piped_row, path), (_, file_row, _)) = (row(&out), row(&from_file));
+    assert_eq!((name.as_str(), path.as_str()), ("-", "-"), "named - as image and path");
+    assert_eq!(piped_row, file_row, "the file's columns");
+    assert!(maps.join("-.png").is_file());
+
+    let out = piped(&["classify", "-"], b"not a photo");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-: not a supported image"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn text_output_says_it_is_a_screening_aid() {
     let out = dermscreen(&["classify", common::image(&held_out(1)[0].0).to_str().unwrap()]);

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 /// Smallest side we accept: below this there is no lesion detail to classify.
 pub const MIN_SIDE: u32 = 32;
-/// Largest image we decode, in pixels (40 megapixels); bigger files are refused before decoding.
-pub const MAX_PIXELS: u64 = 40_000_000;
+/// Largest image we decode, in pixels: an 8-bit RGB picture (what every JPEG decodes to)
+/// that fills [`DECODE_BUDGET`], 53 megapixels, so the 48 and 50 megapixel modes of phone
+/// cameras fit. Bigger files are refused before decoding.
+pub const MAX_PIXELS: u64 = DECODE_BUDGET / 3;
 
 /// Why an input could not be turned into a model input. Each message is one line a person
 /// can act on; decoder errors stay attached as the source, for `--verbose` and the console.
@@ -164,10 +166,10 @@ mod tests {
 
     #[test]
     fn refuses_huge_before_decoding() {
-        // A valid PNG header claiming 8000x6000 (48 MP); refused on its header alone.
-        let img = RgbImage::new(8000, 6000);
+        // A valid PNG header claiming 8000x7000 (56 MP); refused on its header alone.
+        let img = RgbImage::new(8000, 7000);
         let bytes = png(&img);
-        assert!(matches!(decode(&bytes), Err(PreprocessError::TooLarge { width: 8000, height: 6000 })));
+        assert!(matches!(decode(&bytes), Err(PreprocessError::TooLarge { width: 8000, height: 7000 })));
     }
 
     #[test]

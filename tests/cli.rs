@@ -228,7 +228,7 @@ fn bad_files_get_an_error_line_and_the_rest_are_still_classified() {
     let tiny = dir.join("tiny.png");
     image::RgbImage::new(1, 1).save(&tiny).unwrap();
     let huge = dir.join("huge.png");
-    image::GrayImage::new(8000, 6000).save(&huge).unwrap();
+    image::GrayImage::new(8000, 7000).save(&huge).unwrap();
     let missing = dir.join("missing.jpg");
 
     let mut args = vec!["classify".to_string(), "--format".into(), "csv".into()];
@@ -353,6 +353,29 @@ fn a_label_table_whose_photos_are_all_missing_is_an_error_that_leaves_no_report_
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-photo") && stderr.contains("no labelled photo"), "{stderr}");
     assert!(metrics.is_none() && !dir.join("report").exists(), "a failed run left a report folder behind");
+}
+
+/// The 48 and 50 megapixel modes of today's phone cameras (8160x6120 here) make JPEGs that are
+/// classified, not refused: the same spot gets the same risk as at its own size (within 0.05;
+/// the upscaled copy is softer).
+#[test]
+fn a_50_megapixel_phone_jpeg_is_classified_as_its_small_original_is() {
+    let dir = common::temp_dir("50mp");
+    let original = common::image(&held_out(1)[0].0);
+    let small = image::open(&original).unwrap().to_rgb8();
+    let big = image::imageops::resize(&small, 8160, 6120, image::imageops::FilterType::Triangle);
+    let photo = dir.join("IMG_50MP.jpg");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&photo).unwrap());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 90).encode_image(&big).unwrap();
+    drop(file);
+    let risk = |path: &Path| {
+        let out = dermscreen(&["classify", "--format", "json", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows[0]["malignant"].as_f64().unwrap()
+    };
+    let (big_risk, small_risk) = (risk(&photo), risk(&original));
+    assert!((big_risk - small_risk).abs() < 0.05, "50 MP {big_risk:.3}, original {small_risk:.3}");
 }
 
 /// `curl ... | dermscreen classify -`: a photo piped in gets the row the same file gets, named

@@ -19,10 +19,11 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-/// Most bytes an image's decoded pixels may take: 40 megapixels of 8-bit RGBA (160 MB). Any
-/// 8-bit photo up to the pixel limit fits; a 16-bit one up to 26 megapixels (RGB) or 20 (RGBA).
-/// Peak memory for one photo is this plus its 8-bit RGB copy (at most 120 MB).
-pub const DECODE_BUDGET: u64 = super::MAX_PIXELS * 4;
+/// Most bytes an image's decoded pixels may take (160 MB), what a phone's browser tab can hold.
+/// It sets the pixel limit: 53 megapixels of 8-bit RGB (a JPEG); 40 of 8-bit RGBA; a 16-bit
+/// image up to 26 (RGB) or 20 (RGBA). Peak memory for one photo is this plus one 8-bit RGB
+/// copy (a turn by its EXIF orientation, or RGBA to RGB).
+pub const DECODE_BUDGET: u64 = 160_000_000;
 
 /// The allocation limit every decoder gets: the budget plus room for its working buffers.
 fn decoder_limits() -> Limits {

@@ -165,6 +165,8 @@ pub enum DatasetError {
     MissingColumn { path: PathBuf, column: String },
     #[error("{path}: no column of image names (one of {})", IMAGE_COLUMNS.join(", "))]
     NoImageColumn { path: PathBuf },
+    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor a known data set's own column of diagnoses: {known}")]
+    NoDiagnosisColumn { path: PathBuf, known: String },
     #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{table}")]
@@ -245,11 +247,18 @@ pub const IMAGE_COLUMNS: [&str; 4] = ["image", "image_id", "img_id", "isic_id"];
 
 /// Reads a label table with columns `image` (or another of [`IMAGE_COLUMNS`]) and `dx`, and
 /// `source` and `kind` where present (others are ignored), such as
-/// `model/validation_split.csv` or HAM10000's `metadata.csv`.
+/// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be a
+/// known source's own ([`known_source`]): PAD-UFES-20's `metadata.csv` is read as it comes.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
+    Ok(read_label_table(path)?.0)
+}
+
+/// [`read_labels`], and the source whose own table it is, when it is one.
+pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
     let table = Table::read(path)?;
     let image = IMAGE_COLUMNS.into_iter().find(|c| table.has(c)).ok_or_else(|| DatasetError::NoImageColumn { path: path.to_path_buf() })?;
-    let rows = table.columns([image, "dx"])?;
+    let known = if table.has("dx") { None } else { Some(known_source(&table)?) };
+    let rows = table.columns([image, known.as_ref().map_or("dx", |s| s.dx_column.as_str())])?;
     let optional = |name: &str| -> Result<Option<Vec<String>>, DatasetError> {
         if !table.has(name) {
             return Ok(None);
@@ -257,7 +266,8 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
         Ok(Some(table.columns([name])?.into_iter().map(|[v]| v).collect()))
     };
     let (sources, kinds) = (optional("source")?, optional("kind")?);
-    rows.into_iter()
+    let labels = rows
+        .into_iter()
         .enumerate()
         .map(|(i, [image, dx])| {
             let source = sources.as_ref().map(|s| s[i].clone()).filter(|s| !s.is_empty());
@@ -265,9 +275,27 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
                 None => None,
                 Some(k) => Some(Kind::parse(k).ok_or_else(|| DatasetError::UnknownKind { path: path.to_path_buf(), kind: k.to_string() })?),
             };
-            Ok(Label { image, dx, source, kind })
+            let Some(spec) = &known else {
+                return Ok(Label { image, dx, source, kind });
+            };
+            Ok(Label {
+                image,
+                dx: spec.dx_map.get(&dx).cloned().unwrap_or(dx),
+                source: source.or_else(|| Some(spec.name.clone())),
+                kind: kind.or(Some(spec.kind)),
+            })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((labels, known))
+}
+
+/// The source of [`DEFAULT_SOURCES`] (as built into this program) whose own table `table`
+/// is, told by its columns of image names and diagnoses when these are not `image` and `dx`.
+fn known_source(table: &Table) -> Result<SourceSpec, DatasetError> {
+    let sources: Vec<SourceSpec> = serde_json::from_str::<SourcesFile>(BUILT_IN_SOURCES).expect("the built-in sources file parses").sources;
+    let own = |s: &SourceSpec| s.dx_column != "dx" && table.has(&s.dx_column) && table.has(&s.image_column);
+    let known = || sources.iter().filter(|s| s.dx_column != "dx").map(|s| format!("{} ({})", s.dx_column, s.name)).collect::<Vec<_>>().join(", ");
+    sources.iter().find(|s| own(s)).cloned().ok_or_else(|| DatasetError::NoDiagnosisColumn { path: table.path.clone(), known: known() })
 }
 
 /// The image files the app reads, by extension.

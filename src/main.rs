@@ -631,7 +631,17 @@ mod native {
         // An image listed twice would count twice: its first row is scored, the repeats reported.
         let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
         let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
-        for label in dataset::read_labels(labels)? {
+        let (table, own) = dataset::read_label_table(labels)?;
+        if let Some(source) = own {
+            // Not a problem with the run, but what its numbers mean: most of these photos may
+            // have trained the model.
+            eprintln!(
+                "dermscreen: note: {} is {}'s own table; models trained on taxonomy/sources.json, the shipped one among them, learnt from its photos except the validation photos (model/validation_split.csv, on which the model card reports), so scores on the others are optimistic",
+                labels.display(),
+                source.name
+            );
+        }
+        for label in table {
             let image = &label.image;
             // Taxonomy ids are lower case; ISIC's tables write them in capitals.
             let Some(k) = taxonomy.class_of(&label.dx.trim().to_ascii_lowercase(), classes) else {

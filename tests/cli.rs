@@ -479,6 +479,47 @@ fn evaluate_reads_ham10000s_metadata_as_it_comes() {
     assert_eq!(metrics.unwrap()["summary"]["images"], 6);
 }
 
+/// PAD-UFES-20's own metadata.csv names its photos `img_id` and its diagnoses `diagnostic`, in
+/// its codes (ACK, SEK, NEV, MEL, BCC, SCC): read as it comes, the codes map as the trainer maps
+/// them (taxonomy/sources.json) and the photos are reported as that source's phone photos.
+#[test]
+fn evaluate_reads_pad_ufes_20s_metadata_as_it_comes() {
+    let dir = common::temp_dir("evaluate-pad");
+    let pad = common::shared_data("pad-ufes-20-subset");
+    let metadata = std::fs::read_to_string(pad.join("metadata.csv")).unwrap();
+    let mut lines = metadata.lines();
+    let header = lines.next().unwrap();
+    let column = header.split(',').position(|c| c == "diagnostic").unwrap();
+    // Two photos of each diagnosis.
+    let mut seen = std::collections::BTreeMap::new();
+    let rows: Vec<&str> = lines
+        .filter(|l| {
+            let n = seen.entry(l.split(',').nth(column).unwrap().to_string()).or_insert(0);
+            *n += 1;
+            *n <= 2
+        })
+        .collect();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    let (out, metrics) = evaluate_table_in(&dir, &pad.join("images"), &format!("{header}\n{}\n", rows.join("\n")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("pad_ufes_20's own table") && stderr.contains("optimistic"), "the trained-on photos are pointed out: {stderr}");
+    let metrics = metrics.unwrap();
+    assert_eq!(metrics["summary"]["images"], 12);
+    let groups: Vec<(&str, u64)> = metrics["by_source_and_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["group"].as_str().unwrap(), g["images"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(groups, [("all", 12), ("pad_ufes_20", 12), ("clinical", 12)]);
+
+    // A table with neither `dx` nor a known data set's diagnosis column names both.
+    let (out, _) = evaluate_table_in(&dir, &pad.join("images"), "img_id,diagnosis\nPAT_1006_53_716.jpg,ACK\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no column 'dx'") && stderr.contains("diagnostic (pad_ufes_20)"), "{stderr}");
+}
+
 /// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
 #[test]
 fn evaluate_finds_photos_with_capital_extensions() {

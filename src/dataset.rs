@@ -139,6 +139,19 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
     Ok(out)
 }
 
+/// A source's own table (HAM10000's or PAD-UFES-20's `metadata.csv`, by its column of image
+/// names and all its context columns) read as patient context as the trainer reads it:
+/// the source's name, and per row its image name and answers. `None` for any other table.
+pub fn source_contexts(path: &Path) -> Result<Option<(String, Vec<(String, Context)>)>, DatasetError> {
+    let table = Table::read(path)?;
+    let own = |s: &SourceSpec| !s.context_columns.is_empty() && table.has(&s.image_column) && s.context_columns.values().all(|c| table.has(c));
+    let Some(spec) = built_in_sources().into_iter().find(own) else {
+        return Ok(None);
+    };
+    let images = table.columns([spec.image_column.as_str()])?.into_iter().map(|[image]| image);
+    Ok(Some((spec.name.clone(), images.zip(read_contexts(&table, &spec)?).collect())))
+}
+
 /// Each row's context, from the columns and value maps `spec` names.
 fn read_contexts(table: &Table, spec: &SourceSpec) -> Result<Vec<Context>, DatasetError> {
     let mut contexts = vec![Context::default(); table.rows.len()];
@@ -289,10 +302,16 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
     Ok((labels, known))
 }
 
-/// The source of [`DEFAULT_SOURCES`] (as built into this program) whose own table `table`
-/// is, told by its columns of image names and diagnoses when these are not `image` and `dx`.
+/// The sources of [`DEFAULT_SOURCES`] as built into this program: what it knows of the data
+/// sets' own tables, wherever it runs.
+fn built_in_sources() -> Vec<SourceSpec> {
+    serde_json::from_str::<SourcesFile>(BUILT_IN_SOURCES).expect("the built-in sources file parses").sources
+}
+
+/// The source whose own table `table` is, told by its columns of image names and diagnoses
+/// when these are not `image` and `dx` ([`built_in_sources`]).
 fn known_source(table: &Table) -> Result<SourceSpec, DatasetError> {
-    let sources: Vec<SourceSpec> = serde_json::from_str::<SourcesFile>(BUILT_IN_SOURCES).expect("the built-in sources file parses").sources;
+    let sources = built_in_sources();
     let own = |s: &SourceSpec| s.dx_column != "dx" && table.has(&s.dx_column) && table.has(&s.image_column);
     let known = || sources.iter().filter(|s| s.dx_column != "dx").map(|s| format!("{} ({})", s.dx_column, s.name)).collect::<Vec<_>>().join(", ");
     sources.iter().find(|s| own(s)).cloned().ok_or_else(|| DatasetError::NoDiagnosisColumn { path: table.path.clone(), known: known() })

@@ -283,17 +283,16 @@ mod native {
     }
 
     impl ContextRows {
+        /// A table with an `image` column and any of [`FIELDS`], or a data set's own table
+        /// ([`dataset::source_contexts`]).
         fn read(path: &Path) -> Result<Self> {
-            let mut rdr = dataset::csv_reader(path).with_context(|| path.display().to_string())?;
-            let headers = rdr.headers()?.clone();
-            let image = headers.iter().position(|h| h == "image").with_context(|| format!("{}: no `image` column", path.display()))?;
-            let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
+            let answers = match dataset::source_contexts(path)? {
+                Some((_, answers)) => answers,
+                None => Self::read_fields(path)?,
+            };
             let mut rows = Self { file: path.to_path_buf(), ..Self::default() };
-            for (row, rec) in rdr.records().enumerate() {
-                let (rec, row) = (rec?, row + 2);
-                let named = rec.get(image).unwrap_or_default();
-                let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
-                    .with_context(|| format!("{}: row {row} ({named})", path.display()))?;
+            for (row, (named, context)) in answers.into_iter().enumerate() {
+                let (named, row) = (named.as_str(), row + 2);
                 let parts = Self::components(named);
                 let same = rows.by_stem.entry(image_stem(named)).or_default();
                 match same.iter().find(|(p, _, _)| *p == parts) {
@@ -305,6 +304,25 @@ mod native {
                 }
             }
             Ok(rows)
+        }
+
+        /// Per row, the `image` column and the answers in the columns named as [`FIELDS`].
+        fn read_fields(path: &Path) -> Result<Vec<(String, PatientContext)>> {
+            let mut rdr = dataset::csv_reader(path).with_context(|| path.display().to_string())?;
+            let headers = rdr.headers()?.clone();
+            let image = headers.iter().position(|h| h == "image").with_context(|| {
+                format!("{}: no `image` column (nor the columns of HAM10000's or PAD-UFES-20's own metadata.csv)", path.display())
+            })?;
+            let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
+            let mut answers = Vec::new();
+            for (row, rec) in rdr.records().enumerate() {
+                let rec = rec?;
+                let named = rec.get(image).unwrap_or_default().to_string();
+                let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
+                    .with_context(|| format!("{}: row {} ({named})", path.display(), row + 2))?;
+                answers.push((named, context));
+            }
+            Ok(answers)
         }
 
         /// A path's folders and file stem, in order.

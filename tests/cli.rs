@@ -777,6 +777,27 @@ fn context_file_is_used_and_bad_values_name_the_field() {
     assert!(err.contains("row 2") && err.contains("context field 'site': 'elbow' is not a body site"), "{err}");
 }
 
+/// A data set's own table as `--context`: HAM10000's and PAD-UFES-20's `metadata.csv` give a
+/// validation photo exactly the answers the trainer read from them (as written into
+/// `model/validation_split.csv`), so the same row as that file gives.
+#[test]
+fn a_data_sets_own_metadata_is_read_as_context_as_the_trainer_reads_it() {
+    let rows = common::validation_rows();
+    for (source, folder) in [("ham10000", "ham10000"), ("pad_ufes_20", "pad-ufes-20-subset")] {
+        // A photo with some answers, so that the context is used at all.
+        let photo = common::data_root().join(&rows.iter().find(|l| l.source.as_deref() == Some(source)).unwrap().image);
+        let classify = |context: &Path| {
+            let out = dermscreen(&["classify", "--format", "csv", "--context", context.to_str().unwrap(), photo.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", context.display(), String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let theirs = classify(&common::shared_data(folder).join("metadata.csv"));
+        assert_eq!(theirs, classify(&common::model_dir().join("validation_split.csv")), "{source}");
+        let used = theirs.lines().nth(1).unwrap().split(',').nth(22).unwrap().to_string();
+        assert!(used.contains("age") && used.contains("site"), "{source}: {used}");
+    }
+}
+
 /// Phones name photos IMG_0001.jpg in every patient's folder: a context row naming the folder
 /// goes to that photo only, and two different answers for one name are refused, not picked.
 #[test]

@@ -141,15 +141,15 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
 
 /// A source's own table (HAM10000's or PAD-UFES-20's `metadata.csv`, by its column of image
 /// names and all its context columns) read as patient context as the trainer reads it:
-/// the source's name, and per row its image name and answers. `None` for any other table.
-pub fn source_contexts(path: &Path) -> Result<Option<(String, Vec<(String, Context)>)>, DatasetError> {
+/// per row its image name and answers. `None` for any other table.
+pub fn source_contexts(path: &Path) -> Result<Option<Vec<(String, Context)>>, DatasetError> {
     let table = Table::read(path)?;
     let own = |s: &SourceSpec| !s.context_columns.is_empty() && table.has(&s.image_column) && s.context_columns.values().all(|c| table.has(c));
     let Some(spec) = built_in_sources().into_iter().find(own) else {
         return Ok(None);
     };
     let images = table.columns([spec.image_column.as_str()])?.into_iter().map(|[image]| image);
-    Ok(Some((spec.name.clone(), images.zip(read_contexts(&table, &spec)?).collect())))
+    Ok(Some(images.zip(read_contexts(&table, &spec)?).collect()))
 }
 
 /// Each row's context, from the columns and value maps `spec` names.

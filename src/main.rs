@@ -287,7 +287,7 @@ mod native {
         /// ([`dataset::source_contexts`]).
         fn read(path: &Path) -> Result<Self> {
             let answers = match dataset::source_contexts(path)? {
-                Some((_, answers)) => answers,
+                Some(answers) => answers,
                 None => Self::read_fields(path)?,
             };
             let mut rows = Self { file: path.to_path_buf(), ..Self::default() };

@@ -9,7 +9,7 @@
 //! kernels on WebGPU and the CPU, so both backends draw the same map (README, "Where the model
 //! looked", has the measurements).
 
-use crate::preprocess::{centre_square, resize_square};
+use crate::preprocess::resize_centre_square;
 use image::{imageops, ImageBuffer, Luma, Rgb, RgbImage};
 use serde::Serialize;
 
@@ -150,7 +150,7 @@ pub fn ramp_css(stops: usize) -> Vec<String> {
 /// The photo's centre square (what the model saw) at `side` px with the map blended over it:
 /// the more salient, the more of the ramp's colour and the less of the photo.
 pub fn overlay(photo: &RgbImage, saliency: &Saliency, side: u32) -> RgbImage {
-    let mut square = resize_square(&centre_square(photo), side);
+    let mut square = resize_centre_square(photo, side);
     let map = saliency.resized(side);
     for (p, m) in square.pixels_mut().zip(map.pixels()) {
         let v = m[0].clamp(0.0, 1.0);

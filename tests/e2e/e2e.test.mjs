@@ -146,6 +146,8 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     console.log(`# 50 MP JPEG (${r.bytes} bytes): ${r.ms.toFixed(0)} ms; wasm memory after it ${r.wasmBytes} bytes; malignant ${r.big} against ${r.small}`);
     assert.equal(r.gate, 'ok');
     assert.ok(Math.abs(r.big - r.small) < 0.05, `50 MP ${r.big}, original ${r.small}`);
+    // The page keeps its wasm memory at its peak: the decoded photo (150 MB) and no copy of it.
+    assert.ok(r.wasmBytes <= 220e6, `wasm memory ${r.wasmBytes} bytes after a 50 MP photo`);
     assert.match(await resultText(page), /chance this is malignant/);
     assert.deepEqual(problems, []);
     await context.close();

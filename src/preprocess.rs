@@ -91,22 +91,24 @@ pub fn from_rgba(width: u32, height: u32, rgba: &[u8]) -> Result<RgbImage, Prepr
 
 /// The largest centred square of the image.
 pub fn centre_square(img: &RgbImage) -> RgbImage {
+    centre_square_view(img).to_image()
+}
+
+/// [`centre_square`] as a view into the photo, without copying its pixels.
+fn centre_square_view(img: &RgbImage) -> image::SubImage<&RgbImage> {
     let (w, h) = img.dimensions();
     let side = w.min(h);
-    image::imageops::crop_imm(img, (w - side) / 2, (h - side) / 2, side, side).to_image()
+    image::imageops::crop_imm(img, (w - side) / 2, (h - side) / 2, side, side)
 }
 
 /// [`centre_square`] resized as [`resize_square`] resizes it, read through a view of the
 /// photo: a copy of the square would cost as much memory again as the photo (112 MB at 50 MP),
 /// and the page's wasm memory keeps its peak.
 pub fn resize_centre_square(img: &RgbImage, size: u32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let side = w.min(h);
-    if side == size && w == h {
+    if img.dimensions() == (size, size) {
         return img.clone();
     }
-    let square = image::imageops::crop_imm(img, (w - side) / 2, (h - side) / 2, side, side);
-    image::imageops::resize(&*square, size, size, FilterType::Triangle)
+    image::imageops::resize(&*centre_square_view(img), size, size, FilterType::Triangle)
 }
 
 /// Resizes a square image to `size` x `size` with a triangle (bilinear, area-aware) filter.

@@ -178,7 +178,7 @@ pub enum DatasetError {
     MissingColumn { path: PathBuf, column: String },
     #[error("{path}: no column of image names (one of {})", IMAGE_COLUMNS.join(", "))]
     NoImageColumn { path: PathBuf },
-    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor a known data set's own column of diagnoses: {known}")]
+    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor the one-hot columns MEL, NV, ... of an ISIC challenge's ground truth, nor a known data set's own column of diagnoses: {known}")]
     NoDiagnosisColumn { path: PathBuf, known: String },
     #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
@@ -188,6 +188,8 @@ pub enum DatasetError {
     UnknownKind { path: PathBuf, kind: String },
     #[error("{table}: no image file for '{image}'")]
     MissingImage { table: PathBuf, image: String },
+    #[error("{path}: the row of {image} marks {marked}; a one-hot table (an ISIC challenge's ground truth) marks exactly one diagnosis with 1")]
+    OneHotRow { path: PathBuf, image: String, marked: String },
 }
 
 /// Opens a CSV file, comma-separated or, as spreadsheets save CSV in many locales, separated
@@ -260,18 +262,48 @@ pub const IMAGE_COLUMNS: [&str; 4] = ["image", "image_id", "img_id", "isic_id"];
 
 /// Reads a label table with columns `image` (or another of [`IMAGE_COLUMNS`]) and `dx`, and
 /// `source` and `kind` where present (others are ignored), such as
-/// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be a
-/// known source's own ([`known_source`]): PAD-UFES-20's `metadata.csv` is read as it comes.
+/// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be an
+/// ISIC challenge's one-hot ground truth ([`ONE_HOT_CODES`]) or a known source's own
+/// ([`known_source`]): these are read as they come.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     Ok(read_label_table(path)?.0)
 }
+
+/// The ISIC challenges publish their ground truth one-hot: a column per diagnosis, 1.0 in the
+/// row's own (ISIC 2018: MEL to VASC, with AKIEC; ISIC 2019: AK for AKIEC, SCC, and UNK for
+/// none of these). Their columns -> taxonomy ids; UNK has none and is kept as it is, so that
+/// it is reported as a label the model has no class for.
+pub const ONE_HOT_CODES: [(&str, &str); 10] = [
+    ("MEL", "mel"),
+    ("NV", "nv"),
+    ("BCC", "bcc"),
+    ("AKIEC", "akiec"),
+    ("AK", "akiec"),
+    ("BKL", "bkl"),
+    ("DF", "df"),
+    ("VASC", "vasc"),
+    ("SCC", "scc"),
+    ("UNK", "UNK"),
+];
 
 /// [`read_labels`], and the source whose own table it is, when it is one.
 pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
     let table = Table::read(path)?;
     let image = IMAGE_COLUMNS.into_iter().find(|c| table.has(c)).ok_or_else(|| DatasetError::NoImageColumn { path: path.to_path_buf() })?;
-    let known = if table.has("dx") { None } else { Some(known_source(&table)?) };
-    let rows = table.columns([image, known.as_ref().map_or("dx", |s| s.dx_column.as_str())])?;
+    let images: Vec<String> = table.columns([image])?.into_iter().map(|[v]| v).collect();
+    // The diagnoses, the source whose own table this is, and the kind its photos are.
+    let (diagnoses, known, table_kind) = if table.has("dx") {
+        (table.columns(["dx"])?.into_iter().map(|[v]| v).collect(), None, None)
+    } else if table.has("MEL") && table.has("NV") {
+        // The challenges' photos are all dermoscopic.
+        (one_hot_diagnoses(&table, &images)?, None, Some(Kind::Dermoscopic))
+    } else {
+        let spec = known_source(&table)?;
+        let codes = table.columns([spec.dx_column.as_str()])?;
+        let diagnoses = codes.into_iter().map(|[dx]| spec.dx_map.get(&dx).cloned().unwrap_or(dx)).collect();
+        let kind = spec.kind;
+        (diagnoses, Some(spec), Some(kind))
+    };
     let optional = |name: &str| -> Result<Option<Vec<String>>, DatasetError> {
         if !table.has(name) {
             return Ok(None);
@@ -279,27 +311,46 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
         Ok(Some(table.columns([name])?.into_iter().map(|[v]| v).collect()))
     };
     let (sources, kinds) = (optional("source")?, optional("kind")?);
-    let labels = rows
+    let labels = images
         .into_iter()
+        .zip(diagnoses)
         .enumerate()
-        .map(|(i, [image, dx])| {
+        .map(|(i, (image, dx))| {
             let source = sources.as_ref().map(|s| s[i].clone()).filter(|s| !s.is_empty());
             let kind = match kinds.as_ref().map(|k| k[i].as_str()).filter(|k| !k.is_empty()) {
-                None => None,
+                None => table_kind,
                 Some(k) => Some(Kind::parse(k).ok_or_else(|| DatasetError::UnknownKind { path: path.to_path_buf(), kind: k.to_string() })?),
             };
-            let Some(spec) = &known else {
-                return Ok(Label { image, dx, source, kind });
-            };
-            Ok(Label {
-                image,
-                dx: spec.dx_map.get(&dx).cloned().unwrap_or(dx),
-                source: source.or_else(|| Some(spec.name.clone())),
-                kind: kind.or(Some(spec.kind)),
-            })
+            let source = source.or_else(|| known.as_ref().map(|s| s.name.clone()));
+            Ok(Label { image, dx, source, kind })
         })
         .collect::<Result<_, _>>()?;
     Ok((labels, known))
+}
+
+/// Each row's diagnosis in a one-hot table ([`ONE_HOT_CODES`]), `images` its rows' photos:
+/// a row must mark exactly one of its diagnosis columns with 1.
+fn one_hot_diagnoses(table: &Table, images: &[String]) -> Result<Vec<String>, DatasetError> {
+    let mut marks: Vec<Vec<(&str, &str)>> = vec![Vec::new(); images.len()];
+    for (column, id) in ONE_HOT_CODES.into_iter().filter(|(column, _)| table.has(column)) {
+        for (row, [value]) in table.columns([column])?.into_iter().enumerate() {
+            if value.trim().parse::<f64>().is_ok_and(|v| v > 0.5) {
+                marks[row].push((column, id));
+            }
+        }
+    }
+    marks
+        .into_iter()
+        .zip(images)
+        .map(|(marked, image)| match marked[..] {
+            [(_, id)] => Ok(id.to_string()),
+            _ => Err(DatasetError::OneHotRow {
+                path: table.path.clone(),
+                image: image.clone(),
+                marked: if marked.is_empty() { "none of its diagnoses".to_string() } else { marked.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(" and ") },
+            }),
+        })
+        .collect()
 }
 
 /// The sources of [`DEFAULT_SOURCES`] as built into this program: what it knows of the data

@@ -520,6 +520,64 @@ fn evaluate_reads_pad_ufes_20s_metadata_as_it_comes() {
     assert!(stderr.contains("no column 'dx'") && stderr.contains("diagnostic (pad_ufes_20)"), "{stderr}");
 }
 
+/// The ISIC challenges publish their ground truth one-hot: a column per diagnosis (ISIC 2019:
+/// MEL, NV, BCC, AK, BKL, DF, VASC, SCC, UNK; ISIC 2018: AKIEC for AK, no SCC nor UNK), 1.0 in
+/// the row's diagnosis. Read as it comes, it scores exactly as the same photos labelled `dx`;
+/// an UNK photo is named as a label the model has no class for, and a row marking two
+/// diagnoses is refused, naming its photo.
+#[test]
+fn evaluate_reads_isic_challenges_one_hot_ground_truth_as_it_comes() {
+    let dir = common::temp_dir("evaluate-one-hot");
+    let images = common::shared_data("isic2019-extra").join("images");
+    let rows = common::validation_rows();
+    let pick = |dx: &'static str, n| rows.iter().filter(move |l| l.source.as_deref() == Some("bcn_20000") && l.dx == dx).take(n);
+    let picked: Vec<_> = pick("mel", 2).chain(pick("nv", 2)).chain(pick("akiec", 1)).chain(pick("scc", 1)).collect();
+    let stem = |l: &dermscreen::dataset::Label| Path::new(&l.image).file_stem().unwrap().to_str().unwrap().to_string();
+    const ISIC_2019: [&str; 9] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"];
+    let one_hot = |columns: &[&str], marked: &[&str]| columns.iter().map(|c| if marked.contains(c) { "1.0" } else { "0.0" }).collect::<Vec<_>>().join(",");
+    let code = |dx: &str| match dx {
+        "akiec" => "AK".to_string(),
+        other => other.to_uppercase(),
+    };
+    let mut table = format!("image,{}\n", ISIC_2019.join(","));
+    let mut plain = String::from("image,dx\n");
+    for l in &picked {
+        table += &format!("{},{}\n", stem(l), one_hot(&ISIC_2019, &[code(&l.dx).as_str()]));
+        plain += &format!("{},{}\n", stem(l), l.dx);
+    }
+    let unknown = stem(pick("bkl", 1).next().unwrap());
+    let (out, one_hot_metrics) = evaluate_table_in(&dir, &images, &format!("{table}{unknown},{}\n", one_hot(&ISIC_2019, &["UNK"])));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "scored, with the UNK photo reported: {stderr}");
+    assert!(stderr.contains(&format!("label 'UNK' (1 rows, the first {unknown})")), "{stderr}");
+    let (out, plain_metrics) = evaluate_table_in(&dir, &images, &plain);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (one_hot_metrics, plain_metrics) = (one_hot_metrics.unwrap(), plain_metrics.unwrap());
+    assert_eq!(one_hot_metrics["summary"]["images"], 6);
+    assert_eq!(one_hot_metrics["summary"], plain_metrics["summary"], "AK is akiec, SCC scc, and so on");
+    let groups: Vec<&str> = one_hot_metrics["by_source_and_kind"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert!(groups.contains(&"dermoscopic"), "the challenges' photos are dermoscopic: {groups:?}");
+
+    // ISIC 2018's columns, on HAM10000's photos.
+    const ISIC_2018: [&str; 7] = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"];
+    let ham: Vec<_> = rows.iter().filter(|l| l.source.as_deref() == Some("ham10000") && ["mel", "nv", "akiec"].contains(&l.dx.as_str())).take(40).collect();
+    let mut table = format!("image,{}\n", ISIC_2018.join(","));
+    for l in &ham {
+        table += &format!("{},{}\n", stem(l), one_hot(&ISIC_2018, &[l.dx.to_uppercase().as_str()]));
+    }
+    let ham_images = common::shared_data("ham10000").join("images");
+    let (out, metrics) = evaluate_table_in(&dir, &ham_images, &table);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(metrics.unwrap()["summary"]["images"], ham.len());
+
+    // Two diagnoses in one row: which is meant cannot be told.
+    let twice = stem(ham[0]);
+    let (out, _) = evaluate_table_in(&dir, &ham_images, &format!("image,{}\n{twice},{}\n", ISIC_2018.join(","), one_hot(&ISIC_2018, &["MEL", "NV"])));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&twice) && stderr.contains("MEL") && stderr.contains("NV"), "{stderr}");
+}
+
 /// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
 #[test]
 fn evaluate_finds_photos_with_capital_extensions() {

@@ -641,7 +641,8 @@ mod native {
         let mut files = Vec::new();
         // Photos not found are named in one line: a wrong --images would otherwise give one per row.
         let mut missing = Vec::new();
-        let mut label_idx = Vec::new();
+        // Per file: the taxonomy node it is scored against, and its row.
+        let mut label_nodes = Vec::new();
         let mut kept_labels = Vec::new();
         // Unknown labels are named once each, with how many rows carry them (a table in another
         // vocabulary, ISIC's MEL or PAD-UFES's NEV, would otherwise fill the screen).
@@ -662,7 +663,7 @@ mod native {
         for label in table {
             let image = &label.image;
             // Taxonomy ids are lower case; ISIC's tables write them in capitals.
-            let Some(k) = taxonomy.class_of(&label.dx.trim().to_ascii_lowercase(), classes) else {
+            let Some(node) = taxonomy.scored_node(&label.dx.trim().to_ascii_lowercase(), classes) else {
                 unknown.entry(label.dx.clone()).or_insert_with(|| (0, image.clone())).0 += 1;
                 continue;
             };
@@ -679,7 +680,7 @@ mod native {
             }
             first_label.insert(key, label.dx.trim().to_string());
             files.push(path);
-            label_idx.push(k);
+            label_nodes.push(node);
             kept_labels.push(label);
         }
         if !missing.is_empty() {
@@ -700,7 +701,7 @@ mod native {
         }
         for (dx, (rows, first)) in &unknown {
             problems.report(format_args!(
-                "{}: label '{dx}' ({rows} rows, the first {first}) is not at or under a training class; `dx` takes a taxonomy id (taxonomy/taxonomy.json), such as {}",
+                "{}: label '{dx}' ({rows} rows, the first {first}) is not a taxonomy id at, under or above a training class; `dx` takes a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
                 labels.display(),
                 classes.join(", ")
             ));
@@ -722,7 +723,11 @@ mod native {
         if kept.is_empty() {
             bail!("no readable labelled images");
         }
-        let labels_kept: Vec<usize> = kept.iter().map(|i| label_idx[*i]).collect();
+        let nodes_kept: Vec<&str> = kept.iter().map(|i| label_nodes[*i].as_str()).collect();
+        // The images labelled with a training class (index into kept, class): what the
+        // accuracies and the t-SNE map need.
+        let fine: Vec<(usize, usize)> =
+            nodes_kept.iter().enumerate().filter_map(|(j, n)| classes.iter().position(|c| c == n).map(|c| (j, c))).collect();
         let probs: Vec<Vec<f32>> = predictions.iter().map(Prediction::class_probs).collect();
         // Every image is scored whatever its gate; how many the page would have turned away:
         let mut gated = std::collections::BTreeMap::new();
@@ -732,10 +737,13 @@ mod native {
         // The class-balanced call, scored as balanced accuracy (the calibrated probabilities'
         // argmax favours common diagnoses, as it should for "most likely").
         let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
-        let call_balanced_accuracy = dermscreen::eval::balanced_accuracy(&dermscreen::eval::confusion(&labels_kept, &calls, classes.len()));
-        let summary = report::summarise(classes, taxonomy, &labels_kept, &probs)?;
-        let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &labels_kept, &calls, &predictions)?;
-        let tsne = report::TsneMap::compute(&embeddings, labels_kept.clone(), classes.clone());
+        let (fine_labels, fine_calls): (Vec<usize>, Vec<usize>) = fine.iter().map(|&(j, c)| (c, calls[j])).unzip();
+        let call_balanced_accuracy =
+            (!fine.is_empty()).then(|| dermscreen::eval::balanced_accuracy(&dermscreen::eval::confusion(&fine_labels, &fine_calls, classes.len())));
+        let summary = report::summarise_nodes(classes, taxonomy, &nodes_kept, &probs)?;
+        let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &nodes_kept, &calls, &predictions)?;
+        let fine_embeddings: Vec<Vec<f32>> = fine.iter().map(|&(j, _)| embeddings[j].clone()).collect();
+        let tsne = report::TsneMap::compute(&fine_embeddings, fine_labels, classes.clone());
         let metrics = serde_json::json!({
             "model": classifier.meta().name,
             "weights_sha256": classifier.meta().weights.sha256,
@@ -756,16 +764,20 @@ mod native {
                 plots.push(report::write_tsne(tsne, out)?);
                 let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
                 points.write_record(["image", "label", "x", "y"])?;
-                for (i, (&(x, y), &l)) in kept.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
-                    points.write_record([image_stem(&files[*i].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
+                for (&(j, _), (&(x, y), &l)) in fine.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
+                    points.write_record([image_stem(&files[kept[j]].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
                 }
                 points.flush()?;
             }
-            None => eprintln!("dermscreen: no t-SNE map: it needs at least {} images, and {} were scored", report::TsneMap::MIN_IMAGES, kept.len()),
+            None => eprintln!(
+                "dermscreen: no t-SNE map: it needs at least {} images labelled with a training class, and {} are",
+                report::TsneMap::MIN_IMAGES,
+                fine.len()
+            ),
         }
         report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
         print!("{}", report::summary_text(&summary));
-        println!("class-balanced call (the `diagnosis` column): balanced accuracy {call_balanced_accuracy:.3}");
+        println!("class-balanced call (the `diagnosis` column): balanced accuracy {}", report::fmt_opt(call_balanced_accuracy));
         println!("gate (scored anyway): {}", gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
         if group_rows.len() > 1 {
             println!("by source and kind of photo (AUC with 95% interval; the flag as the page shows it):\n{}", report::group_table(&group_rows));
@@ -780,7 +792,7 @@ mod native {
         classifier: &Classifier,
         kept: &[usize],
         labels: &[Label],
-        label_idx: &[usize],
+        nodes: &[&str],
         calls: &[usize],
         predictions: &[Prediction],
     ) -> Result<Vec<report::GroupRow>> {
@@ -791,10 +803,10 @@ mod native {
             .zip(predictions)
             .enumerate()
             .map(|(j, (i, p))| report::GroupImage {
-                label: label_idx[j],
+                label: nodes[j].to_string(),
                 call: calls[j],
-                malignant: taxonomy.is_within(&labels[*i].dx, "malignant").unwrap_or(false),
-                melanoma: taxonomy.is_within(&labels[*i].dx, "malignant_melanocytic").unwrap_or(false),
+                malignant: taxonomy.is_within(nodes[j], "malignant").unwrap_or(false),
+                melanoma: taxonomy.is_within(nodes[j], "malignant_melanocytic").unwrap_or(false),
                 flagged: p.high_risk,
                 kind_recognised: labels[*i].kind.zip(p.domain).map(|(a, b)| a == b),
             })

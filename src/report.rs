@@ -63,6 +63,10 @@ pub struct BinaryTask {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub images: usize,
+    /// Of `images`, those labelled above the training classes (only `benign` or `malignant`,
+    /// say): in the binary tasks, the calibration and the levels at or above their label, not
+    /// in the training classes' accuracies, recalls and confusion matrix.
+    pub above_classes: usize,
     pub accuracy: f64,
     pub balanced_accuracy: f64,
     pub per_class_recall: Vec<(String, Option<f64>)>,
@@ -97,10 +101,21 @@ pub fn fmt_opt(v: Option<f64>) -> String {
 
 /// The headline numbers as plain text, a line each: what `evaluate` prints.
 pub fn summary_text(summary: &Summary) -> String {
+    // Accuracies need images labelled with a training class.
+    let scored = summary.images > summary.above_classes;
+    let fmt = |v: f64| fmt_opt(scored.then_some(v));
     let mut out = format!(
-        "{} images, balanced accuracy {:.3}, accuracy {:.3}\n",
-        summary.images, summary.balanced_accuracy, summary.accuracy
+        "{} images, balanced accuracy {}, accuracy {}\n",
+        summary.images,
+        fmt(summary.balanced_accuracy),
+        fmt(summary.accuracy)
     );
+    if summary.above_classes > 0 {
+        out.push_str(&format!(
+            "  {} images labelled above the training classes (such as benign or malignant): in the binary tasks and taxonomy levels their labels decide and in P(malignant), not in the training classes' accuracies and recalls\n",
+            summary.above_classes
+        ));
+    }
     for (c, r) in &summary.per_class_recall {
         out.push_str(&format!("  recall {c:>6}: {}\n", fmt_opt(*r)));
     }
@@ -110,12 +125,14 @@ pub fn summary_text(summary: &Summary) -> String {
         cal.ece_malignant, cal.mean_malignant, cal.share_malignant
     ));
     for c in &summary.confusion[1..] {
+        let scored = c.matrix.iter().flatten().sum::<u64>() > 0;
+        let fmt = |v: f64| fmt_opt(scored.then_some(v));
         out.push_str(&format!(
-            "  {} ({}-way): accuracy {:.3}, balanced accuracy {:.3}\n",
+            "  {} ({}-way): accuracy {}, balanced accuracy {}\n",
             c.level,
             c.labels.len(),
-            c.accuracy,
-            c.balanced_accuracy
+            fmt(c.accuracy),
+            fmt(c.balanced_accuracy)
         ));
     }
     for t in &summary.binary_tasks {
@@ -146,10 +163,31 @@ pub fn summarise(
     labels: &[usize],
     probs: &[Vec<f32>],
 ) -> Result<Summary, TaxonomyError> {
+    let nodes: Vec<&str> = labels.iter().map(|&l| classes[l].as_str()).collect();
+    summarise_nodes(classes, taxonomy, &nodes, probs)
+}
+
+/// [`summarise`] against labels that are taxonomy node ids: a training class, or a node above
+/// training classes (a table that knows only `benign` or `malignant`). An image labelled above
+/// them counts in the binary tasks its label decides, in P(malignant)'s calibration and in the
+/// confusion matrices of the taxonomy's levels at or above its node; the training classes'
+/// recalls, accuracy and confusion matrix leave it out.
+pub fn summarise_nodes(
+    classes: &[String],
+    taxonomy: &Taxonomy,
+    labels: &[&str],
+    probs: &[Vec<f32>],
+) -> Result<Summary, TaxonomyError> {
     let k = classes.len();
-    let predicted: Vec<usize> = probs.iter().map(|p| eval::argmax(p)).collect();
-    let m = eval::confusion(labels, &predicted, k);
-    let correct = labels.iter().zip(&predicted).filter(|(a, b)| a == b).count();
+    let (fine, fine_labels): (Vec<usize>, Vec<usize>) = labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| classes.iter().position(|c| c == l).map(|c| (i, c)))
+        .unzip();
+    let fine_probs: Vec<&[f32]> = fine.iter().map(|&i| probs[i].as_slice()).collect();
+    let predicted: Vec<usize> = fine_probs.iter().map(|p| eval::argmax(p)).collect();
+    let m = eval::confusion(&fine_labels, &predicted, k);
+    let correct = fine_labels.iter().zip(&predicted).filter(|(a, b)| a == b).count();
     let recall = eval::per_class_recall(&m);
     let mut confusion = vec![Confusion::new("training classes", classes.to_vec(), m.clone())];
     let root = taxonomy.root().to_string();
@@ -168,17 +206,17 @@ pub fn summarise(
         let Ok(map) = taxonomy.aggregation_map(classes, &nodes) else {
             continue; // training classes coarser than this level
         };
-        let node_of_class: Vec<usize> = (0..k)
-            .map(|c| map.iter().position(|members| members.contains(&c)).unwrap_or(0))
-            .collect();
-        let truth: Vec<usize> = labels.iter().map(|&l| node_of_class[l]).collect();
-        let pred: Vec<usize> = probs
-            .iter()
-            .map(|p| {
-                let agg: Vec<f32> = map.iter().map(|mem| mem.iter().map(|&c| p[c]).sum()).collect();
-                eval::argmax(&agg)
-            })
-            .collect();
+        // Each image whose label lies within one of the level's nodes (a label above the
+        // level, such as `malignant` at the second, leaves its image out).
+        let (mut truth, mut pred) = (Vec::new(), Vec::new());
+        for (p, l) in probs.iter().zip(labels) {
+            let Some(t) = nodes.iter().position(|n| taxonomy.is_within(l, n).unwrap_or(false)) else {
+                continue;
+            };
+            let agg: Vec<f32> = map.iter().map(|mem| mem.iter().map(|&c| p[c]).sum()).collect();
+            truth.push(t);
+            pred.push(eval::argmax(&agg));
+        }
         confusion.push(Confusion::new(level, nodes.clone(), eval::confusion(&truth, &pred, nodes.len())));
     }
     let mut binary_tasks = Vec::new();
@@ -187,8 +225,8 @@ pub fn summarise(
         let neg_members = taxonomy.aggregation_map(classes, &[neg.to_string()])?.remove(0);
         let mut scores = Vec::new();
         let mut truth = Vec::new();
-        for (p, &l) in probs.iter().zip(labels) {
-            let (is_pos, is_neg) = (pos_members.contains(&l), neg_members.contains(&l));
+        for (p, l) in probs.iter().zip(labels) {
+            let (is_pos, is_neg) = (taxonomy.is_within(l, pos)?, taxonomy.is_within(l, neg)?);
             if !is_pos && !is_neg {
                 continue;
             }
@@ -217,8 +255,17 @@ pub fn summarise(
         });
     }
     let malignant = taxonomy.aggregation_map(classes, &["malignant".to_string()])?.remove(0);
-    let (p_mal, y_mal) = crate::calibration::binary_outcomes(probs, labels, &malignant);
-    let n = labels.len().max(1) as f64;
+    // P(malignant) against the images whose label says whether they are malignant (all but
+    // one labelled with a node above `malignant`, such as the root).
+    let (mut p_mal, mut y_mal) = (Vec::new(), Vec::new());
+    for (p, l) in probs.iter().zip(labels) {
+        let is_malignant = taxonomy.is_within(l, "malignant")?;
+        if is_malignant || !taxonomy.is_within("malignant", l)? {
+            p_mal.push(malignant.iter().map(|&c| p[c]).sum::<f32>());
+            y_mal.push(is_malignant);
+        }
+    }
+    let n = p_mal.len().max(1) as f64;
     let calibration = CalibrationSummary {
         ece_malignant: crate::calibration::ece(&p_mal, &y_mal),
         mean_malignant: p_mal.iter().map(|&p| f64::from(p)).sum::<f64>() / n,
@@ -228,7 +275,8 @@ pub fn summarise(
     Ok(Summary {
         calibration,
         images: labels.len(),
-        accuracy: correct as f64 / labels.len().max(1) as f64,
+        above_classes: labels.len() - fine.len(),
+        accuracy: correct as f64 / fine.len().max(1) as f64,
         balanced_accuracy: eval::balanced_accuracy(&m),
         per_class_recall: classes.iter().cloned().zip(recall).collect(),
         confusion,
@@ -481,8 +529,9 @@ pub struct GroupRow {
     /// Source (`ham10000`, ...) or kind (`dermoscopic`, `clinical`).
     pub group: String,
     pub images: usize,
-    /// Balanced accuracy of the class-balanced call (the `diagnosis` column).
-    pub balanced_accuracy: f64,
+    /// Balanced accuracy of the class-balanced call (the `diagnosis` column), over the images
+    /// labelled with a training class (`None` without any).
+    pub balanced_accuracy: Option<f64>,
     /// `(task, AUC, 95% interval)` for melanoma vs nevus, carcinoma vs keratosis and malignant
     /// vs benign.
     pub aucs: Vec<(String, Option<f64>, Option<(f64, f64)>)>,
@@ -504,7 +553,8 @@ pub struct GroupRow {
 /// recognised.
 #[derive(Debug, Clone)]
 pub struct GroupImage {
-    pub label: usize,
+    /// The taxonomy node it is labelled with: a training class, or a node above them.
+    pub label: String,
     pub call: usize,
     pub malignant: bool,
     pub melanoma: bool,
@@ -515,9 +565,11 @@ pub struct GroupImage {
 impl GroupRow {
     /// The row for `images` and their training-class probabilities `probs`.
     pub fn new(group: &str, classes: &[String], taxonomy: &Taxonomy, images: &[GroupImage], probs: &[Vec<f32>]) -> Result<Self, TaxonomyError> {
-        let labels: Vec<usize> = images.iter().map(|i| i.label).collect();
-        let summary = summarise(classes, taxonomy, &labels, probs)?;
-        let calls: Vec<usize> = images.iter().map(|i| i.call).collect();
+        let labels: Vec<&str> = images.iter().map(|i| i.label.as_str()).collect();
+        let summary = summarise_nodes(classes, taxonomy, &labels, probs)?;
+        // The class-balanced call against the images labelled with a training class.
+        let (fine, calls): (Vec<usize>, Vec<usize>) =
+            images.iter().filter_map(|i| classes.iter().position(|c| *c == i.label).map(|l| (l, i.call))).unzip();
         let share = |num: usize, den: usize| (den > 0).then(|| num as f64 / den as f64);
         let (malignant, benign) = (images.iter().filter(|i| i.malignant).count(), images.iter().filter(|i| !i.malignant).count());
         let recognised: Vec<bool> = images.iter().filter_map(|i| i.kind_recognised).collect();
@@ -525,7 +577,7 @@ impl GroupRow {
         Ok(Self {
             group: group.to_string(),
             images: images.len(),
-            balanced_accuracy: eval::balanced_accuracy(&eval::confusion(&labels, &calls, classes.len())),
+            balanced_accuracy: (!fine.is_empty()).then(|| eval::balanced_accuracy(&eval::confusion(&fine, &calls, classes.len()))),
             aucs: ["melanoma_vs_nevus", "carcinoma_vs_keratosis", "malignant_vs_benign"]
                 .iter()
                 .map(|name| {
@@ -556,14 +608,14 @@ pub fn group_table(rows: &[GroupRow]) -> String {
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} ({}) | {} | {} | {} | {:.3} | {} | {} | {} | {} |\n",
+            "| {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.group,
             r.images,
             r.malignant,
             auc(&r.aucs[0]),
             auc(&r.aucs[1]),
             auc(&r.aucs[2]),
-            r.balanced_accuracy,
+            fmt_opt(r.balanced_accuracy),
             pct(r.flag_sensitivity),
             pct(r.flag_melanoma_sensitivity),
             pct(r.flag_specificity),
@@ -582,7 +634,7 @@ mod tests {
         let classes: Vec<String> = ["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"].map(String::from).to_vec();
         let taxonomy = Taxonomy::bundled();
         let image = |dx: &str, flagged: bool| GroupImage {
-            label: classes.iter().position(|c| c == dx).unwrap(),
+            label: dx.to_string(),
             call: 3,
             malignant: taxonomy.is_within(dx, "malignant").unwrap(),
             melanoma: taxonomy.is_within(dx, "malignant_melanocytic").unwrap(),

@@ -167,6 +167,17 @@ impl Taxonomy {
         training_classes.iter().position(|c| self.is_within(node, c).unwrap_or(false))
     }
 
+    /// The node a label `dx` is scored as: the training class it lies within, or itself where it
+    /// lies above training classes (a table that knows only `benign` or `malignant`). `None`
+    /// for the root, which decides nothing, and for a node the model has no class at or above.
+    pub fn scored_node(&self, dx: &str, training_classes: &[String]) -> Option<String> {
+        if let Some(k) = self.class_of(dx, training_classes) {
+            return Some(training_classes[k].clone());
+        }
+        let above = dx != self.root() && training_classes.iter().any(|c| self.is_within(c, dx).unwrap_or(false));
+        above.then(|| dx.to_string())
+    }
+
     /// All node ids in pre-order (parents before children, siblings in file order).
     pub fn preorder(&self) -> Vec<&str> {
         let mut out = Vec::with_capacity(self.nodes.len());

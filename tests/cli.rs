@@ -462,7 +462,43 @@ fn evaluate_reads_labels_in_capitals_and_windows_paths_and_names_each_unknown_la
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("label 'NEV' (3 rows").count(), 1, "{stderr}");
     assert!(stderr.contains("taxonomy id") && stderr.contains("mel"), "says what `dx` takes: {stderr}");
-    assert_eq!(metrics.unwrap()["summary"]["images"], 4, "MEL and NV are read as mel and nv, a\\b as a/b");
+    let metrics = metrics.unwrap();
+    assert_eq!(metrics["summary"]["images"], 4, "MEL and NV are read as mel and nv, a\\b as a/b");
+    let all = &metrics["by_source_and_kind"][0];
+    assert_eq!((&all["malignant"], &all["melanomas"]), (&2.into(), &2.into()), "MEL is a melanoma in the flag's numbers too: {all}");
+}
+
+/// A table may know only whether each spot was benign or malignant (a clinic's pathology
+/// results): such photos are scored for malignant vs benign, the taxonomy's first level and the
+/// flag, exactly as if their diagnoses were given, and left out of what needs a diagnosis.
+#[test]
+fn evaluate_scores_photos_labelled_only_benign_or_malignant() {
+    let dir = common::temp_dir("evaluate-coarse");
+    let rows: Vec<_> = common::validation_rows().into_iter().filter(|l| l.source.as_deref() == Some("pad_ufes_20")).collect();
+    let taxonomy = dermscreen::taxonomy::Taxonomy::bundled();
+    let coarse = |dx: &str| if taxonomy.is_within(dx, "malignant").unwrap() { "malignant" } else { "Benign" };
+    let table = |dx: &dyn Fn(&str) -> String| rows.iter().fold(String::from("image,dx\n"), |t, l| t + &format!("{},{}\n", l.image, dx(&l.dx)));
+    let (out, fine) = evaluate_table(&dir, &table(&|dx| dx.to_string()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, only) = evaluate_table(&dir, &table(&|dx| coarse(dx).to_string()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (fine, only) = (fine.unwrap(), only.unwrap());
+    let task = |m: &serde_json::Value, name: &str| m["summary"]["binary_tasks"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap().clone();
+    assert_eq!(task(&only, "malignant_vs_benign"), task(&fine, "malignant_vs_benign"));
+    assert!(task(&only, "malignant_vs_benign")["auc"].as_f64().unwrap() > 0.8, "a real score: {}", task(&only, "malignant_vs_benign")["auc"]);
+    assert_eq!(task(&only, "melanoma_vs_nevus")["auc"], serde_json::Value::Null, "no photo is labelled a melanoma or a nevus");
+    assert_eq!(only["summary"]["images"], rows.len());
+    assert_eq!(only["summary"]["calibration"], fine["summary"]["calibration"]);
+    let level = |m: &serde_json::Value| m["summary"]["confusion"].as_array().unwrap().iter().find(|c| c["level"] == "first level").unwrap().clone();
+    assert_eq!(level(&only), level(&fine), "benign and malignant are the first level of the taxonomy");
+    for key in ["malignant", "benign", "flag_sensitivity", "flag_specificity"] {
+        let (a, b) = (&only["by_source_and_kind"][0][key], &fine["by_source_and_kind"][0][key]);
+        assert_eq!(a, b, "{key}");
+    }
+    assert_eq!(only["by_source_and_kind"][0]["melanomas"], 0, "which cancers are melanomas is not known");
+    assert!(stdout.contains(&format!("{} images labelled above the training classes", rows.len())), "says what they were not scored on: {stdout}");
+    assert!(stdout.contains("balanced accuracy n/a"), "{stdout}");
 }
 
 /// HAM10000's own metadata (`image_id`, `dx`), as it comes with the data set, is a label table.
@@ -653,7 +689,7 @@ fn evaluate_on_three_photos_reports_what_it_can() {
     let out_dir = dir.join("report");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("no t-SNE map: it needs at least 4 images, and 3 were scored"), "{stderr}");
+    assert!(stderr.contains("no t-SNE map: it needs at least 4 images labelled with a training class, and 3 are"), "{stderr}");
     assert!(!out_dir.join("tsne.svg").exists() && out_dir.join("index.html").is_file());
     assert!(stdout.contains("melanoma_vs_nevus: AUC n/a, 0 vs 3 images; sensitivity n/a"), "{stdout}");
     let metrics = metrics.unwrap();

@@ -125,7 +125,7 @@ mod native {
             #[arg(long)]
             out: PathBuf,
             /// Continue the run in --out from its last checkpoint, with the settings it was
-            /// started with (others given here are not used); --epochs N takes it further.
+            /// started with (a setting typed here must be the same); --epochs N takes it further.
             #[arg(long)]
             resume: bool,
             /// Stop after the last epoch's checkpoint, without the final validation and the
@@ -870,13 +870,23 @@ mod native {
     }
 
     /// `dermscreen train`. On `--resume` every setting comes from the run's saved config, and
-    /// `--epochs` only when typed: its default would otherwise stretch a shorter run.
+    /// `--epochs` only when typed: its default would otherwise stretch a shorter run. Other
+    /// settings typed are checked against the saved ones.
     #[cfg(feature = "train")]
     fn train(config: dermscreen::train::TrainConfig, out: &Path, resume: bool, no_export: bool, matches: &clap::ArgMatches) -> Result<()> {
         use clap::parser::ValueSource;
         use dermscreen::train::{End, Start};
-        let typed = matches.subcommand_matches("train").and_then(|m| m.value_source("epochs")) == Some(ValueSource::CommandLine);
-        let start = if resume { Start::Resume { epochs: typed.then_some(config.epochs) } } else { Start::New };
+        let sub = matches.subcommand_matches("train");
+        let is_typed = |id: &str| sub.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
+        let train_cmd = Cli::command();
+        let typed = train_cmd
+            .find_subcommand("train")
+            .into_iter()
+            .flat_map(|c| c.get_arguments())
+            .filter(|a| a.get_id() != "epochs" && is_typed(a.get_id().as_str()))
+            .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_string())))
+            .collect();
+        let start = if resume { Start::Resume { epochs: is_typed("epochs").then_some(config.epochs), typed } } else { Start::New };
         let end = if no_export { End::Checkpoint } else { End::Ship };
         dermscreen::train::run(config, out, start, end)
     }

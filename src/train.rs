@@ -759,13 +759,38 @@ pub enum End {
 }
 
 /// How a run starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// A new run with the given settings (a folder that already holds one is refused).
     New,
     /// The run in the folder, from its last checkpoint and with its saved settings; `epochs`,
-    /// when given and more than saved, takes it further.
-    Resume { epochs: Option<usize> },
+    /// when given and more than saved, takes it further. `typed` names the settings given
+    /// besides (`TrainConfig` field, command-line flag): each must equal the saved one.
+    Resume { epochs: Option<usize>, typed: Vec<(String, String)> },
+}
+
+/// Refuses a setting typed with `--resume` (`typed`: field, flag) whose value in `given` is not
+/// the run's `saved` one: the run goes on with its own, so the typed one would go unused.
+/// Paths naming the same folder are the same setting.
+fn check_typed_settings(given: &TrainConfig, saved: &TrainConfig, typed: &[(String, String)], out: &Path) -> Result<()> {
+    let (given, saved) = (serde_json::to_value(given)?, serde_json::to_value(saved)?);
+    let same_folder = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_str(), b.as_str()) {
+        (Some(a), Some(b)) => std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a)),
+        _ => false,
+    };
+    let show = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    for (field, flag) in typed {
+        let (g, s) = (&given[field.as_str()], &saved[field.as_str()]);
+        if g != s && !same_folder(g, s) {
+            bail!(
+                "{}: --resume continues the run with the settings it was started with, and --{flag} {} is not its {} (train_config.json); leave --{flag} out, or start a new run with another --out",
+                out.display(),
+                show(g),
+                show(s)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs (or resumes) a training run into `out`. On [`Start::Resume`], `cfg` is not used: the
@@ -776,11 +801,12 @@ pub fn run(cfg: TrainConfig, out: &Path, start: Start, end: End) -> Result<()> {
         refuse_to_overwrite(&paths)?;
     }
     std::fs::create_dir_all(paths.checkpoint()).with_context(|| format!("creating {}", out.display()))?;
-    let cfg = match start {
+    let cfg = match &start {
         Start::New => cfg,
-        Start::Resume { epochs } => {
+        Start::Resume { epochs, typed } => {
             let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;
             let saved: TrainConfig = serde_json::from_slice(&saved)?;
+            check_typed_settings(&cfg, &saved, typed, out)?;
             TrainConfig { epochs: epochs.map_or(saved.epochs, |e| e.max(saved.epochs)), ..saved }
         }
     };

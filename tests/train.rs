@@ -43,8 +43,23 @@ fn trains_checkpoints_resumes_and_ships_a_loadable_model() {
         .unwrap();
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(history_after(&out).as_array().unwrap().len(), 1, "no epoch added");
+    // A setting typed with `--resume` that differs from the run's is refused: the run goes on
+    // with its own, so a new --lr would go unused. The run's own settings, as when its first
+    // command is typed again with --resume, are accepted.
+    let resume_with = |extra: &[&str]| {
+        let args = ["train", "--out", out.to_str().unwrap(), "--resume", "--no-export"];
+        std::process::Command::new(env!("CARGO_BIN_EXE_dermscreen")).args(args).args(extra).output().unwrap()
+    };
+    let refused = resume_with(&["--lr", "0.01", "--batch-size", "8"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--lr 0.01") && stderr.contains(&cfg.learning_rate.to_string()) && !stderr.contains("--batch-size"), "{stderr}");
+    let data = cfg.data.to_str().unwrap();
+    let same = resume_with(&["--batch-size", "8", "--input-size", "32", "--data", data, "--max-steps-per-epoch", "2"]);
+    assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
+    assert_eq!(history_after(&out).as_array().unwrap().len(), 1, "no epoch added");
     // Resume to two epochs and ship: the history continues rather than restarting.
-    run(cfg.clone(), &out, Start::Resume { epochs: Some(2) }, End::Ship).unwrap();
+    run(cfg.clone(), &out, Start::Resume { epochs: Some(2), typed: Vec::new() }, End::Ship).unwrap();
     for f in ["model.bpk", "model.json", "calibration.json", "metrics.json"] {
         assert!(out.join(f).is_file(), "{f} written");
     }

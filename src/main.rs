@@ -545,7 +545,6 @@ mod native {
 
         /// What was written, for stderr.
         fn summary(&self) -> String {
-            let plural = |n: usize| if n == 1 { "" } else { "s" };
             let mut line = match self.written {
                 0 => "wrote no saliency overlay".to_string(),
                 n => format!("wrote {n} saliency overlay{} to {}", plural(n), self.dir.display()),
@@ -685,24 +684,29 @@ mod native {
         }
         if !missing.is_empty() {
             let more = if missing.len() > 3 { ", ..." } else { "" };
+            let n = missing.len();
             problems.report(format_args!(
-                "{}: {} labelled images are not under {}: {}{more}",
+                "{}: {n} labelled image{} {} not under {}: {}{more}",
                 labels.display(),
-                missing.len(),
+                plural(n),
+                if n == 1 { "is" } else { "are" },
                 images.display(),
                 missing[..missing.len().min(3)].join(", ")
             ));
         }
         if let Some(first) = first_repeat {
             problems.report(format_args!(
-                "{}: {repeats} rows repeat an image listed before (the first, {first}); {relabelled} of them with another label; each image is scored once, with its first row's label",
-                labels.display()
+                "{}: {repeats} row{} {} an image listed before (the first, {first}); {relabelled} of them with another label; each image is scored once, with its first row's label",
+                labels.display(),
+                plural(repeats),
+                if repeats == 1 { "repeats" } else { "repeat" }
             ));
         }
         for (dx, (rows, first)) in &unknown {
             problems.report(format_args!(
-                "{}: label '{dx}' ({rows} rows, the first {first}) is not a taxonomy id at, under or above a training class; `dx` takes a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
+                "{}: label '{dx}' ({rows} row{}, the first {first}) is not a taxonomy id at, under or above a training class; `dx` takes a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
                 labels.display(),
+                plural(*rows),
                 classes.join(", ")
             ));
         }
@@ -898,6 +902,11 @@ mod native {
         std::fs::write(out, &bytes).with_context(|| out.display().to_string())?;
         println!("wrote {} ({} bytes, opset {})", out.display(), bytes.len(), dermscreen::onnx::OPSET);
         Ok(())
+    }
+
+    /// The plural ending of a noun counted `n` times.
+    fn plural(n: usize) -> &'static str {
+        if n == 1 { "" } else { "s" }
     }
 
     /// Whether writing the results failed because their reader closed the pipe. The csv and

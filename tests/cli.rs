@@ -585,7 +585,7 @@ fn evaluate_reads_isic_challenges_one_hot_ground_truth_as_it_comes() {
     let (out, one_hot_metrics) = evaluate_table_in(&dir, &images, &format!("{table}{unknown},{}\n", one_hot(&ISIC_2019, &["UNK"])));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "scored, with the UNK photo reported: {stderr}");
-    assert!(stderr.contains(&format!("label 'UNK' (1 rows, the first {unknown})")), "{stderr}");
+    assert!(stderr.contains(&format!("label 'UNK' (1 row, the first {unknown})")), "{stderr}");
     let (out, plain_metrics) = evaluate_table_in(&dir, &images, &plain);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (one_hot_metrics, plain_metrics) = (one_hot_metrics.unwrap(), plain_metrics.unwrap());
@@ -666,6 +666,10 @@ fn evaluate_names_missing_photos_in_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("4 labelled images are not under") && stderr.contains("gone/4.jpg, gone/5.jpg, gone/6.jpg, ..."), "{stderr}");
+    let one_gone: String = table.lines().take(6).map(|l| format!("{l}\n")).collect();
+    let (out, _) = evaluate_table(&dir, &one_gone);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 labelled image is not under") && stderr.contains("gone/4.jpg\n"), "{stderr}");
     let labels = dir.join("labels.csv");
     let out = dermscreen(&["evaluate", "--images", dir.join("nowhere").to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", dir.join("report").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));

@@ -92,7 +92,8 @@ pub struct TrainConfig {
     /// Stop each epoch after this many optimiser steps (quick runs and benchmarks).
     #[arg(long)]
     pub max_steps_per_epoch: Option<usize>,
-    /// Use at most this many training images (smoke tests).
+    /// Use about this many training images, an even share of each source's diagnoses, each
+    /// keeping at least one (smoke tests).
     #[arg(long)]
     pub limit_train: Option<usize>,
     /// Share of malignant validation photos the "high risk" threshold must flag, in each source
@@ -294,6 +295,18 @@ struct RunData {
     pre: PreprocessConfig,
 }
 
+/// About `limit` of `samples` (`--limit-train`): an evenly strided subset of each source's
+/// diagnoses, each keeping at least its first image, so that every diagnosis of the
+/// validation split still has a training class; at most one more per source and diagnosis.
+fn limit_samples(mut samples: Vec<Sample>, limit: usize) -> Vec<Sample> {
+    samples.sort_by(|a, b| (&a.source, &a.dx, &a.image).cmp(&(&b.source, &b.dx, &b.image)));
+    let stride = samples.len().div_ceil(limit.max(1)).max(1);
+    samples
+        .chunk_by(|a, b| (&a.source, &a.dx) == (&b.source, &b.dx))
+        .flat_map(|diagnosis| diagnosis.iter().step_by(stride).cloned())
+        .collect()
+}
+
 impl RunData {
     /// Reads the sources, splits each by group, partitions the taxonomy, writes the validation
     /// labels to the run folder and decodes every image.
@@ -308,13 +321,10 @@ impl RunData {
         }
         let weights: HashMap<String, f64> = sources.iter().map(|s| (s.name.clone(), s.weight)).collect();
         let split = dataset::split_by_group(&samples, cfg.val_fraction, cfg.seed);
-        let mut train_samples = split.train;
-        if let Some(limit) = cfg.limit_train {
-            // An evenly strided subset of the diagnosis-sorted list keeps every source and diagnosis.
-            train_samples.sort_by(|a, b| (&a.source, &a.dx, &a.image).cmp(&(&b.source, &b.dx, &b.image)));
-            let stride = train_samples.len().div_ceil(limit.max(1));
-            train_samples = train_samples.into_iter().step_by(stride).collect();
-        }
+        let train_samples = match cfg.limit_train {
+            Some(limit) => limit_samples(split.train, limit),
+            None => split.train,
+        };
         let n_train = train_samples.len();
         let max_class_size = cfg
             .max_class_size
@@ -1035,6 +1045,25 @@ fn predict_probs(net: &Net, pre: &PreprocessConfig, inputs: &[f32], labels: &[us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_limit_keeps_every_source_and_diagnosis() {
+        let sample = |source: &str, dx: &str, i: usize| Sample {
+            source: source.into(),
+            kind: crate::dataset::Kind::Dermoscopic,
+            group: format!("{source}-{dx}-{i}"),
+            image: format!("{source}/{dx}/{i:05}.jpg"),
+            dx: dx.into(),
+            context: Default::default(),
+        };
+        // 6,000 nevi and 40 vascular lesions in one source, 100 melanomas in another.
+        let samples: Vec<Sample> =
+            (0..6000).map(|i| sample("a", "nv", i)).chain((0..40).map(|i| sample("a", "vasc", i))).chain((0..100).map(|i| sample("b", "mel", i))).collect();
+        let kept = limit_samples(samples, 100);
+        let kinds: HashSet<(&str, &str)> = kept.iter().map(|s| (s.source.as_str(), s.dx.as_str())).collect();
+        assert_eq!(kinds.len(), 3, "every source's every diagnosis: {kinds:?}");
+        assert!((100..=103).contains(&kept.len()), "about the limit: {}", kept.len());
+    }
 
     #[test]
     fn logit_adjustment_undoes_the_sampling_prior() {

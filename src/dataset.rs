@@ -25,9 +25,10 @@ impl Kind {
         }
     }
 
-    /// Parses [`Kind::as_str`].
+    /// Parses [`Kind::as_str`], in any case and with spaces around (a spreadsheet's
+    /// `Clinical`).
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -452,6 +453,13 @@ pub fn class_counts(samples: &[Sample]) -> HashMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_are_read_as_spreadsheets_write_them() {
+        assert_eq!(Kind::parse("Clinical "), Some(Kind::Clinical));
+        assert_eq!(Kind::parse("DERMOSCOPIC"), Some(Kind::Dermoscopic));
+        assert_eq!(Kind::parse("phone"), None);
+    }
 
     fn sample(source: &str, group: String, image: String, dx: &str) -> Sample {
         Sample { source: source.into(), kind: Kind::Dermoscopic, group, image, dx: dx.into(), context: Context::default() }

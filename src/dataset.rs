@@ -179,7 +179,7 @@ pub enum DatasetError {
     MissingColumn { path: PathBuf, column: String },
     #[error("{path}: no column of image names (one of {})", IMAGE_COLUMNS.join(", "))]
     NoImageColumn { path: PathBuf },
-    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor the one-hot columns MEL, NV, ... of an ISIC challenge's ground truth, nor a known data set's own column of diagnoses: {known}")]
+    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor an ISIC challenge's ground truth (the one-hot columns MEL, NV, ...; ISIC 2020's diagnosis and benign_malignant), nor a known data set's own column of diagnoses: {known}")]
     NoDiagnosisColumn { path: PathBuf, known: String },
     #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
@@ -258,14 +258,15 @@ pub struct Label {
 }
 
 /// What a label table's column of image names is called: ours, then HAM10000's metadata,
-/// PAD-UFES-20's and the ISIC Archive's, so their tables are read as they come.
-pub const IMAGE_COLUMNS: [&str; 4] = ["image", "image_id", "img_id", "isic_id"];
+/// PAD-UFES-20's, the ISIC Archive's and ISIC 2020's, so their tables are read as they come.
+pub const IMAGE_COLUMNS: [&str; 5] = ["image", "image_id", "img_id", "isic_id", "image_name"];
 
 /// Reads a label table with columns `image` (or another of [`IMAGE_COLUMNS`]) and `dx`, and
 /// `source` and `kind` where present (others are ignored), such as
 /// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be an
-/// ISIC challenge's one-hot ground truth ([`ONE_HOT_CODES`]) or a known source's own
-/// ([`known_source`]): these are read as they come.
+/// ISIC challenge's ground truth (one-hot, [`ONE_HOT_CODES`], or ISIC 2020's words,
+/// [`ISIC_2020_DIAGNOSES`]) or a known source's own ([`known_source`]): these are read as they
+/// come.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     Ok(read_label_table(path)?.0)
 }
@@ -287,6 +288,20 @@ pub const ONE_HOT_CODES: [(&str, &str); 10] = [
     ("UNK", "UNK"),
 ];
 
+/// ISIC 2020's ground truth gives each photo's diagnosis in words (`diagnosis`), `unknown` for
+/// most benign ones, and its outcome in `benign_malignant`: its words -> taxonomy ids. A word
+/// not listed (`unknown`, `cafe-au-lait macule`) is scored as the outcome, `benign` or
+/// `malignant`, a node above the training classes.
+pub const ISIC_2020_DIAGNOSES: [(&str, &str); 7] = [
+    ("melanoma", "mel"),
+    ("nevus", "nv"),
+    ("seborrheic keratosis", "bkl"),
+    ("lentigo NOS", "bkl"),
+    ("solar lentigo", "bkl"),
+    ("lichenoid keratosis", "bkl"),
+    ("atypical melanocytic proliferation", "benign_melanocytic"),
+];
+
 /// [`read_labels`], and the source whose own table it is, when it is one.
 pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
     let table = Table::read(path)?;
@@ -298,6 +313,16 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
     } else if table.has("MEL") && table.has("NV") {
         // The challenges' photos are all dermoscopic.
         (one_hot_diagnoses(&table, &images)?, None, Some(Kind::Dermoscopic))
+    } else if table.has("diagnosis") && table.has("benign_malignant") {
+        let words = table.columns(["diagnosis", "benign_malignant"])?;
+        let diagnoses = words
+            .into_iter()
+            .map(|[word, outcome]| {
+                let id = ISIC_2020_DIAGNOSES.iter().find(|(w, _)| w.eq_ignore_ascii_case(word.trim())).map(|(_, id)| id.to_string());
+                id.unwrap_or(outcome)
+            })
+            .collect();
+        (diagnoses, None, Some(Kind::Dermoscopic))
     } else {
         let spec = known_source(&table)?;
         let codes = table.columns([spec.dx_column.as_str()])?;

@@ -614,6 +614,45 @@ fn evaluate_reads_isic_challenges_one_hot_ground_truth_as_it_comes() {
     assert!(stderr.contains(&twice) && stderr.contains("MEL") && stderr.contains("NV"), "{stderr}");
 }
 
+/// ISIC 2020's ground truth names its photos `image_name`, its diagnoses in words (`melanoma`,
+/// `nevus`, `seborrheic keratosis`, ... and `unknown` for most benign spots) and the outcome in
+/// `benign_malignant`. Read as it comes, it scores as the same photos labelled `dx`, an
+/// `unknown` one as `benign`.
+#[test]
+fn evaluate_reads_isic_2020s_ground_truth_as_it_comes() {
+    let dir = common::temp_dir("evaluate-isic2020");
+    let images = common::shared_data("ham10000").join("images");
+    let rows = common::validation_rows();
+    let pick = |dx: &'static str, n| rows.iter().filter(move |l| l.source.as_deref() == Some("ham10000") && l.dx == dx).take(n);
+    let stem = |l: &dermscreen::dataset::Label| Path::new(&l.image).file_stem().unwrap().to_str().unwrap().to_string();
+    let mut isic = String::from("image_name,patient_id,lesion_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target\n");
+    let mut plain = String::from("image,dx\n");
+    let words = [("mel", "melanoma", "malignant"), ("nv", "nevus", "benign"), ("bkl", "seborrheic keratosis", "benign"), ("nv", "unknown", "benign")];
+    for (i, (dx, word, outcome)) in words.iter().enumerate() {
+        // The `unknown` ones are other nevi than the `nevus` ones.
+        let skip = if *word == "unknown" { 12 } else { 0 };
+        for l in pick(dx, skip + 12).skip(skip) {
+            isic += &format!("{},IP_{i},IL_{i},male,50,torso,{word},{outcome},{}\n", stem(l), u8::from(*outcome == "malignant"));
+            plain += &format!("{},{}\n", stem(l), if *word == "unknown" { "benign" } else { dx });
+        }
+    }
+    let (out, theirs) = evaluate_table_in(&dir, &images, &isic);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, ours) = evaluate_table_in(&dir, &images, &plain);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (theirs, ours) = (theirs.unwrap(), ours.unwrap());
+    assert_eq!(theirs["summary"]["images"], 48);
+    assert_eq!(theirs["summary"]["above_classes"], 12, "the unknown ones are known only to be benign");
+    assert_eq!(theirs["summary"], ours["summary"]);
+    let flag_row = |m: &serde_json::Value| {
+        let mut row = m["by_source_and_kind"][0].clone();
+        row.as_object_mut().unwrap().remove("kind_recognised"); // only theirs says which kind its photos are
+        row
+    };
+    assert_eq!(flag_row(&theirs), flag_row(&ours), "the flag's numbers");
+    assert_eq!(theirs["by_source_and_kind"][1]["group"], "dermoscopic", "the challenge's photos are dermoscopic");
+}
+
 /// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
 #[test]
 fn evaluate_finds_photos_with_capital_extensions() {

@@ -29,6 +29,11 @@ pub struct Confusion {
 }
 
 impl Confusion {
+    /// `(accuracy, balanced accuracy)`; `None` when no image is labelled at this level.
+    pub fn accuracies(&self) -> Option<(f64, f64)> {
+        (self.matrix.iter().flatten().sum::<u64>() > 0).then_some((self.accuracy, self.balanced_accuracy))
+    }
+
     fn new(level: &str, labels: Vec<String>, matrix: Vec<Vec<u64>>) -> Self {
         let total: u64 = matrix.iter().flatten().sum();
         let correct: u64 = (0..matrix.len()).map(|i| matrix[i][i]).sum();
@@ -101,14 +106,12 @@ pub fn fmt_opt(v: Option<f64>) -> String {
 
 /// The headline numbers as plain text, a line each: what `evaluate` prints.
 pub fn summary_text(summary: &Summary) -> String {
-    // Accuracies need images labelled with a training class.
-    let scored = summary.images > summary.above_classes;
-    let fmt = |v: f64| fmt_opt(scored.then_some(v));
+    let classes = summary.confusion[0].accuracies();
     let mut out = format!(
         "{} images, balanced accuracy {}, accuracy {}\n",
         summary.images,
-        fmt(summary.balanced_accuracy),
-        fmt(summary.accuracy)
+        fmt_opt(classes.map(|a| a.1)),
+        fmt_opt(classes.map(|a| a.0))
     );
     if summary.above_classes > 0 {
         out.push_str(&format!(
@@ -125,14 +128,13 @@ pub fn summary_text(summary: &Summary) -> String {
         cal.ece_malignant, cal.mean_malignant, cal.share_malignant
     ));
     for c in &summary.confusion[1..] {
-        let scored = c.matrix.iter().flatten().sum::<u64>() > 0;
-        let fmt = |v: f64| fmt_opt(scored.then_some(v));
+        let a = c.accuracies();
         out.push_str(&format!(
             "  {} ({}-way): accuracy {}, balanced accuracy {}\n",
             c.level,
             c.labels.len(),
-            fmt(c.accuracy),
-            fmt(c.balanced_accuracy)
+            fmt_opt(a.map(|a| a.0)),
+            fmt_opt(a.map(|a| a.1))
         ));
     }
     for t in &summary.binary_tasks {
@@ -361,7 +363,7 @@ pub fn write_plots(summary: &Summary, dir: &std::path::Path) -> anyhow::Result<V
             root.fill(&WHITE)?;
             let style = ("sans-serif", 13).into_font();
             root.draw(&Text::new(
-                format!("Confusion ({}), balanced accuracy {:.3}; rows: truth", c.level, c.balanced_accuracy),
+                format!("Confusion ({}), balanced accuracy {}; rows: truth", c.level, fmt_opt(c.accuracies().map(|a| a.1))),
                 (8, 8),
                 style.clone(),
             ))?;
@@ -479,10 +481,17 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
     h.push_str("<style>body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#111}td,th{padding:4px 10px;border-bottom:1px solid #ccc;text-align:left}img{max-width:100%;margin:8px}</style>");
     h.push_str(&format!("<h1>{}</h1>", esc(title)));
     h.push_str("<p><strong>Screening aid, not a diagnosis.</strong> Numbers below are measured on the labelled images given to <code>dermscreen evaluate</code>.</p>");
+    let classes = summary.confusion[0].accuracies();
     h.push_str(&format!(
-        "<p>{} images; balanced accuracy <strong>{:.3}</strong>; accuracy {:.3}.</p>",
-        summary.images, summary.balanced_accuracy, summary.accuracy
+        "<p>{} images; balanced accuracy <strong>{}</strong>; accuracy {}.",
+        summary.images,
+        fmt_opt(classes.map(|a| a.1)),
+        fmt_opt(classes.map(|a| a.0))
     ));
+    if summary.above_classes > 0 {
+        h.push_str(&format!(" {} of them are labelled above the training classes (such as benign or malignant): they count in the binary tasks and taxonomy levels their labels decide, not in the training classes' accuracies and recalls.", summary.above_classes));
+    }
+    h.push_str("</p>");
     h.push_str("<h2>Binary tasks</h2><table><tr><th>task</th><th>positives</th><th>negatives</th><th>AUC</th><th>95% CI</th><th>sensitivity at specificity</th></tr>");
     for t in &summary.binary_tasks {
         let ci = t.auc_ci95.map_or("n/a".into(), |(a, b)| format!("{a:.3}-{b:.3}"));
@@ -500,12 +509,13 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
     }
     h.push_str("</table><h2>Taxonomy levels</h2><table><tr><th>level</th><th>classes</th><th>accuracy</th><th>balanced accuracy</th></tr>");
     for c in &summary.confusion {
+        let a = c.accuracies();
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&c.level),
             esc(&c.labels.join(", ")),
-            c.accuracy,
-            c.balanced_accuracy
+            fmt_opt(a.map(|a| a.0)),
+            fmt_opt(a.map(|a| a.1))
         ));
     }
     h.push_str("</table><h2>Recall per training class</h2><table><tr><th>class</th><th>recall</th></tr>");

@@ -499,6 +499,8 @@ fn evaluate_scores_photos_labelled_only_benign_or_malignant() {
     assert_eq!(only["by_source_and_kind"][0]["melanomas"], 0, "which cancers are melanomas is not known");
     assert!(stdout.contains(&format!("{} images labelled above the training classes", rows.len())), "says what they were not scored on: {stdout}");
     assert!(stdout.contains("balanced accuracy n/a"), "{stdout}");
+    let html = std::fs::read_to_string(dir.join("report").join("index.html")).unwrap();
+    assert!(html.contains("balanced accuracy <strong>n/a</strong>"), "the report page says so too, not 0.000");
 }
 
 /// HAM10000's own metadata (`image_id`, `dx`), as it comes with the data set, is a label table.

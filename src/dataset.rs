@@ -149,17 +149,16 @@ pub fn source_contexts(path: &Path) -> Result<Option<Vec<(String, Context)>>, Da
     let Some(spec) = built_in_sources().into_iter().find(own) else {
         return Ok(None);
     };
-    let images = table.columns([spec.image_column.as_str()])?.into_iter().map(|[image]| image);
-    Ok(Some(images.zip(read_contexts(&table, &spec)?).collect()))
+    Ok(Some(table.column(&spec.image_column)?.into_iter().zip(read_contexts(&table, &spec)?).collect()))
 }
 
 /// Each row's context, from the columns and value maps `spec` names.
 fn read_contexts(table: &Table, spec: &SourceSpec) -> Result<Vec<Context>, DatasetError> {
     let mut contexts = vec![Context::default(); table.rows.len()];
     for (field, column) in &spec.context_columns {
-        let values = table.columns([column.as_str()])?;
+        let values = table.column(column)?;
         let map = spec.context_values.get(field);
-        for (c, [raw]) in contexts.iter_mut().zip(values) {
+        for (c, raw) in contexts.iter_mut().zip(values) {
             let value = map.and_then(|m| m.get(&raw)).cloned().unwrap_or(raw);
             c.set(field, &value).map_err(|source| DatasetError::Context { table: table.path.clone(), source })?;
         }
@@ -236,6 +235,11 @@ impl Table {
         }
         Ok(self.rows.iter().map(|rec| at.map(|i| rec.get(i).unwrap_or_default().to_string())).collect())
     }
+
+    /// The named column for every row ([`Table::columns`] of one).
+    pub fn column(&self, name: &str) -> Result<Vec<String>, DatasetError> {
+        Ok(self.columns([name])?.into_iter().map(|[v]| v).collect())
+    }
 }
 
 /// Reads the named columns of a CSV file, in that order, for every row.
@@ -306,10 +310,10 @@ pub const ISIC_2020_DIAGNOSES: [(&str, &str); 7] = [
 pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
     let table = Table::read(path)?;
     let image = IMAGE_COLUMNS.into_iter().find(|c| table.has(c)).ok_or_else(|| DatasetError::NoImageColumn { path: path.to_path_buf() })?;
-    let images: Vec<String> = table.columns([image])?.into_iter().map(|[v]| v).collect();
+    let images = table.column(image)?;
     // The diagnoses, the source whose own table this is, and the kind its photos are.
     let (diagnoses, known, table_kind) = if table.has("dx") {
-        (table.columns(["dx"])?.into_iter().map(|[v]| v).collect(), None, None)
+        (table.column("dx")?, None, None)
     } else if table.has("MEL") && table.has("NV") {
         // The challenges' photos are all dermoscopic.
         (one_hot_diagnoses(&table, &images)?, None, Some(Kind::Dermoscopic))
@@ -325,8 +329,8 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
         (diagnoses, None, Some(Kind::Dermoscopic))
     } else {
         let spec = known_source(&table)?;
-        let codes = table.columns([spec.dx_column.as_str()])?;
-        let diagnoses = codes.into_iter().map(|[dx]| spec.dx_map.get(&dx).cloned().unwrap_or(dx)).collect();
+        let codes = table.column(&spec.dx_column)?;
+        let diagnoses = codes.into_iter().map(|dx| spec.dx_map.get(&dx).cloned().unwrap_or(dx)).collect();
         let kind = spec.kind;
         (diagnoses, Some(spec), Some(kind))
     };
@@ -334,7 +338,7 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
         if !table.has(name) {
             return Ok(None);
         }
-        Ok(Some(table.columns([name])?.into_iter().map(|[v]| v).collect()))
+        Ok(Some(table.column(name)?))
     };
     let (sources, kinds) = (optional("source")?, optional("kind")?);
     let labels = images
@@ -359,7 +363,7 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
 fn one_hot_diagnoses(table: &Table, images: &[String]) -> Result<Vec<String>, DatasetError> {
     let mut marks: Vec<Vec<(&str, &str)>> = vec![Vec::new(); images.len()];
     for (column, id) in ONE_HOT_CODES.into_iter().filter(|(column, _)| table.has(column)) {
-        for (row, [value]) in table.columns([column])?.into_iter().enumerate() {
+        for (row, value) in table.column(column)?.into_iter().enumerate() {
             if value.trim().parse::<f64>().is_ok_and(|v| v > 0.5) {
                 marks[row].push((column, id));
             }

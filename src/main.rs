@@ -741,11 +741,11 @@ mod native {
         // The class-balanced call, scored as balanced accuracy (the calibrated probabilities'
         // argmax favours common diagnoses, as it should for "most likely").
         let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
-        let (fine_labels, fine_calls): (Vec<usize>, Vec<usize>) = fine.iter().map(|&(j, c)| (c, calls[j])).unzip();
-        let call_balanced_accuracy =
-            (!fine.is_empty()).then(|| dermscreen::eval::balanced_accuracy(&dermscreen::eval::confusion(&fine_labels, &fine_calls, classes.len())));
         let summary = report::summarise_nodes(classes, taxonomy, &nodes_kept, &probs)?;
         let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &nodes_kept, &calls, &predictions)?;
+        // The first group holds every image.
+        let call_balanced_accuracy = group_rows[0].balanced_accuracy;
+        let fine_labels: Vec<usize> = fine.iter().map(|&(_, c)| c).collect();
         let fine_embeddings: Vec<Vec<f32>> = fine.iter().map(|&(j, _)| embeddings[j].clone()).collect();
         let tsne = report::TsneMap::compute(&fine_embeddings, fine_labels, classes.clone());
         let metrics = serde_json::json!({

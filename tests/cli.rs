@@ -6,6 +6,7 @@ mod common;
 mod malformed;
 
 use std::path::{Path, PathBuf};
+use dermscreen::dataset::Label;
 use std::process::{Command, Output};
 
 fn dermscreen(args: &[&str]) -> Output {
@@ -558,6 +559,16 @@ fn evaluate_reads_pad_ufes_20s_metadata_as_it_comes() {
     assert!(stderr.contains("no column 'dx'") && stderr.contains("diagnostic (pad_ufes_20)"), "{stderr}");
 }
 
+/// The first `n` of `rows` (validation photos) from `source` with diagnosis `dx`.
+fn photos_of<'a>(rows: &'a [Label], source: &'a str, dx: &'a str, n: usize) -> impl Iterator<Item = &'a Label> + 'a {
+    rows.iter().filter(move |l| l.source.as_deref() == Some(source) && l.dx == dx).take(n)
+}
+
+/// A photo's name without folder and extension, as the ISIC challenges' tables name them.
+fn stem(l: &Label) -> String {
+    Path::new(&l.image).file_stem().unwrap().to_str().unwrap().to_string()
+}
+
 /// The ISIC challenges publish their ground truth one-hot: a column per diagnosis (ISIC 2019:
 /// MEL, NV, BCC, AK, BKL, DF, VASC, SCC, UNK; ISIC 2018: AKIEC for AK, no SCC nor UNK), 1.0 in
 /// the row's diagnosis. Read as it comes, it scores exactly as the same photos labelled `dx`;
@@ -568,9 +579,8 @@ fn evaluate_reads_isic_challenges_one_hot_ground_truth_as_it_comes() {
     let dir = common::temp_dir("evaluate-one-hot");
     let images = common::shared_data("isic2019-extra").join("images");
     let rows = common::validation_rows();
-    let pick = |dx: &'static str, n| rows.iter().filter(move |l| l.source.as_deref() == Some("bcn_20000") && l.dx == dx).take(n);
+    let pick = |dx, n| photos_of(&rows, "bcn_20000", dx, n);
     let picked: Vec<_> = pick("mel", 2).chain(pick("nv", 2)).chain(pick("akiec", 1)).chain(pick("scc", 1)).collect();
-    let stem = |l: &dermscreen::dataset::Label| Path::new(&l.image).file_stem().unwrap().to_str().unwrap().to_string();
     const ISIC_2019: [&str; 9] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"];
     let one_hot = |columns: &[&str], marked: &[&str]| columns.iter().map(|c| if marked.contains(c) { "1.0" } else { "0.0" }).collect::<Vec<_>>().join(",");
     let code = |dx: &str| match dx {
@@ -625,8 +635,7 @@ fn evaluate_reads_isic_2020s_ground_truth_as_it_comes() {
     let dir = common::temp_dir("evaluate-isic2020");
     let images = common::shared_data("ham10000").join("images");
     let rows = common::validation_rows();
-    let pick = |dx: &'static str, n| rows.iter().filter(move |l| l.source.as_deref() == Some("ham10000") && l.dx == dx).take(n);
-    let stem = |l: &dermscreen::dataset::Label| Path::new(&l.image).file_stem().unwrap().to_str().unwrap().to_string();
+    let pick = |dx, n| photos_of(&rows, "ham10000", dx, n);
     let mut isic = String::from("image_name,patient_id,lesion_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target\n");
     let mut plain = String::from("image,dx\n");
     let words = [("mel", "melanoma", "malignant"), ("nv", "nevus", "benign"), ("bkl", "seborrheic keratosis", "benign"), ("nv", "unknown", "benign")];

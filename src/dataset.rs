@@ -178,7 +178,7 @@ pub enum DatasetError {
     MissingColumn { path: PathBuf, column: String },
     #[error("{path}: no column of image names (one of {})", IMAGE_COLUMNS.join(", "))]
     NoImageColumn { path: PathBuf },
-    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor an ISIC challenge's ground truth (the one-hot columns MEL, NV, ...; ISIC 2020's diagnosis and benign_malignant), nor a known data set's own column of diagnoses: {known}")]
+    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor an ISIC challenge's ground truth (the one-hot columns MEL, NV, ...; ISIC 2020's diagnosis and benign_malignant), nor DDI's (disease, malignant) or Fitzpatrick17k's (label, three_partition_label), nor a known data set's own column of diagnoses: {known}")]
     NoDiagnosisColumn { path: PathBuf, known: String },
     #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
@@ -262,15 +262,16 @@ pub struct Label {
 }
 
 /// What a label table's column of image names is called: ours, then HAM10000's metadata,
-/// PAD-UFES-20's, the ISIC Archive's and ISIC 2020's, so their tables are read as they come.
-pub const IMAGE_COLUMNS: [&str; 5] = ["image", "image_id", "img_id", "isic_id", "image_name"];
+/// PAD-UFES-20's, the ISIC Archive's, ISIC 2020's, DDI's and Fitzpatrick17k's, so their
+/// tables are read as they come.
+pub const IMAGE_COLUMNS: [&str; 7] = ["image", "image_id", "img_id", "isic_id", "image_name", "DDI_file", "md5hash"];
 
 /// Reads a label table with columns `image` (or another of [`IMAGE_COLUMNS`]) and `dx`, and
 /// `source` and `kind` where present (others are ignored), such as
 /// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be an
-/// ISIC challenge's ground truth (one-hot, [`ONE_HOT_CODES`], or ISIC 2020's words,
-/// [`ISIC_2020_DIAGNOSES`]) or a known source's own ([`known_source`]): these are read as they
-/// come.
+/// ISIC challenge's ground truth (one-hot, [`ONE_HOT_CODES`]), a table of diagnoses in words
+/// with their outcome ([`WORD_TABLES`]: ISIC 2020, DDI, Fitzpatrick17k) or a known source's
+/// own ([`known_source`]): these are read as they come.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     Ok(read_label_table(path)?.0)
 }
@@ -292,19 +293,96 @@ pub const ONE_HOT_CODES: [(&str, &str); 10] = [
     ("UNK", "UNK"),
 ];
 
-/// ISIC 2020's ground truth gives each photo's diagnosis in words (`diagnosis`), `unknown` for
-/// most benign ones, and its outcome in `benign_malignant`: its words -> taxonomy ids. A word
-/// not listed (`unknown`, `cafe-au-lait macule`) is scored as the outcome, `benign` or
-/// `malignant`, a node above the training classes.
-pub const ISIC_2020_DIAGNOSES: [(&str, &str); 7] = [
-    ("melanoma", "mel"),
-    ("nevus", "nv"),
-    ("seborrheic keratosis", "bkl"),
-    ("lentigo NOS", "bkl"),
-    ("solar lentigo", "bkl"),
-    ("lichenoid keratosis", "bkl"),
-    ("atypical melanocytic proliferation", "benign_melanocytic"),
+/// A published table that gives each photo's diagnosis in words and, beside it, its outcome
+/// (benign or malignant, or non-neoplastic), the pathology's verdict where the words name a
+/// disease the model has no class for.
+pub struct WordTable {
+    /// The data set, for the documentation.
+    pub name: &'static str,
+    /// Its column of diagnoses in words ([`DIAGNOSIS_WORDS`]).
+    pub words: &'static str,
+    /// Its column of outcomes ([`outcome_node`]).
+    pub outcome: &'static str,
+    /// The kind of its photos.
+    pub kind: Kind,
+}
+
+/// The tables of diagnoses in words read as they come, told apart by their two columns.
+pub const WORD_TABLES: [WordTable; 3] = [
+    // `unknown` for most of its benign photos.
+    WordTable { name: "ISIC 2020", words: "diagnosis", outcome: "benign_malignant", kind: Kind::Dermoscopic },
+    // Stanford's Diverse Dermatology Images: `malignant` is True/False.
+    WordTable { name: "DDI", words: "disease", outcome: "malignant", kind: Kind::Clinical },
+    // Its outcome is the paper's first level: benign, malignant, non-neoplastic.
+    WordTable { name: "Fitzpatrick17k", words: "label", outcome: "three_partition_label", kind: Kind::Clinical },
 ];
+
+/// Diagnoses in words, as [`WORD_TABLES`] write them (in any case, with `-` or `_` for
+/// spaces) -> taxonomy ids. Only diseases a class holds are listed; another word (`unknown`,
+/// `verruca vulgaris`, and nevi that are not melanocytic, such as `epidermal nevus`) is
+/// scored as the row's outcome. Squamous cell carcinoma in situ is Bowen's disease, `akiec`.
+pub const DIAGNOSIS_WORDS: [(&str, &str); 38] = [
+    ("melanoma", "mel"),
+    ("melanoma in situ", "mel"),
+    ("melanoma acral lentiginous", "mel"),
+    ("nodular melanoma (nm)", "mel"),
+    ("lentigo maligna", "mel"),
+    ("malignant melanoma", "mel"),
+    ("superficial spreading melanoma ssm", "mel"),
+    ("nevus", "nv"),
+    ("melanocytic nevi", "nv"),
+    ("melanocytic nevus", "nv"),
+    ("dysplastic nevus", "nv"),
+    ("blue nevus", "nv"),
+    ("congenital nevus", "nv"),
+    ("halo nevus", "nv"),
+    ("nevocytic nevus", "nv"),
+    ("atypical spindle cell nevus of reed", "nv"),
+    ("pigmented spindle cell nevus of reed", "nv"),
+    ("atypical melanocytic proliferation", "benign_melanocytic"),
+    ("basal cell carcinoma", "bcc"),
+    ("basal cell carcinoma superficial", "bcc"),
+    ("basal cell carcinoma nodular", "bcc"),
+    ("basal cell carcinoma morpheiform", "bcc"),
+    ("solid cystic basal cell carcinoma", "bcc"),
+    ("squamous cell carcinoma", "scc"),
+    ("squamous cell carcinoma keratoacanthoma", "scc"),
+    ("squamous cell carcinoma in situ", "akiec"),
+    ("actinic keratosis", "akiec"),
+    ("seborrheic keratosis", "bkl"),
+    ("seborrheic keratosis irritated", "bkl"),
+    ("solar lentigo", "bkl"),
+    ("lentigo nos", "bkl"),
+    ("lichenoid keratosis", "bkl"),
+    ("dermatofibroma", "df"),
+    ("pyogenic granuloma", "vasc"),
+    ("granuloma pyogenic", "vasc"),
+    ("hemangioma", "vasc"),
+    ("angioma", "vasc"),
+    ("angiokeratoma", "vasc"),
+];
+
+/// A word of [`DIAGNOSIS_WORDS`] as listed: lower case, `-` and `_` read as spaces.
+fn plain_words(word: &str) -> String {
+    word.trim().to_lowercase().replace(['-', '_'], " ")
+}
+
+/// A row's outcome as a taxonomy node: `benign`, `malignant` or `non_neoplastic` as written
+/// in any case (`non-neoplastic`), or DDI's `malignant` column, True or False.
+fn outcome_node(outcome: &str) -> String {
+    match plain_words(outcome).as_str() {
+        "true" | "1" => "malignant".to_string(),
+        "false" | "0" => "benign".to_string(),
+        other => other.replace(' ', "_"),
+    }
+}
+
+/// Each row's diagnosis in a [`WordTable`]: its words' taxonomy id, else its outcome.
+fn worded_diagnoses(table: &Table, spec: &WordTable) -> Result<Vec<String>, DatasetError> {
+    let rows = table.columns([spec.words, spec.outcome])?;
+    let id = |word: &str| DIAGNOSIS_WORDS.iter().find(|(w, _)| *w == plain_words(word)).map(|(_, id)| id.to_string());
+    Ok(rows.into_iter().map(|[word, outcome]| id(&word).unwrap_or_else(|| outcome_node(&outcome))).collect())
+}
 
 /// [`read_labels`], and the source whose own table it is, when it is one.
 pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
@@ -317,16 +395,8 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
     } else if table.has("MEL") && table.has("NV") {
         // The challenges' photos are all dermoscopic.
         (one_hot_diagnoses(&table, &images)?, None, Some(Kind::Dermoscopic))
-    } else if table.has("diagnosis") && table.has("benign_malignant") {
-        let words = table.columns(["diagnosis", "benign_malignant"])?;
-        let diagnoses = words
-            .into_iter()
-            .map(|[word, outcome]| {
-                let id = ISIC_2020_DIAGNOSES.iter().find(|(w, _)| w.eq_ignore_ascii_case(word.trim())).map(|(_, id)| id.to_string());
-                id.unwrap_or(outcome)
-            })
-            .collect();
-        (diagnoses, None, Some(Kind::Dermoscopic))
+    } else if let Some(spec) = WORD_TABLES.iter().find(|t| table.has(t.words) && table.has(t.outcome)) {
+        (worded_diagnoses(&table, spec)?, None, Some(spec.kind))
     } else {
         let spec = known_source(&table)?;
         let codes = table.column(&spec.dx_column)?;
@@ -561,5 +631,22 @@ mod tests {
         let pad = sources.iter().find(|s| s.name == "pad_ufes_20").unwrap();
         assert_eq!(pad.dx_map["SCC"], "scc");
         assert!(taxonomy.is_within("scc", "malignant_epidermal").unwrap());
+    }
+
+    #[test]
+    fn published_tables_words_and_outcomes_are_taxonomy_nodes() {
+        let taxonomy = crate::taxonomy::Taxonomy::bundled();
+        let within = |id: &str| taxonomy.is_within(id, "root").unwrap_or(false);
+        for (word, id) in DIAGNOSIS_WORDS {
+            assert!(within(id), "{word}: {id} is a taxonomy node");
+            assert_eq!(plain_words(word), word, "listed as it is looked up");
+        }
+        for (column, id) in ONE_HOT_CODES.into_iter().filter(|(c, _)| *c != "UNK") {
+            assert!(within(id), "{column}: {id} is a taxonomy node");
+        }
+        for (written, node) in [("True", "malignant"), ("False", "benign"), ("Benign", "benign"), ("non-neoplastic", "non_neoplastic")] {
+            assert_eq!(outcome_node(written), node);
+            assert!(within(node));
+        }
     }
 }

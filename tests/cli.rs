@@ -664,6 +664,72 @@ fn evaluate_reads_isic_2020s_ground_truth_as_it_comes() {
     assert_eq!(theirs["by_source_and_kind"][1]["group"], "dermoscopic", "the challenge's photos are dermoscopic");
 }
 
+/// Clinical photo sets publish their own tables: DDI (`DDI_file`, `disease` in hyphenated
+/// words, `malignant` True/False) and Fitzpatrick17k (`md5hash`, `label` in words,
+/// `three_partition_label`). Read as they come, they score as the same photos labelled `dx`: a
+/// disease the model has a class for as that class, any other as its outcome (a nevus that is
+/// not melanocytic is no `nv`), the photos clinical, and a non-neoplastic one named as a label
+/// the model has no class for.
+#[test]
+fn evaluate_reads_ddi_and_fitzpatrick17k_tables_as_they_come() {
+    let dir = common::temp_dir("evaluate-clinical-sets");
+    let images = common::shared_data("pad-ufes-20-subset").join("images");
+    let rows = common::validation_rows();
+    let pick = |dx, n| photos_of(&rows, "pad_ufes_20", dx, n);
+    // (dx, DDI's word, Fitzpatrick17k's word, what the photo is scored as).
+    let words = [
+        ("mel", "melanoma-in-situ", "lentigo maligna", "mel"),
+        ("bcc", "basal-cell-carcinoma-nodular", "basal cell carcinoma morpheiform", "bcc"),
+        ("scc", "squamous-cell-carcinoma-keratoacanthoma", "squamous cell carcinoma", "scc"),
+        ("akiec", "actinic-keratosis", "actinic keratosis", "akiec"),
+        ("bkl", "seborrheic-keratosis-irritated", "seborrheic keratosis", "bkl"),
+        ("nv", "melanocytic-nevi", "congenital nevus", "nv"),
+        ("nv", "nevus-lipomatosus-superficialis", "epidermal nevus", "benign"),
+    ];
+    let mut ddi = String::from("DDI_ID,DDI_file,skin_tone,malignant,disease\n");
+    let mut fitzpatrick = String::from("md5hash,fitzpatrick_scale,fitzpatrick_centaur,label,nine_partition_label,three_partition_label,qc,url,url_alphanum\n");
+    let mut plain = String::from("image,dx\n");
+    for (i, (dx, ddi_word, fitzpatrick_word, scored)) in words.iter().enumerate() {
+        // The nevi with other words are other nevi than the melanocytic ones.
+        let skip = if *scored == "benign" { 3 } else { 0 };
+        let malignant = ["mel", "bcc", "scc", "akiec"].contains(dx);
+        let outcome = if malignant { "malignant" } else { "benign" };
+        for l in pick(dx, skip + 3).skip(skip) {
+            let file = Path::new(&l.image).file_name().unwrap().to_str().unwrap();
+            ddi += &format!("{i},{file},34,{},{ddi_word}\n", if malignant { "True" } else { "False" });
+            fitzpatrick += &format!("{},3,3,{fitzpatrick_word},{outcome} epidermal,{outcome},,https://example.org/{i}.jpg,{i}.jpg\n", stem(l));
+            plain += &format!("{file},{scored}\n");
+        }
+    }
+    let (out, ours) = evaluate_table_in(&dir, &images, &plain);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ours = ours.unwrap();
+    assert_eq!(ours["summary"]["images"], 21, "3 photos for each row of words");
+    assert_eq!(ours["summary"]["above_classes"], 3, "the nevi known only to be benign");
+    let flag_row = |m: &serde_json::Value| {
+        let mut row = m["by_source_and_kind"][0].clone();
+        row.as_object_mut().unwrap().remove("kind_recognised"); // only theirs says which kind its photos are
+        row
+    };
+
+    let (out, theirs) = evaluate_table_in(&dir, &images, &ddi);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs = theirs.unwrap();
+    assert_eq!(theirs["summary"], ours["summary"], "DDI's words and outcomes");
+    assert_eq!(flag_row(&theirs), flag_row(&ours), "the flag's numbers");
+    assert_eq!(theirs["by_source_and_kind"][1]["group"], "clinical", "DDI's photos are clinical");
+
+    let psoriasis = stem(pick("nv", 7).last().unwrap());
+    let (out, theirs) = evaluate_table_in(&dir, &images, &format!("{fitzpatrick}{psoriasis},2,2,psoriasis,inflammatory,non-neoplastic,,https://example.org/p.jpg,p.jpg\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "scored, with the psoriasis photo reported: {stderr}");
+    assert!(stderr.contains(&format!("label 'non_neoplastic' (1 row, the first {psoriasis})")), "{stderr}");
+    let theirs = theirs.unwrap();
+    assert_eq!(theirs["summary"], ours["summary"], "Fitzpatrick17k's words and outcomes");
+    assert_eq!(flag_row(&theirs), flag_row(&ours), "the flag's numbers");
+    assert_eq!(theirs["by_source_and_kind"][1]["group"], "clinical", "Fitzpatrick17k's photos are clinical");
+}
+
 /// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
 #[test]
 fn evaluate_finds_photos_with_capital_extensions() {

@@ -77,9 +77,15 @@ mod native {
             /// Folder with the images.
             #[arg(long)]
             images: PathBuf,
-            /// CSV with columns `image,dx` (image: file name with or without extension; `image_id`, `img_id` or `isic_id` are read as `image`, so HAM10000's metadata.csv is a label table as it comes)
+            /// CSV with columns `image,dx` (image: file name with or without extension; `image_id`, `img_id`, `isic_id`, `image_name`, `DDI_file` or `md5hash` are read as `image`), or a data set's own table as it comes: HAM10000's or PAD-UFES-20's metadata.csv, an ISIC challenge's ground truth, DDI's or Fitzpatrick17k's table (README)
             #[arg(long)]
             labels: PathBuf,
+            /// Also report each value of this column of the label table apart, a row per value
+            /// beside the sources and kinds: `skin_tone` (DDI), `fitzpatrick_scale`
+            /// (Fitzpatrick17k), `fitspatrick` (PAD-UFES-20), `sex`, ... Repeat for several;
+            /// a photo with no value is in none of its rows.
+            #[arg(long, value_name = "COLUMN")]
+            by: Vec<String>,
             /// Output folder for metrics.json and SVG plots.
             #[arg(long)]
             out: PathBuf,
@@ -627,7 +633,7 @@ mod native {
         Ok(problems.count == 0)
     }
 
-    fn evaluate(images: &Path, labels: &Path, out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
+    fn evaluate(images: &Path, labels: &Path, by: &[String], out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
         if !images.is_dir() {
             bail!("{}: no such folder (--images)", images.display());
         }
@@ -650,6 +656,16 @@ mod native {
         let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
         let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
         let (table, own) = dataset::read_label_table(labels)?;
+        // Each --by column's values, per row of the table (label i is row i).
+        let by_values = match by {
+            [] => Vec::new(),
+            _ => {
+                let rows = dataset::Table::read(labels)?;
+                by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?
+            }
+        };
+        // Per file: the row of the table it was labelled in.
+        let mut kept_rows = Vec::new();
         if let Some(source) = own {
             // Not a problem with the run, but what its numbers mean: most of these photos may
             // have trained the model.
@@ -659,7 +675,7 @@ mod native {
                 source.name
             );
         }
-        for label in table {
+        for (row, label) in table.into_iter().enumerate() {
             let image = &label.image;
             // Taxonomy ids are lower case; ISIC's tables write them in capitals.
             let Some(node) = taxonomy.scored_node(&label.dx.trim().to_ascii_lowercase(), classes) else {
@@ -681,6 +697,7 @@ mod native {
             files.push(path);
             label_nodes.push(node);
             kept_labels.push(label);
+            kept_rows.push(row);
         }
         if !missing.is_empty() {
             let more = if missing.len() > 3 { ", ..." } else { "" };
@@ -742,7 +759,9 @@ mod native {
         // argmax favours common diagnoses, as it should for "most likely").
         let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
         let summary = report::summarise_nodes(classes, taxonomy, &nodes_kept, &probs)?;
-        let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &nodes_kept, &calls, &predictions)?;
+        let by_kept: Vec<(String, Vec<String>)> =
+            by_values.iter().map(|(column, values)| (column.clone(), kept.iter().map(|&i| values[kept_rows[i]].trim().to_string()).collect())).collect();
+        let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &by_kept, &nodes_kept, &calls, &predictions)?;
         // The first group holds every image.
         let call_balanced_accuracy = group_rows[0].balanced_accuracy;
         let fine_labels: Vec<usize> = fine.iter().map(|&(_, c)| c).collect();
@@ -784,18 +803,21 @@ mod native {
         println!("class-balanced call (the `diagnosis` column): balanced accuracy {}", report::fmt_opt(call_balanced_accuracy));
         println!("gate (scored anyway): {}", gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
         if group_rows.len() > 1 {
-            println!("by source and kind of photo (AUC with 95% interval; the flag as the page shows it):\n{}", report::group_table(&group_rows));
+            let by: String = by.iter().map(|c| format!(", {c}")).collect();
+            println!("by source, kind of photo{by} (AUC with 95% interval; the flag as the page shows it):\n{}", report::group_table(&group_rows));
         }
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
         Ok(problems.count == 0)
     }
 
     /// The headline numbers of all images, then of each source and each kind of photo the
-    /// label table names (the kind as labelled, not as recognised).
+    /// label table names (the kind as labelled, not as recognised), then of each value of each
+    /// `by` column (`(column, value per scored image)`; an empty value is in no group).
     fn evaluate_groups(
         classifier: &Classifier,
         kept: &[usize],
         labels: &[Label],
+        by: &[(String, Vec<String>)],
         nodes: &[&str],
         calls: &[usize],
         predictions: &[Prediction],
@@ -829,6 +851,13 @@ mod native {
         }
         for (j, i) in kept.iter().enumerate() {
             add(labels[*i].kind.map(|k| k.as_str().to_string()), j);
+        }
+        for (column, values) in by {
+            let mut sorted: Vec<(&String, usize)> = values.iter().zip(0..).filter(|(v, _)| !v.is_empty()).collect();
+            sorted.sort();
+            for (value, j) in sorted {
+                add(Some(format!("{column} {value}")), j);
+            }
         }
         groups
             .iter()
@@ -947,7 +976,7 @@ mod native {
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
             Command::Classify { paths, model, format, saliency, context } => classify(&paths, model.as_deref(), format, saliency.as_deref(), context.as_deref(), problems),
-            Command::Evaluate { images, labels, out, model } => evaluate(&images, &labels, &out, model.as_deref(), problems),
+            Command::Evaluate { images, labels, by, out, model } => evaluate(&images, &labels, &by, &out, model.as_deref(), problems),
             #[cfg(feature = "train")]
             Command::Calibrate { model, data, target_sensitivity } => {
                 calibrate(&model, &data, target_sensitivity).map(|()| true)

@@ -730,6 +730,57 @@ fn evaluate_reads_ddi_and_fitzpatrick17k_tables_as_they_come() {
     assert_eq!(theirs["by_source_and_kind"][1]["group"], "clinical", "Fitzpatrick17k's photos are clinical");
 }
 
+/// A model can do worse on some skin: `--by skin_tone` (DDI's column; any column of the table)
+/// adds a row per value, each exactly what scoring that value's photos alone gives; a photo
+/// with no value is in no such row, and a column the table lacks is named.
+#[test]
+fn evaluate_by_a_column_reports_each_value_apart() {
+    let dir = common::temp_dir("evaluate-by");
+    let images = common::shared_data("pad-ufes-20-subset").join("images");
+    let rows = common::validation_rows();
+    let photos: Vec<_> = rows.iter().filter(|l| l.source.as_deref() == Some("pad_ufes_20")).take(30).collect();
+    let tone = |i: usize| ["12", "56", ""][i % 3];
+    let table = |keep: &dyn Fn(usize) -> bool| {
+        let mut t = String::from("DDI_ID,DDI_file,skin_tone,malignant,disease\n");
+        for (i, l) in photos.iter().enumerate().filter(|(i, _)| keep(*i)) {
+            let malignant = ["mel", "bcc", "scc", "akiec"].contains(&l.dx.as_str());
+            t += &format!("{i},{},{},{},{}\n", Path::new(&l.image).file_name().unwrap().to_str().unwrap(), tone(i), if malignant { "True" } else { "False" }, l.dx);
+        }
+        t
+    };
+    let run = |name: &str, table: &str, by: &str| {
+        let labels = dir.join(format!("{name}.csv"));
+        std::fs::write(&labels, table).unwrap();
+        let report = dir.join(name);
+        let mut args = vec!["evaluate", "--images", images.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()];
+        if !by.is_empty() {
+            args.extend(["--by", by]);
+        }
+        let out = dermscreen(&args);
+        let metrics: Option<serde_json::Value> = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
+        (out, metrics)
+    };
+    let (out, metrics) = run("all", &table(&|_| true), "skin_tone");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let groups = metrics.unwrap()["by_source_and_kind"].as_array().unwrap().clone();
+    let names: Vec<&str> = groups.iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert_eq!(names, ["all", "clinical", "skin_tone 12", "skin_tone 56"], "no row for the photos without a value");
+    assert!(stdout.contains("| skin_tone 56 | 10 ("), "{stdout}");
+    for (row, value) in groups[2..].iter().zip(["12", "56"]) {
+        let (out, alone) = run(value, &table(&|i| tone(i) == value), "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut alone = alone.unwrap()["by_source_and_kind"][0].clone();
+        alone["group"] = row["group"].clone();
+        assert_eq!(row, &alone, "skin tone {value}: as its photos alone score");
+    }
+
+    let (out, _) = run("typo", &table(&|_| true), "skin_type");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'skin_type'"), "{stderr}");
+}
+
 /// Cameras name their photos IMG_0001.JPG: a table naming them without the extension finds them.
 #[test]
 fn evaluate_finds_photos_with_capital_extensions() {

@@ -259,6 +259,9 @@ pub struct Label {
     pub source: Option<String>,
     /// The kind of photo, when the table says.
     pub kind: Option<Kind>,
+    /// The table row it was read from (0 is the first under the header); a derm7pt row gives
+    /// two labels ([`PAIRED_IMAGE_COLUMNS`]).
+    pub row: usize,
 }
 
 /// What a label table's column of image names is called: ours, then HAM10000's metadata,
@@ -270,8 +273,9 @@ pub const IMAGE_COLUMNS: [&str; 7] = ["image", "image_id", "img_id", "isic_id", 
 /// `source` and `kind` where present (others are ignored), such as
 /// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be an
 /// ISIC challenge's ground truth (one-hot, [`ONE_HOT_CODES`]), a table of diagnoses in words
-/// with their outcome ([`WORD_TABLES`]: ISIC 2020, DDI, Fitzpatrick17k) or a known source's
-/// own ([`known_source`]): these are read as they come.
+/// with their outcome ([`WORD_TABLES`]: ISIC 2020, DDI, Fitzpatrick17k), derm7pt's table of
+/// paired photos ([`PAIRED_IMAGE_COLUMNS`]) or a known source's own ([`known_source`]): these
+/// are read as they come.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     Ok(read_label_table(path)?.0)
 }
@@ -317,11 +321,12 @@ pub const WORD_TABLES: [WordTable; 3] = [
     WordTable { name: "Fitzpatrick17k", words: "label", outcome: "three_partition_label", kind: Kind::Clinical },
 ];
 
-/// Diagnoses in words, as [`WORD_TABLES`] write them (in any case, with `-` or `_` for
-/// spaces) -> taxonomy ids. Only diseases a class holds are listed; another word (`unknown`,
-/// `verruca vulgaris`, and nevi that are not melanocytic, such as `epidermal nevus`) is
-/// scored as the row's outcome. Squamous cell carcinoma in situ is Bowen's disease, `akiec`.
-pub const DIAGNOSIS_WORDS: [(&str, &str); 38] = [
+/// Diagnoses in words, as [`WORD_TABLES`] and derm7pt write them (in any case, with `-` or
+/// `_` for spaces) -> taxonomy ids. Diseases a class holds are listed, and two benign ones of
+/// derm7pt; another word (`unknown`, `verruca vulgaris`, and nevi that are not melanocytic,
+/// such as `epidermal nevus`) is scored as the row's outcome. Squamous cell carcinoma in situ
+/// is Bowen's disease, `akiec`.
+pub const DIAGNOSIS_WORDS: [(&str, &str); 51] = [
     ("melanoma", "mel"),
     ("melanoma in situ", "mel"),
     ("melanoma acral lentiginous", "mel"),
@@ -329,6 +334,11 @@ pub const DIAGNOSIS_WORDS: [(&str, &str); 38] = [
     ("lentigo maligna", "mel"),
     ("malignant melanoma", "mel"),
     ("superficial spreading melanoma ssm", "mel"),
+    ("melanoma (in situ)", "mel"),
+    ("melanoma (less than 0.76 mm)", "mel"),
+    ("melanoma (0.76 to 1.5 mm)", "mel"),
+    ("melanoma (more than 1.5 mm)", "mel"),
+    ("melanoma metastasis", "mel"),
     ("nevus", "nv"),
     ("melanocytic nevi", "nv"),
     ("melanocytic nevus", "nv"),
@@ -339,6 +349,11 @@ pub const DIAGNOSIS_WORDS: [(&str, &str); 38] = [
     ("nevocytic nevus", "nv"),
     ("atypical spindle cell nevus of reed", "nv"),
     ("pigmented spindle cell nevus of reed", "nv"),
+    ("clark nevus", "nv"),
+    ("combined nevus", "nv"),
+    ("dermal nevus", "nv"),
+    ("recurrent nevus", "nv"),
+    ("reed or spitz nevus", "nv"),
     ("atypical melanocytic proliferation", "benign_melanocytic"),
     ("basal cell carcinoma", "bcc"),
     ("basal cell carcinoma superficial", "bcc"),
@@ -360,6 +375,10 @@ pub const DIAGNOSIS_WORDS: [(&str, &str); 38] = [
     ("hemangioma", "vasc"),
     ("angioma", "vasc"),
     ("angiokeratoma", "vasc"),
+    ("vascular lesion", "vasc"),
+    // derm7pt's, which has no outcome column: benign, but no class holds them.
+    ("lentigo", "benign"),
+    ("melanosis", "benign"),
 ];
 
 /// A word of [`DIAGNOSIS_WORDS`] as listed: lower case, `-` and `_` read as spaces.
@@ -380,13 +399,46 @@ fn outcome_node(outcome: &str) -> String {
 /// Each row's diagnosis in a [`WordTable`]: its words' taxonomy id, else its outcome.
 fn worded_diagnoses(table: &Table, spec: &WordTable) -> Result<Vec<String>, DatasetError> {
     let rows = table.columns([spec.words, spec.outcome])?;
-    let id = |word: &str| DIAGNOSIS_WORDS.iter().find(|(w, _)| *w == plain_words(word)).map(|(_, id)| id.to_string());
-    Ok(rows.into_iter().map(|[word, outcome]| id(&word).unwrap_or_else(|| outcome_node(&outcome))).collect())
+    Ok(rows.into_iter().map(|[word, outcome]| word_id(&word).unwrap_or_else(|| outcome_node(&outcome))).collect())
+}
+
+/// The taxonomy id [`DIAGNOSIS_WORDS`] gives `word`, if it lists it.
+fn word_id(word: &str) -> Option<String> {
+    DIAGNOSIS_WORDS.iter().find(|(w, _)| *w == plain_words(word)).map(|(_, id)| id.to_string())
+}
+
+/// derm7pt (the seven-point checklist set) photographs each lesion twice, in one row: its
+/// image columns and the kind of photo each holds.
+pub const PAIRED_IMAGE_COLUMNS: [(&str, Kind); 2] = [("derm", Kind::Dermoscopic), ("clinic", Kind::Clinical)];
+
+/// The labels of a table with [`PAIRED_IMAGE_COLUMNS`] and a `diagnosis` in words, two a row
+/// (an empty cell gives none), or `None` for another table. A word [`DIAGNOSIS_WORDS`] does
+/// not list (`miscellaneous`) is kept as written, to be named as a label with no class.
+fn paired_labels(table: &Table) -> Result<Option<Vec<Label>>, DatasetError> {
+    if !(table.has("diagnosis") && PAIRED_IMAGE_COLUMNS.iter().all(|(column, _)| table.has(column))) {
+        return Ok(None);
+    }
+    let words = table.column("diagnosis")?;
+    let mut labels = Vec::new();
+    for (column, kind) in PAIRED_IMAGE_COLUMNS {
+        for (row, (image, word)) in table.column(column)?.into_iter().zip(&words).enumerate() {
+            if !image.trim().is_empty() {
+                let dx = word_id(word).unwrap_or_else(|| word.trim().to_string());
+                labels.push(Label { image, dx, source: None, kind: Some(kind), row });
+            }
+        }
+    }
+    // Row by row, as the table lists them (the sort is stable: dermoscopic first).
+    labels.sort_by_key(|l| l.row);
+    Ok(Some(labels))
 }
 
 /// [`read_labels`], and the source whose own table it is, when it is one.
 pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
     let table = Table::read(path)?;
+    if let Some(labels) = paired_labels(&table)? {
+        return Ok((labels, None));
+    }
     let image = IMAGE_COLUMNS.into_iter().find(|c| table.has(c)).ok_or_else(|| DatasetError::NoImageColumn { path: path.to_path_buf() })?;
     let images = table.column(image)?;
     // The diagnoses, the source whose own table this is, and the kind its photos are.
@@ -422,7 +474,7 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
                 Some(k) => Some(Kind::parse(k).ok_or_else(|| DatasetError::UnknownKind { path: path.to_path_buf(), kind: k.to_string() })?),
             };
             let source = source.or_else(|| known.as_ref().map(|s| s.name.clone()));
-            Ok(Label { image, dx, source, kind })
+            Ok(Label { image, dx, source, kind, row: i })
         })
         .collect::<Result<_, _>>()?;
     Ok((labels, known))

@@ -656,7 +656,7 @@ mod native {
         let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
         let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
         let (table, own) = dataset::read_label_table(labels)?;
-        // Each --by column's values, per row of the table (label i is row i).
+        // Each --by column's values, per row of the table (`Label::row`).
         let by_values = match by {
             [] => Vec::new(),
             _ => {
@@ -664,8 +664,7 @@ mod native {
                 by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?
             }
         };
-        // Per file: the row of the table it was labelled in.
-        let mut kept_rows = Vec::new();
+
         if let Some(source) = own {
             // Not a problem with the run, but what its numbers mean: most of these photos may
             // have trained the model.
@@ -675,7 +674,7 @@ mod native {
                 source.name
             );
         }
-        for (row, label) in table.into_iter().enumerate() {
+        for label in table {
             let image = &label.image;
             // Taxonomy ids are lower case; ISIC's tables write them in capitals.
             let Some(node) = taxonomy.scored_node(&label.dx.trim().to_ascii_lowercase(), classes) else {
@@ -697,7 +696,6 @@ mod native {
             files.push(path);
             label_nodes.push(node);
             kept_labels.push(label);
-            kept_rows.push(row);
         }
         if !missing.is_empty() {
             let more = if missing.len() > 3 { ", ..." } else { "" };
@@ -760,7 +758,7 @@ mod native {
         let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
         let summary = report::summarise_nodes(classes, taxonomy, &nodes_kept, &probs)?;
         let by_kept: Vec<(String, Vec<String>)> =
-            by_values.iter().map(|(column, values)| (column.clone(), kept.iter().map(|&i| values[kept_rows[i]].trim().to_string()).collect())).collect();
+            by_values.iter().map(|(column, values)| (column.clone(), kept.iter().map(|&i| values[kept_labels[i].row].trim().to_string()).collect())).collect();
         let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &by_kept, &nodes_kept, &calls, &predictions)?;
         // The first group holds every image.
         let call_balanced_accuracy = group_rows[0].balanced_accuracy;

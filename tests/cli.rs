@@ -730,6 +730,45 @@ fn evaluate_reads_ddi_and_fitzpatrick17k_tables_as_they_come() {
     assert_eq!(theirs["by_source_and_kind"][1]["group"], "clinical", "Fitzpatrick17k's photos are clinical");
 }
 
+/// derm7pt (the seven-point checklist set) photographs each lesion twice, `derm` through a
+/// dermatoscope and `clinic` without one, in one row with its `diagnosis` in words: read as it
+/// comes, each row gives two photos of their kinds, scored as the same photos labelled `dx`
+/// and `kind` row by row, and `--by` reaches both.
+#[test]
+fn evaluate_reads_derm7pts_paired_photos_as_they_come() {
+    let dir = common::temp_dir("evaluate-derm7pt");
+    let root = common::data_root();
+    let rows = common::validation_rows();
+    // No set here has both photos of one lesion: a HAM10000 and a phone photo of one diagnosis stand in.
+    let pairs = [("mel", "melanoma (less than 0.76 mm)"), ("nv", "clark nevus"), ("nv", "reed or spitz nevus"), ("bcc", "basal cell carcinoma"), ("bkl", "seborrheic keratosis")];
+    let mut derm7pt = String::from("case_num,diagnosis,seven_point_score,pigment_network,clinic,derm,elevation,location,sex,management\n");
+    let mut plain = String::from("image,dx,kind,sex\n");
+    for (i, (dx, word)) in pairs.iter().enumerate() {
+        let skip = if *word == "reed or spitz nevus" { 2 } else { 0 };
+        let derm = photos_of(&rows, "ham10000", dx, skip + 2).skip(skip).map(|l| l.image.clone());
+        let clinic = photos_of(&rows, "pad_ufes_20", dx, skip + 2).skip(skip).map(|l| l.image.clone());
+        for (j, (derm, clinic)) in derm.zip(clinic).enumerate() {
+            let sex = ["female", "male"][(i + j) % 2];
+            derm7pt += &format!("{},{word},1,typical,{clinic},{derm},flat,back,{sex},excision\n", 10 * i + j);
+            plain += &format!("{derm},{dx},dermoscopic,{sex}\n{clinic},{dx},clinical,{sex}\n");
+        }
+    }
+    let run = |name: &str, table: &str| {
+        let labels = dir.join(format!("{name}.csv"));
+        std::fs::write(&labels, table).unwrap();
+        let report = dir.join(name);
+        let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--by", "sex", "--out", report.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap()
+    };
+    let (theirs, ours) = (run("derm7pt", &derm7pt), run("plain", &plain));
+    assert_eq!(theirs["summary"]["images"], 20, "two photos a row");
+    assert_eq!(theirs["summary"], ours["summary"]);
+    assert_eq!(theirs["by_source_and_kind"], ours["by_source_and_kind"], "each kind and each sex apart");
+    let groups: Vec<&str> = theirs["by_source_and_kind"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["all", "dermoscopic", "clinical", "sex female", "sex male"]);
+}
+
 /// A model can do worse on some skin: `--by skin_tone` (DDI's column; any column of the table)
 /// adds a row per value, each exactly what scoring that value's photos alone gives; a photo
 /// with no value is in no such row, and a column the table lacks is named.

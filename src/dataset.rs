@@ -326,7 +326,7 @@ pub const WORD_TABLES: [WordTable; 3] = [
 /// derm7pt; another word (`unknown`, `verruca vulgaris`, and nevi that are not melanocytic,
 /// such as `epidermal nevus`) is scored as the row's outcome. Squamous cell carcinoma in situ
 /// is Bowen's disease, `akiec`.
-pub const DIAGNOSIS_WORDS: [(&str, &str); 51] = [
+pub const DIAGNOSIS_WORDS: [(&str, &str); 52] = [
     ("melanoma", "mel"),
     ("melanoma in situ", "mel"),
     ("melanoma acral lentiginous", "mel"),
@@ -349,6 +349,7 @@ pub const DIAGNOSIS_WORDS: [(&str, &str); 51] = [
     ("nevocytic nevus", "nv"),
     ("atypical spindle cell nevus of reed", "nv"),
     ("pigmented spindle cell nevus of reed", "nv"),
+    ("pigmented benign keratosis", "bkl"),
     ("clark nevus", "nv"),
     ("combined nevus", "nv"),
     ("dermal nevus", "nv"),
@@ -405,6 +406,15 @@ fn worded_diagnoses(table: &Table, spec: &WordTable) -> Result<Vec<String>, Data
 /// The taxonomy id [`DIAGNOSIS_WORDS`] gives `word`, if it lists it.
 fn word_id(word: &str) -> Option<String> {
     DIAGNOSIS_WORDS.iter().find(|(w, _)| *w == plain_words(word)).map(|(_, id)| id.to_string())
+}
+
+/// The diagnosis a photo's folders name, for photos sorted into a folder per diagnosis: the
+/// nearest folder above `photo` (a path under the photos' folder) named for a diagnosis in
+/// words ([`DIAGNOSIS_WORDS`]: `Seborrheic Keratosis`) or for a taxonomy node, in any case
+/// (`BCC`, `malignant`, `non-neoplastic`; `is_node` tells them). `None` when no folder is.
+pub fn folder_diagnosis(photo: &Path, is_node: impl Fn(&str) -> bool) -> Option<String> {
+    let folders = photo.parent()?.ancestors().filter_map(|a| a.file_name()?.to_str());
+    folders.map(|name| (word_id(name), plain_words(name).replace(' ', "_"))).find_map(|(word, id)| word.or_else(|| is_node(&id).then_some(id)))
 }
 
 /// derm7pt (the seven-point checklist set) photographs each lesion twice, in one row: its
@@ -683,6 +693,20 @@ mod tests {
         let pad = sources.iter().find(|s| s.name == "pad_ufes_20").unwrap();
         assert_eq!(pad.dx_map["SCC"], "scc");
         assert!(taxonomy.is_within("scc", "malignant_epidermal").unwrap());
+    }
+
+    #[test]
+    fn a_photos_nearest_folder_named_for_a_diagnosis_labels_it() {
+        let taxonomy = crate::taxonomy::Taxonomy::bundled();
+        let is_node = |id: &str| id != "root" && taxonomy.is_within(id, "root").unwrap_or(false);
+        let label = |p: &str| folder_diagnosis(Path::new(p), is_node);
+        assert_eq!(label("train/malignant/1.jpg").as_deref(), Some("malignant"));
+        assert_eq!(label("ISIC/Train/pigmented benign keratosis/ISIC_1.jpg").as_deref(), Some("bkl"));
+        assert_eq!(label("BCC/2024/march/1.jpg").as_deref(), Some("bcc"), "the nearest folder that names one");
+        assert_eq!(label("nv/melanoma-in-situ/1.jpg").as_deref(), Some("mel"));
+        assert_eq!(label("Non-Neoplastic/1.jpg").as_deref(), Some("non_neoplastic"));
+        assert_eq!(label("photos/root/1.jpg"), None);
+        assert_eq!(label("1.jpg"), None);
     }
 
     #[test]

@@ -77,9 +77,15 @@ mod native {
             /// Folder with the images.
             #[arg(long)]
             images: PathBuf,
-            /// CSV with columns `image,dx` (image: file name with or without extension; `image_id`, `img_id`, `isic_id`, `image_name`, `DDI_file` or `md5hash` are read as `image`), or a data set's own table as it comes: HAM10000's or PAD-UFES-20's metadata.csv, an ISIC challenge's ground truth, DDI's or Fitzpatrick17k's table (README)
+            /// CSV with columns `image,dx` (image: file name or path, with or without extension;
+            /// `image_id`, `img_id`, `isic_id`, `image_name`, `DDI_file` or `md5hash` are read as
+            /// `image`), or a data set's own table as it comes: HAM10000's or PAD-UFES-20's
+            /// metadata.csv, an ISIC challenge's ground truth, DDI's, Fitzpatrick17k's or
+            /// derm7pt's (README). Without it, each photo under --images is labelled by the
+            /// nearest folder above it named for a diagnosis: a taxonomy id in any case (`mel`,
+            /// `BCC`, `benign`, `malignant`) or words (`melanoma`, `seborrheic keratosis`).
             #[arg(long)]
-            labels: PathBuf,
+            labels: Option<PathBuf>,
             /// Also report each value of this column of the label table apart, a row per value
             /// beside the sources and kinds: `skin_tone` (DDI), `fitzpatrick_scale`
             /// (Fitzpatrick17k), `fitspatrick` (PAD-UFES-20), `sex`, ... Repeat for several;
@@ -633,9 +639,12 @@ mod native {
         Ok(problems.count == 0)
     }
 
-    fn evaluate(images: &Path, labels: &Path, by: &[String], out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
+    fn evaluate(images: &Path, table_path: Option<&Path>, by: &[String], out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
         if !images.is_dir() {
             bail!("{}: no such folder (--images)", images.display());
+        }
+        if table_path.is_none() && !by.is_empty() {
+            bail!("--by names a column of the label table (--labels), and there is none");
         }
         const REPORT: &str = "metrics.json and the plots";
         // First of all: a wrong --out is the one error named, not one among the table's.
@@ -655,12 +664,17 @@ mod native {
         // An image listed twice would count twice: its first row is scored, the repeats reported.
         let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
         let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
-        let (table, own) = dataset::read_label_table(labels)?;
+        let (table, own) = match table_path {
+            Some(path) => dataset::read_label_table(path)?,
+            None => (folder_labels(images, out, taxonomy, &mut problems), None),
+        };
+        // What the messages name as the labels' home.
+        let labels = table_path.unwrap_or(images);
         // Each --by column's values, per row of the table (`Label::row`).
-        let by_values = match by {
-            [] => Vec::new(),
-            _ => {
-                let rows = dataset::Table::read(labels)?;
+        let by_values = match (by, table_path) {
+            (_, None) | ([], _) => Vec::new(),
+            (_, Some(path)) => {
+                let rows = dataset::Table::read(path)?;
                 by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?
             }
         };
@@ -717,9 +731,11 @@ mod native {
                 if repeats == 1 { "repeats" } else { "repeat" }
             ));
         }
+        // Without a table, the labels are folders' names and the rows photos.
+        let (row, field) = if table_path.is_some() { ("row", "`dx` takes") } else { ("photo", "a folder may name") };
         for (dx, (rows, first)) in &unknown {
             problems.report(format_args!(
-                "{}: label '{dx}' ({rows} row{}, the first {first}) is not a taxonomy id at, under or above a training class; `dx` takes a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
+                "{}: label '{dx}' ({rows} {row}{}, the first {first}) is not a taxonomy id at, under or above a training class; {field} a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
                 labels.display(),
                 plural(*rows),
                 classes.join(", ")
@@ -769,7 +785,7 @@ mod native {
             "model": classifier.meta().name,
             "weights_sha256": classifier.meta().weights.sha256,
             "images_dir": images.display().to_string(),
-            "labels": labels.display().to_string(),
+            "labels": table_path.map(|p| p.display().to_string()),
             "skipped": problems.count,
             "gate": gated,
             "class_balanced_call": { "balanced_accuracy": call_balanced_accuracy },
@@ -806,6 +822,32 @@ mod native {
         }
         println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
         Ok(problems.count == 0)
+    }
+
+    /// Without a label table: each photo under `images` (not under `out`) labelled by its folders
+    /// ([`dataset::folder_diagnosis`]); the photos under no folder named for a diagnosis are
+    /// counted in one line.
+    fn folder_labels(images: &Path, out: &Path, taxonomy: &dermscreen::taxonomy::Taxonomy, problems: &mut Problems) -> Vec<Label> {
+        let is_node = |id: &str| id != taxonomy.root() && taxonomy.is_within(id, taxonomy.root()).unwrap_or(false);
+        let mut unlabelled = Vec::new();
+        let mut labels = Vec::new();
+        for (row, file) in collect_files(&[images.to_path_buf()], Some(out), problems).into_iter().enumerate() {
+            let image = file.strip_prefix(images).unwrap_or(&file).to_path_buf();
+            match dataset::folder_diagnosis(&image, is_node) {
+                Some(dx) => labels.push(Label { image: image.display().to_string(), dx, source: None, kind: None, row }),
+                None => unlabelled.push(image.display().to_string()),
+            }
+        }
+        if let Some(first) = unlabelled.first() {
+            let n = unlabelled.len();
+            let (is, which) = if n == 1 { ("is", format!("({first})")) } else { ("are", format!("(the first, {first})")) };
+            problems.report(format_args!(
+                "{}: {n} photo{} {is} under no folder named for a diagnosis {which}, so not scored: without --labels, a photo's folder names its diagnosis, a taxonomy id such as mel, nv or bcc, benign or malignant, or words such as melanoma or seborrheic keratosis",
+                images.display(),
+                plural(n)
+            ));
+        }
+        labels
     }
 
     /// The headline numbers of all images, then of each source and each kind of photo the
@@ -974,7 +1016,7 @@ mod native {
         let problems = Problems { count: 0, verbose: cli.verbose };
         let result = match cli.command {
             Command::Classify { paths, model, format, saliency, context } => classify(&paths, model.as_deref(), format, saliency.as_deref(), context.as_deref(), problems),
-            Command::Evaluate { images, labels, by, out, model } => evaluate(&images, &labels, &by, &out, model.as_deref(), problems),
+            Command::Evaluate { images, labels, by, out, model } => evaluate(&images, labels.as_deref(), &by, &out, model.as_deref(), problems),
             #[cfg(feature = "train")]
             Command::Calibrate { model, data, target_sensitivity } => {
                 calibrate(&model, &data, target_sensitivity).map(|()| true)

@@ -769,6 +769,52 @@ fn evaluate_reads_derm7pts_paired_photos_as_they_come() {
     assert_eq!(groups, ["all", "dermoscopic", "clinical", "sex female", "sex male"]);
 }
 
+/// Photos are often sorted into a folder per diagnosis (`train/benign`, `malignant`, `BCC`,
+/// `seborrheic keratosis`): without --labels each photo is labelled by the nearest folder
+/// above it named for one, and scores as the same photos in a table; a photo under none is
+/// counted in one line and left out.
+#[test]
+fn evaluate_without_a_table_labels_photos_by_their_folders() {
+    let dir = common::temp_dir("evaluate-folders");
+    let photos = dir.join("photos");
+    let rows = common::validation_rows();
+    let sorted = [("mel", "Test/malignant", "malignant"), ("nv", "Test/benign/2024", "benign"), ("bkl", "Test/Seborrheic Keratosis", "bkl"), ("bcc", "Test/BCC", "bcc")];
+    let mut rows_by_path = Vec::new();
+    for (dx, folder, label) in sorted {
+        std::fs::create_dir_all(photos.join(folder)).unwrap();
+        for l in photos_of(&rows, "ham10000", dx, 4) {
+            let name = format!("{folder}/{}", Path::new(&l.image).file_name().unwrap().to_str().unwrap());
+            std::fs::copy(common::data_root().join(&l.image), photos.join(&name)).unwrap();
+            rows_by_path.push((PathBuf::from(&name), label));
+        }
+    }
+    // In the order the folders are walked: the AUC's bootstrap interval draws by position.
+    rows_by_path.sort();
+    let table: String = std::iter::once("image,dx\n".to_string()).chain(rows_by_path.iter().map(|(p, label)| format!("{},{label}\n", p.display()))).collect();
+    let stray = photos_of(&rows, "ham10000", "nv", 5).last().unwrap();
+    std::fs::copy(common::data_root().join(&stray.image), photos.join("Test/stray.jpg")).unwrap();
+    let run = |args: &[&str], report: &str| {
+        let report = dir.join(report);
+        let mut all = vec!["evaluate", "--images", photos.to_str().unwrap(), "--out", report.to_str().unwrap()];
+        all.extend(args);
+        let out = dermscreen(&all);
+        let metrics: Option<serde_json::Value> = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
+        (out, metrics)
+    };
+    let (out, by_folder) = run(&[], "by-folder");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "scored, with the stray photo reported: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("1 photo is under no folder named for a diagnosis (Test/stray.jpg)"), "{stderr}");
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, table).unwrap();
+    let (out, by_table) = run(&["--labels", labels.to_str().unwrap()], "by-table");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (by_folder, by_table) = (by_folder.unwrap(), by_table.unwrap());
+    assert_eq!(by_folder["summary"]["images"], 16);
+    assert_eq!(by_folder["summary"], by_table["summary"]);
+}
+
 /// A model can do worse on some skin: `--by skin_tone` (DDI's column; any column of the table)
 /// adds a row per value, each exactly what scoring that value's photos alone gives; a photo
 /// with no value is in no such row, and a column the table lacks is named.

@@ -29,6 +29,7 @@ mod native {
     use dermscreen::gate::Gate;
     use dermscreen::saliency::{self, OcclusionConfig};
     use dermscreen::{preprocess, report};
+    use indicatif::{ProgressBar, ProgressStyle};
     use std::fmt::Display;
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -163,13 +164,16 @@ mod native {
     struct Problems {
         count: usize,
         verbose: bool,
+        /// The progress over the photos, if shown ([`photo_bar`]): a problem's line is printed
+        /// above it, not through it.
+        bar: ProgressBar,
     }
 
     impl Problems {
         fn report(&mut self, message: impl Display) {
             let message = message.to_string();
             // One line per problem, whatever the message holds (some decoders end theirs in a newline).
-            eprintln!("dermscreen: {}", message.trim_end().replace(['\n', '\r'], " "));
+            self.bar.suspend(|| eprintln!("dermscreen: {}", message.trim_end().replace(['\n', '\r'], " ")));
             self.count += 1;
         }
 
@@ -181,6 +185,18 @@ mod native {
                 self.report(format_args!("{}: {error}", path.display()));
             }
         }
+    }
+
+    /// A progress bar on stderr over `n` photos, shown only where someone watches it: stderr a
+    /// terminal, and stdout not one when results stream to it (lines would tangle with the bar).
+    /// A folder of thousands takes minutes; a batch or less needs no bar.
+    fn photo_bar(n: usize, results_on_stdout: bool) -> ProgressBar {
+        use std::io::IsTerminal;
+        let watched = std::io::stderr().is_terminal() && !(results_on_stdout && std::io::stdout().is_terminal());
+        if !watched || n <= BATCH {
+            return ProgressBar::hidden();
+        }
+        ProgressBar::new(n as u64).with_style(ProgressStyle::with_template("{pos}/{len} photos [{bar:30}] eta {eta}").expect("valid template"))
     }
 
     fn extension_in(f: &Path, list: &[&str]) -> bool {
@@ -597,13 +613,16 @@ mod native {
         for (start, chunk) in (0..).step_by(BATCH).zip(files.chunks(BATCH)) {
             let inputs: Vec<(usize, Vec<f32>)> = prepare(classifier, chunk, problems).into_iter().map(|(i, x)| (start + i, x)).collect();
             if inputs.is_empty() {
+                problems.bar.inc(chunk.len() as u64);
                 continue;
             }
             let batch: Vec<f32> = inputs.iter().flat_map(|(_, x)| x.iter().copied()).collect();
             let ctx: Vec<PatientContext> = inputs.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
             let predictions = classifier.classify_inputs_with(&batch, &ctx)?;
             each(&inputs, &batch, &predictions)?;
+            problems.bar.inc(chunk.len() as u64);
         }
+        problems.bar.finish_and_clear();
         Ok(())
     }
 
@@ -619,6 +638,7 @@ mod native {
             }))
             .collect();
         let mut results = Results::new(format, &classifier, std::io::stdout().lock())?;
+        problems.bar = photo_bar(files.len(), true);
         let mut overlays = saliency.map(|dir| Overlays::new(dir, &files)).transpose()?;
         classify_in_batches(&classifier, &files, &contexts, &mut problems, |inputs, _, predictions| {
             let rows: Vec<ImageResult> = inputs
@@ -747,6 +767,7 @@ mod native {
         // Once the table has photos to score, before any is read: a run over thousands would
         // otherwise end in this error, and a run that fails before it leaves no empty folder.
         output_folder(out, "--out", REPORT)?;
+        problems.bar = photo_bar(files.len(), false);
         // Per readable image: its index into files, prediction and last hidden layer (t-SNE).
         let (mut kept, mut predictions, mut embeddings) = (Vec::new(), Vec::new(), Vec::new());
         classify_in_batches(&classifier, &files, &[], &mut problems, |inputs, batch, batch_predictions| {
@@ -1013,7 +1034,7 @@ mod native {
         }
         let matches = Cli::command().get_matches();
         let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        let problems = Problems { count: 0, verbose: cli.verbose };
+        let problems = Problems { count: 0, verbose: cli.verbose, bar: ProgressBar::hidden() };
         let result = match cli.command {
             Command::Classify { paths, model, format, saliency, context } => classify(&paths, model.as_deref(), format, saliency.as_deref(), context.as_deref(), problems),
             Command::Evaluate { images, labels, by, out, model } => evaluate(&images, labels.as_deref(), &by, &out, model.as_deref(), problems),

@@ -435,10 +435,22 @@ fn evaluate_table(dir: &Path, table: &str) -> (Output, Option<serde_json::Value>
 
 /// [`evaluate_table`] on the photos under `images`.
 fn evaluate_table_in(dir: &Path, images: &Path, table: &str) -> (Output, Option<serde_json::Value>) {
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, table).unwrap();
-    let report = dir.join("report");
-    let out = dermscreen(&["evaluate", "--images", images.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    evaluate_named(dir, "report", images, Some(table), &[])
+}
+
+/// Runs `evaluate` on the photos under `images`, with the label table `table` (its text,
+/// written to `dir/name.csv`) if given, and `args` (`--by ...`), reporting into `dir/name`;
+/// returns the run and its `metrics.json`, when one was written.
+fn evaluate_named(dir: &Path, name: &str, images: &Path, table: Option<&str>, args: &[&str]) -> (Output, Option<serde_json::Value>) {
+    let labels = dir.join(format!("{name}.csv"));
+    let report = dir.join(name);
+    let mut all = vec!["evaluate", "--images", images.to_str().unwrap(), "--out", report.to_str().unwrap()];
+    if let Some(table) = table {
+        std::fs::write(&labels, table).unwrap();
+        all.extend(["--labels", labels.to_str().unwrap()]);
+    }
+    all.extend(args);
+    let out = dermscreen(&all);
     let metrics = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
     (out, metrics)
 }
@@ -754,12 +766,9 @@ fn evaluate_reads_derm7pts_paired_photos_as_they_come() {
         }
     }
     let run = |name: &str, table: &str| {
-        let labels = dir.join(format!("{name}.csv"));
-        std::fs::write(&labels, table).unwrap();
-        let report = dir.join(name);
-        let out = dermscreen(&["evaluate", "--images", root.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--by", "sex", "--out", report.to_str().unwrap()]);
+        let (out, metrics) = evaluate_named(&dir, name, &root, Some(table), &["--by", "sex"]);
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap()
+        metrics.unwrap()
     };
     let (theirs, ours) = (run("derm7pt", &derm7pt), run("plain", &plain));
     assert_eq!(theirs["summary"]["images"], 20, "two photos a row");
@@ -793,22 +802,12 @@ fn evaluate_without_a_table_labels_photos_by_their_folders() {
     let table: String = std::iter::once("image,dx\n".to_string()).chain(rows_by_path.iter().map(|(p, label)| format!("{},{label}\n", p.display()))).collect();
     let stray = photos_of(&rows, "ham10000", "nv", 5).last().unwrap();
     std::fs::copy(common::data_root().join(&stray.image), photos.join("Test/stray.jpg")).unwrap();
-    let run = |args: &[&str], report: &str| {
-        let report = dir.join(report);
-        let mut all = vec!["evaluate", "--images", photos.to_str().unwrap(), "--out", report.to_str().unwrap()];
-        all.extend(args);
-        let out = dermscreen(&all);
-        let metrics: Option<serde_json::Value> = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
-        (out, metrics)
-    };
-    let (out, by_folder) = run(&[], "by-folder");
+    let (out, by_folder) = evaluate_named(&dir, "by-folder", &photos, None, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "scored, with the stray photo reported: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("1 photo is under no folder named for a diagnosis (Test/stray.jpg)"), "{stderr}");
-    let labels = dir.join("labels.csv");
-    std::fs::write(&labels, table).unwrap();
-    let (out, by_table) = run(&["--labels", labels.to_str().unwrap()], "by-table");
+    let (out, by_table) = evaluate_named(&dir, "by-table", &photos, Some(&table), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (by_folder, by_table) = (by_folder.unwrap(), by_table.unwrap());
     assert_eq!(by_folder["summary"]["images"], 16);
@@ -833,19 +832,7 @@ fn evaluate_by_a_column_reports_each_value_apart() {
         }
         t
     };
-    let run = |name: &str, table: &str, by: &str| {
-        let labels = dir.join(format!("{name}.csv"));
-        std::fs::write(&labels, table).unwrap();
-        let report = dir.join(name);
-        let mut args = vec!["evaluate", "--images", images.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", report.to_str().unwrap()];
-        if !by.is_empty() {
-            args.extend(["--by", by]);
-        }
-        let out = dermscreen(&args);
-        let metrics: Option<serde_json::Value> = std::fs::read(report.join("metrics.json")).ok().map(|b| serde_json::from_slice(&b).unwrap());
-        (out, metrics)
-    };
-    let (out, metrics) = run("all", &table(&|_| true), "skin_tone");
+    let (out, metrics) = evaluate_named(&dir, "all", &images, Some(&table(&|_| true)), &["--by", "skin_tone"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let groups = metrics.unwrap()["by_source_and_kind"].as_array().unwrap().clone();
@@ -853,14 +840,14 @@ fn evaluate_by_a_column_reports_each_value_apart() {
     assert_eq!(names, ["all", "clinical", "skin_tone 12", "skin_tone 56"], "no row for the photos without a value");
     assert!(stdout.contains("| skin_tone 56 | 10 ("), "{stdout}");
     for (row, value) in groups[2..].iter().zip(["12", "56"]) {
-        let (out, alone) = run(value, &table(&|i| tone(i) == value), "");
+        let (out, alone) = evaluate_named(&dir, value, &images, Some(&table(&|i| tone(i) == value)), &[]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let mut alone = alone.unwrap()["by_source_and_kind"][0].clone();
         alone["group"] = row["group"].clone();
         assert_eq!(row, &alone, "skin tone {value}: as its photos alone score");
     }
 
-    let (out, _) = run("typo", &table(&|_| true), "skin_type");
+    let (out, _) = evaluate_named(&dir, "typo", &images, Some(&table(&|_| true)), &["--by", "skin_type"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("'skin_type'"), "{stderr}");

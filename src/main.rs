@@ -698,7 +698,6 @@ mod native {
                 by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?
             }
         };
-
         if let Some(source) = own {
             // Not a problem with the run, but what its numbers mean: most of these photos may
             // have trained the model.

@@ -832,7 +832,7 @@ mod native {
                 fine.len()
             ),
         }
-        report::write_html(&summary, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
+        report::write_html(&summary, &group_rows, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
         print!("{}", report::summary_text(&summary));
         println!("class-balanced call (the `diagnosis` column): balanced accuracy {}", report::fmt_opt(call_balanced_accuracy));
         println!("gate (scored anyway): {}", gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));

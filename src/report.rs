@@ -473,7 +473,7 @@ pub fn write_tsne(map: &TsneMap, dir: &std::path::Path) -> anyhow::Result<std::p
 
 /// Writes `index.html`: the headline numbers and the plots, for a browser.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], dir: &std::path::Path) -> std::io::Result<()> {
+pub fn write_html(summary: &Summary, groups: &[GroupRow], title: &str, plots: &[std::path::PathBuf], dir: &std::path::Path) -> std::io::Result<()> {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut h = String::new();
     h.push_str("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">");
@@ -492,6 +492,13 @@ pub fn write_html(summary: &Summary, title: &str, plots: &[std::path::PathBuf], 
         h.push_str(&format!(" {} of them are labelled above the training classes (such as benign or malignant): they count in the binary tasks and taxonomy levels their labels decide, not in the training classes' accuracies and recalls.", summary.above_classes));
     }
     h.push_str("</p>");
+    // Every photo, then each source, kind and --by value: the flag's numbers are only here.
+    let row = |cell: &str, cells: &[String]| cells.iter().map(|c| format!("<{cell}>{}</{cell}>", esc(c))).collect::<String>();
+    h.push_str(&format!("<h2>By group (AUC with 95% interval; the flag as the page shows it)</h2><table><tr>{}</tr>", row("th", &GROUP_COLUMNS.map(String::from))));
+    for g in groups {
+        h.push_str(&format!("<tr>{}</tr>", row("td", &g.cells())));
+    }
+    h.push_str("</table>");
     h.push_str("<h2>Binary tasks</h2><table><tr><th>task</th><th>positives</th><th>negatives</th><th>AUC</th><th>95% CI</th><th>sensitivity at specificity</th></tr>");
     for t in &summary.binary_tasks {
         let ci = t.auc_ci95.map_or("n/a".into(), |(a, b)| format!("{a:.3}-{b:.3}"));
@@ -606,31 +613,51 @@ impl GroupRow {
     }
 }
 
+/// The headings of a [`GroupRow`]'s cells ([`GroupRow::cells`]).
+pub const GROUP_COLUMNS: [&str; 10] = [
+    "photos",
+    "images (malignant)",
+    "AUC melanoma vs nevus",
+    "AUC carcinoma vs keratosis",
+    "AUC malignant vs benign",
+    "balanced accuracy",
+    "flag: cancers caught",
+    "flag: melanomas caught",
+    "flag: benign left alone",
+    "kind recognised",
+];
+
+impl GroupRow {
+    /// The row as printed, under [`GROUP_COLUMNS`]: AUCs with their 95% interval, shares in
+    /// whole percent, "n/a" where nothing was measured.
+    pub fn cells(&self) -> [String; 10] {
+        let auc = |v: &(String, Option<f64>, Option<(f64, f64)>)| match (v.1, v.2) {
+            (Some(a), Some((lo, hi))) => format!("{a:.3} ({lo:.3}-{hi:.3})"),
+            (a, _) => fmt_opt(a),
+        };
+        let pct = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{:.0}%", 100.0 * x));
+        [
+            self.group.clone(),
+            format!("{} ({})", self.images, self.malignant),
+            auc(&self.aucs[0]),
+            auc(&self.aucs[1]),
+            auc(&self.aucs[2]),
+            fmt_opt(self.balanced_accuracy),
+            pct(self.flag_sensitivity),
+            pct(self.flag_melanoma_sensitivity),
+            pct(self.flag_specificity),
+            pct(self.kind_recognised),
+        ]
+    }
+}
+
 /// The rows as a Markdown table (what the model card and README carry).
 pub fn group_table(rows: &[GroupRow]) -> String {
-    let auc = |v: &(String, Option<f64>, Option<(f64, f64)>)| match (v.1, v.2) {
-        (Some(a), Some((lo, hi))) => format!("{a:.3} ({lo:.3}-{hi:.3})"),
-        (a, _) => fmt_opt(a),
-    };
-    let pct = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{:.0}%", 100.0 * x));
-    let mut out = String::from(
-        "| photos | images (malignant) | AUC melanoma vs nevus | AUC carcinoma vs keratosis | AUC malignant vs benign | balanced accuracy | flag: cancers caught | flag: melanomas caught | flag: benign left alone | kind recognised |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let mut out = line(&GROUP_COLUMNS.map(String::from));
+    out.push_str(&line(&GROUP_COLUMNS.map(|_| "---".to_string())).replace(' ', ""));
     for r in rows {
-        out.push_str(&format!(
-            "| {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.group,
-            r.images,
-            r.malignant,
-            auc(&r.aucs[0]),
-            auc(&r.aucs[1]),
-            auc(&r.aucs[2]),
-            fmt_opt(r.balanced_accuracy),
-            pct(r.flag_sensitivity),
-            pct(r.flag_melanoma_sensitivity),
-            pct(r.flag_specificity),
-            pct(r.kind_recognised)
-        ));
+        out.push_str(&line(&r.cells()));
     }
     out
 }

@@ -839,6 +839,8 @@ fn evaluate_by_a_column_reports_each_value_apart() {
     let names: Vec<&str> = groups.iter().map(|g| g["group"].as_str().unwrap()).collect();
     assert_eq!(names, ["all", "clinical", "skin_tone 12", "skin_tone 56"], "no row for the photos without a value");
     assert!(stdout.contains("| skin_tone 56 | 10 ("), "{stdout}");
+    let html = std::fs::read_to_string(dir.join("all").join("index.html")).unwrap();
+    assert!(html.contains("<th>flag: cancers caught</th>") && html.contains("<td>skin_tone 56</td><td>10 ("), "the report page has the rows too: {html}");
     for (row, value) in groups[2..].iter().zip(["12", "56"]) {
         let (out, alone) = evaluate_named(&dir, value, &images, Some(&table(&|i| tone(i) == value)), &[]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -179,12 +179,30 @@ cmd_bench() {
     # example and the CLI, so the library is compiled once.
     cargo run --release --quiet --features train,onnx --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
     cargo build --release --quiet --features train,onnx
+    bench_cli_phone_photos | tee -a target/bench/native.jsonl
     bench_training | tee -a target/bench/native.jsonl
     ./target/release/dermscreen export-onnx --model model --out target/bench/model.onnx >&2
     cmd_site >&2
     need_e2e >&2
     DERMSCREEN_DATA="$DATA" DERMSCREEN_CLI="$PWD/target/release/dermscreen" DERMSCREEN_ONNX="$PWD/target/bench/model.onnx" \
         node tests/e2e/bench.mjs "${1:-10}"
+}
+
+# `dermscreen classify` over the bench's 32 phone-sized photos (12 MP JPEGs the example wrote):
+# what a folder from a phone's camera roll costs per photo, decoding included. Median of 3 runs.
+bench_cli_phone_photos() {
+    python3 - target/bench/phone-photos <<'EOF'
+import json, os, subprocess, sys, time
+folder = sys.argv[1]
+photos = len([f for f in os.listdir(folder) if f.endswith(".jpg")])
+times = []
+for _ in range(3):
+    start = time.perf_counter()
+    subprocess.run(["./target/release/dermscreen", "classify", "--format", "csv", folder], check=True, stdout=subprocess.DEVNULL)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"bench": "classify_cli_12mp_jpeg", "unit": "ms/photo", "value": round(1e3 * sorted(times)[1] / photos, 1),
+                  "photos": photos, "size": "4000x3000", "cores": os.cpu_count()}))
+EOF
 }
 
 # The trainer's speed at the recipe's input side and batch on every training photo: two short

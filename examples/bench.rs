@@ -82,6 +82,23 @@ mod native {
         emit("batch32_throughput_over_batch1", "ratio", 32.0 * single / batched, info.clone());
         saliency(&classifier, &inputs[0], single, iters, info, device_name);
         real_photos_refused(&data);
+        phone_sized_photos(&bytes[..PHONE_PHOTOS], &PathBuf::from("target/bench/phone-photos"));
+    }
+
+    /// How many phone-sized photos [`phone_sized_photos`] writes.
+    const PHONE_PHOTOS: usize = 32;
+
+    /// Writes `photos` enlarged to 4000x3000 (a phone camera's 12 MP) as JPEGs at quality 90
+    /// into `dir`, for `./build.sh bench` to time the CLI on: there decoding, not the network,
+    /// takes most of a photo's time.
+    fn phone_sized_photos(photos: &[Vec<u8>], dir: &std::path::Path) {
+        use image::{codecs::jpeg::JpegEncoder, imageops::FilterType};
+        std::fs::create_dir_all(dir).expect("target/bench is writable");
+        for (i, bytes) in photos.iter().enumerate() {
+            let big = image::imageops::resize(&dermscreen::preprocess::decode(bytes).expect("a HAM10000 photo decodes"), 4000, 3000, FilterType::Triangle);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("phone-{i:02}.jpg"))).expect("create a photo"));
+            JpegEncoder::new_with_quality(&mut out, 90).encode_image(&big).expect("encode a photo");
+        }
     }
 
     /// The device the classifier runs on: Burn's CPU backend, or with `--features vulkan` and

@@ -176,9 +176,9 @@ pub enum DatasetError {
     Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: missing column '{column}'")]
     MissingColumn { path: PathBuf, column: String },
-    #[error("{path}: no column of image names (one of {})", IMAGE_COLUMNS.join(", "))]
+    #[error("{path}: no column of image names (one of {}; or derm7pt's derm and clinic)", IMAGE_COLUMNS.join(", "))]
     NoImageColumn { path: PathBuf },
-    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor an ISIC challenge's ground truth (the one-hot columns MEL, NV, ...; ISIC 2020's diagnosis and benign_malignant), nor DDI's (disease, malignant) or Fitzpatrick17k's (label, three_partition_label), nor a known data set's own column of diagnoses: {known}")]
+    #[error("{path}: no column 'dx' (taxonomy ids such as mel, nv), nor an ISIC challenge's one-hot columns (MEL, NV, ...), nor diagnoses in words with their outcome ({}), nor derm7pt's (derm, clinic, diagnosis), nor a known data set's own column of diagnoses: {known}", word_tables())]
     NoDiagnosisColumn { path: PathBuf, known: String },
     #[error("{path}")]
     Json { path: PathBuf, source: serde_json::Error },
@@ -301,7 +301,7 @@ pub const ONE_HOT_CODES: [(&str, &str); 10] = [
 /// (benign or malignant, or non-neoplastic), the pathology's verdict where the words name a
 /// disease the model has no class for.
 pub struct WordTable {
-    /// The data set, for the documentation.
+    /// The data set, as errors name it.
     pub name: &'static str,
     /// Its column of diagnoses in words ([`DIAGNOSIS_WORDS`]).
     pub words: &'static str,
@@ -309,6 +309,11 @@ pub struct WordTable {
     pub outcome: &'static str,
     /// The kind of its photos.
     pub kind: Kind,
+}
+
+/// [`WORD_TABLES`] in words, for an error: each data set with its two columns.
+fn word_tables() -> String {
+    WORD_TABLES.iter().map(|t| format!("{}'s {} and {}", t.name, t.words, t.outcome)).collect::<Vec<_>>().join("; ")
 }
 
 /// The tables of diagnoses in words read as they come, told apart by their two columns.
@@ -349,7 +354,6 @@ pub const DIAGNOSIS_WORDS: [(&str, &str); 52] = [
     ("nevocytic nevus", "nv"),
     ("atypical spindle cell nevus of reed", "nv"),
     ("pigmented spindle cell nevus of reed", "nv"),
-    ("pigmented benign keratosis", "bkl"),
     ("clark nevus", "nv"),
     ("combined nevus", "nv"),
     ("dermal nevus", "nv"),
@@ -367,6 +371,7 @@ pub const DIAGNOSIS_WORDS: [(&str, &str); 52] = [
     ("actinic keratosis", "akiec"),
     ("seborrheic keratosis", "bkl"),
     ("seborrheic keratosis irritated", "bkl"),
+    ("pigmented benign keratosis", "bkl"),
     ("solar lentigo", "bkl"),
     ("lentigo nos", "bkl"),
     ("lichenoid keratosis", "bkl"),

@@ -450,8 +450,13 @@ fn paired_labels(table: &Table) -> Result<Option<Vec<Label>>, DatasetError> {
 
 /// [`read_labels`], and the source whose own table it is, when it is one.
 pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
-    let table = Table::read(path)?;
-    if let Some(labels) = paired_labels(&table)? {
+    label_table(&Table::read(path)?)
+}
+
+/// [`read_label_table`] of a table already read (`evaluate --by` reads its other columns too).
+pub fn label_table(table: &Table) -> Result<(Vec<Label>, Option<SourceSpec>), DatasetError> {
+    let path = &table.path;
+    if let Some(labels) = paired_labels(table)? {
         return Ok((labels, None));
     }
     let image = IMAGE_COLUMNS.into_iter().find(|c| table.has(c)).ok_or_else(|| DatasetError::NoImageColumn { path: path.to_path_buf() })?;
@@ -461,11 +466,11 @@ pub fn read_label_table(path: &Path) -> Result<(Vec<Label>, Option<SourceSpec>),
         (table.column("dx")?, None, None)
     } else if table.has("MEL") && table.has("NV") {
         // The challenges' photos are all dermoscopic.
-        (one_hot_diagnoses(&table, &images)?, None, Some(Kind::Dermoscopic))
+        (one_hot_diagnoses(table, &images)?, None, Some(Kind::Dermoscopic))
     } else if let Some(spec) = WORD_TABLES.iter().find(|t| table.has(t.words) && table.has(t.outcome)) {
-        (worded_diagnoses(&table, spec)?, None, Some(spec.kind))
+        (worded_diagnoses(table, spec)?, None, Some(spec.kind))
     } else {
-        let spec = known_source(&table)?;
+        let spec = known_source(table)?;
         let codes = table.column(&spec.dx_column)?;
         let diagnoses = codes.into_iter().map(|dx| spec.dx_map.get(&dx).cloned().unwrap_or(dx)).collect();
         let kind = spec.kind;

@@ -281,8 +281,7 @@ mod native {
     /// Reads and preprocesses each file. Returns `(index into files, model input)` for the
     /// readable ones and reports the others.
     fn prepare(classifier: &Classifier, files: &[PathBuf], problems: &mut Problems) -> Vec<(usize, Vec<f32>)> {
-        let preprocess = &classifier.meta().preprocess;
-        let input = |f: &PathBuf| -> Result<Vec<f32>> { Ok(preprocess.to_input(&preprocess::decode(&read_photo(f)?)?)) };
+        let input = |f: &PathBuf| -> Result<Vec<f32>> { Ok(classifier.input_from_bytes(&read_photo(f)?)?) };
         let mut ok = Vec::new();
         for (i, (f, input)) in files.iter().zip(in_parallel(files, input)).enumerate() {
             match input {
@@ -628,14 +627,12 @@ mod native {
     ) -> Result<()> {
         for (start, chunk) in (0..).step_by(BATCH).zip(files.chunks(BATCH)) {
             let inputs: Vec<(usize, Vec<f32>)> = prepare(classifier, chunk, problems).into_iter().map(|(i, x)| (start + i, x)).collect();
-            if inputs.is_empty() {
-                problems.bar.inc(chunk.len() as u64);
-                continue;
+            if !inputs.is_empty() {
+                let batch: Vec<f32> = inputs.iter().flat_map(|(_, x)| x.iter().copied()).collect();
+                let ctx: Vec<PatientContext> = inputs.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
+                let predictions = classifier.classify_inputs_with(&batch, &ctx)?;
+                each(&inputs, &batch, &predictions)?;
             }
-            let batch: Vec<f32> = inputs.iter().flat_map(|(_, x)| x.iter().copied()).collect();
-            let ctx: Vec<PatientContext> = inputs.iter().map(|(i, _)| contexts.get(*i).cloned().unwrap_or_default()).collect();
-            let predictions = classifier.classify_inputs_with(&batch, &ctx)?;
-            each(&inputs, &batch, &predictions)?;
             problems.bar.inc(chunk.len() as u64);
         }
         problems.bar.finish_and_clear();
@@ -700,20 +697,18 @@ mod native {
         // An image listed twice would count twice: its first row is scored, the repeats reported.
         let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
         let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
-        let (table, own) = match table_path {
-            Some(path) => dataset::read_label_table(path)?,
-            None => (folder_labels(images, out, taxonomy, &mut problems), None),
+        // The labels, and each --by column's values per row of the table (`Label::row`).
+        let (table, own, by_values) = match table_path {
+            Some(path) => {
+                let rows = dataset::Table::read(path)?;
+                let (labels, own) = dataset::label_table(&rows)?;
+                let by_values = by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?;
+                (labels, own, by_values)
+            }
+            None => (folder_labels(images, out, taxonomy, &mut problems), None, Vec::new()),
         };
         // What the messages name as the labels' home.
         let labels = table_path.unwrap_or(images);
-        // Each --by column's values, per row of the table (`Label::row`).
-        let by_values = match (by, table_path) {
-            (_, None) | ([], _) => Vec::new(),
-            (_, Some(path)) => {
-                let rows = dataset::Table::read(path)?;
-                by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?
-            }
-        };
         if let Some(source) = own {
             // Not a problem with the run, but what its numbers mean: most of these photos may
             // have trained the model.

@@ -191,12 +191,29 @@ mod native {
     /// terminal, and stdout not one when results stream to it (lines would tangle with the bar).
     /// A folder of thousands takes minutes; a batch or less needs no bar.
     fn photo_bar(n: usize, results_on_stdout: bool) -> ProgressBar {
-        use std::io::IsTerminal;
-        let watched = std::io::stderr().is_terminal() && !(results_on_stdout && std::io::stdout().is_terminal());
-        if !watched || n <= BATCH {
+        if !watched(results_on_stdout) || n <= BATCH {
             return ProgressBar::hidden();
         }
         ProgressBar::new(n as u64).with_style(ProgressStyle::with_template("{pos}/{len} photos [{bar:30}] eta {eta}").expect("valid template"))
+    }
+
+    /// Whether someone watches stderr: it is a terminal, and stdout is not one when results
+    /// stream to it.
+    fn watched(results_on_stdout: bool) -> bool {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && !(results_on_stdout && std::io::stdout().is_terminal())
+    }
+
+    /// A spinner with the step's name, for work after the photos that takes minutes on
+    /// thousands of them (the t-SNE map of 10,015) and would otherwise look like a hang.
+    /// Shown where [`photo_bar`] would be; the caller clears it when the step ends.
+    fn step_spinner(message: String, n: usize) -> ProgressBar {
+        if !watched(false) || n <= BATCH {
+            return ProgressBar::hidden();
+        }
+        let spinner = ProgressBar::new_spinner().with_message(message);
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        spinner
     }
 
     fn extension_in(f: &Path, list: &[&str]) -> bool {
@@ -789,6 +806,7 @@ mod native {
         if kept.is_empty() {
             bail!("no readable labelled images");
         }
+        let spinner = step_spinner(format!("scoring {} photos with 95% intervals", kept.len()), kept.len());
         let nodes_kept: Vec<&str> = kept.iter().map(|i| label_nodes[*i].as_str()).collect();
         // The images labelled with a training class (index into kept, class): what the
         // accuracies and the t-SNE map need.
@@ -811,7 +829,9 @@ mod native {
         let call_balanced_accuracy = group_rows[0].balanced_accuracy;
         let fine_labels: Vec<usize> = fine.iter().map(|&(_, c)| c).collect();
         let fine_embeddings: Vec<Vec<f32>> = fine.iter().map(|&(j, _)| embeddings[j].clone()).collect();
+        spinner.set_message(format!("mapping {} photos with t-SNE", fine_embeddings.len()));
         let tsne = report::TsneMap::compute(&fine_embeddings, fine_labels, classes.clone());
+        spinner.finish_and_clear();
         let metrics = serde_json::json!({
             "model": classifier.meta().name,
             "weights_sha256": classifier.meta().weights.sha256,

@@ -122,9 +122,10 @@ pub fn resize_square(img: &RgbImage, size: u32) -> RgbImage {
 /// Above this many times the output side, a square is first averaged down in boxes.
 const BOX_FIRST_RATIO: u32 = 4;
 
-/// Resizes a square to `size` x `size` with the triangle filter. The filter reaches as many
-/// source pixels as the square is times larger, so a phone's 12 MP photo cost 90 ms natively
-/// and a 50 MP one 0.6 s; above [`BOX_FIRST_RATIO`] the square is first box-averaged to twice
+/// Resizes a square to `size` x `size` with the triangle filter. The filter's reach grows with
+/// the square's side over `size`: resizing a phone's 12 MP photo cost 90 ms natively, a 50 MP
+/// one 0.6 s and, in the page, 14 MB more wasm memory (its float intermediate, `size` rows as
+/// wide as the photo). Above [`BOX_FIRST_RATIO`] the square is first box-averaged to twice
 /// `size` (the image crate's `thumbnail`, one read per pixel): about 3x faster, and on average
 /// a tenth of a level from the direct filter (a few levels at a sharp edge). Every image the
 /// model was trained and validated on (squares of at most 400 px) is below the ratio and is

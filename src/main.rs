@@ -187,28 +187,28 @@ mod native {
         }
     }
 
-    /// A progress bar on stderr over `n` photos, shown only where someone watches it: stderr a
-    /// terminal, and stdout not one when results stream to it (lines would tangle with the bar).
-    /// A folder of thousands takes minutes; a batch or less needs no bar.
+    /// A progress bar on stderr over `n` photos, where [`progress_shown`]: a folder of thousands
+    /// takes minutes.
     fn photo_bar(n: usize, results_on_stdout: bool) -> ProgressBar {
-        if !watched(results_on_stdout) || n <= BATCH {
+        if !progress_shown(n, results_on_stdout) {
             return ProgressBar::hidden();
         }
         ProgressBar::new(n as u64).with_style(ProgressStyle::with_template("{pos}/{len} photos [{bar:30}] eta {eta}").expect("valid template"))
     }
 
-    /// Whether someone watches stderr: it is a terminal, and stdout is not one when results
-    /// stream to it.
-    fn watched(results_on_stdout: bool) -> bool {
+    /// Whether progress over `n` photos is shown: someone watches stderr (a terminal, and
+    /// stdout not one when results stream to it, where lines would tangle with the bar), and
+    /// there is more than one batch.
+    fn progress_shown(n: usize, results_on_stdout: bool) -> bool {
         use std::io::IsTerminal;
-        std::io::stderr().is_terminal() && !(results_on_stdout && std::io::stdout().is_terminal())
+        n > BATCH && std::io::stderr().is_terminal() && !(results_on_stdout && std::io::stdout().is_terminal())
     }
 
     /// A spinner with the step's name, for work after the photos that would otherwise look like
     /// a hang with the bar full: on HAM10000's 10,015 photos, 4 s of scoring and 23 s of t-SNE.
     /// Shown where [`photo_bar`] would be; the caller clears it when the step ends.
     fn step_spinner(message: String, n: usize) -> ProgressBar {
-        if !watched(false) || n <= BATCH {
+        if !progress_shown(n, false) {
             return ProgressBar::hidden();
         }
         let spinner = ProgressBar::new_spinner().with_message(message);

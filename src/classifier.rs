@@ -212,6 +212,14 @@ pub struct ClassProb {
     pub probability: f32,
 }
 
+impl ClassProb {
+    /// The name less the examples the taxonomy lists in brackets ("Benign keratosis-like
+    /// lesion" for `bkl`), short enough for one line of text output.
+    pub fn short_name(&self) -> &str {
+        self.name.split(" (").next().unwrap_or(&self.name)
+    }
+}
+
 /// One image's result as `dermscreen classify --format json` prints it and the browser's
 /// `dermscreen:result` event carries it: the image's name and path, the gate, then (only when
 /// the gate is `ok`) the probabilities. A gated photo carries no risk number at all.

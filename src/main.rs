@@ -427,7 +427,7 @@ mod native {
                 continue;
             }
             let top: Vec<String> =
-                p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.id, 100.0 * c.probability)).collect();
+                p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.short_name(), 100.0 * c.probability)).collect();
             let kind = p.domain.map_or(String::new(), |k| format!(" | taken for a {} photo", kind_words(k)));
             let kind = if p.context_used.is_empty() { kind } else { format!("{kind} | context: {}", p.context_used.join(", ")) };
             writeln!(

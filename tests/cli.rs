@@ -427,6 +427,30 @@ fn text_output_says_it_is_a_screening_aid() {
     assert!(text.contains("not a diagnosis"), "{text}");
 }
 
+/// A person reading the text output gets diagnoses in words, not the taxonomy's ids: the top
+/// three are named as the JSON names them, less the examples in brackets.
+#[test]
+fn text_output_names_diagnoses_in_words() {
+    let image = common::image(&held_out(1)[0].0);
+    let path = image.to_str().unwrap();
+    let text = String::from_utf8(dermscreen(&["classify", path]).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&dermscreen(&["classify", "--format", "json", path]).stdout).unwrap();
+    let mut classes: Vec<(String, String, f64)> = json[0]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap().into(), c["name"].as_str().unwrap().into(), c["probability"].as_f64().unwrap()))
+        .collect();
+    classes.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let top = text.split(" | top: ").nth(1).and_then(|t| t.split(" | ").next()).expect(&text);
+    let named: Vec<String> = classes[..3]
+        .iter()
+        .map(|(_, name, p)| format!("{} {:.1}%", name.split(" (").next().unwrap(), 100.0 * p))
+        .collect();
+    assert_eq!(top, named.join(", "), "{text}");
+    assert!(classes.iter().all(|(id, _, _)| !top.split(", ").any(|t| t.starts_with(&format!("{id} ")))), "{top}");
+}
+
 /// Runs `evaluate` over the data root on a label table (its text), reporting into `dir/report`;
 /// returns the run and its `metrics.json`, when one was written.
 fn evaluate_table(dir: &Path, table: &str) -> (Output, Option<serde_json::Value>) {

@@ -21,15 +21,34 @@ RECIPE_SHAPE=(--input-size 144 --batch-size 64)
 RECIPE_EPOCHS=30
 RECIPE_SCHEDULE=(--epochs "$RECIPE_EPOCHS" --lr 2.8e-3 --validate-every "$RECIPE_EPOCHS")
 
+# Rust through rustup when cargo is not found (Debian's own rustc is older than Cargo.toml's
+# rust-version, and rustup then adds the wasm target the same way). Rust links with the system's
+# C compiler, which a fresh Debian may lack too.
 need_rust() {
-    if ! command -v cargo >/dev/null 2>&1; then
-        if [ -x "$HOME/.cargo/bin/cargo" ]; then
-            export PATH="$HOME/.cargo/bin:$PATH"
-        else
-            echo "build.sh: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
-            exit 1
-        fi
+    local cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$cargo_bin/cargo" ]; then
+        export PATH="$cargo_bin:$PATH"
     fi
+    if ! command -v cc >/dev/null 2>&1; then
+        echo "build.sh: installing Debian's C compiler (gcc, libc6-dev), which Rust links with" >&2
+        apt_install gcc libc6-dev
+    fi
+    command -v cargo >/dev/null 2>&1 && return
+    command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+    local url init toolchain
+    # The version Cargo.toml names, the one this project is built and tested with, rather than
+    # whatever stable is today.
+    toolchain="$(awk -F'"' '/^rust-version/ { print $2; exit }' Cargo.toml)"
+    url="https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"
+    init="$(mktemp -d)/rustup-init"
+    echo "build.sh: cargo not found; installing Rust $toolchain (minimal profile) with rustup into ${cargo_bin%/bin}; a few minutes, once" >&2
+    curl --proto '=https' --tlsv1.2 -sSf "$url" -o "$init"
+    # A truncated or altered download stops here rather than running.
+    echo "$(curl --proto '=https' --tlsv1.2 -sSf "$url.sha256" | cut -c1-64)  $init" | sha256sum -c --quiet
+    chmod +x "$init"
+    "$init" -y --no-modify-path --profile minimal --default-toolchain "$toolchain"
+    rm -r "$(dirname "$init")"
+    export PATH="$cargo_bin:$PATH"
 }
 
 need_data() {
@@ -42,6 +61,11 @@ need_data() {
 # Runs as root or through sudo, whichever this machine has.
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 
 # The wasm target, wasm-bindgen-cli at exactly the version Cargo.lock pins for the
@@ -65,12 +89,10 @@ need_web_tools() {
 need_browser() {
     if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
         echo "build.sh: installing Debian's chromium and chromium-driver" >&2
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+        apt_install chromium chromium-driver
     fi
     if ! command -v npm >/dev/null 2>&1; then
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+        apt_install nodejs npm
     fi
     export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 }

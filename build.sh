@@ -51,6 +51,11 @@ need_rust() {
     export PATH="$cargo_bin:$PATH"
 }
 
+# Python's standard library serves the site and reads the bench's and trainer's JSON.
+need_python() {
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+}
+
 need_data() {
     if [ ! -f "$DATA/metadata.csv" ]; then
         echo "build.sh: HAM10000 not found at $DATA (set DERMSCREEN_DATA to the folder with metadata.csv and images/)" >&2
@@ -176,6 +181,7 @@ cmd_evaluate() {
 cmd_serve() {
     local port="${1:-8000}"
     cmd_site
+    need_python
     echo "Serving the web app at http://127.0.0.1:$port/ (Ctrl-C to stop). Phones need https:// for the camera."
     cd target/site
     # With Access-Control-Allow-Origin, a page on another origin can embed the element from here
@@ -195,6 +201,7 @@ except KeyboardInterrupt:
 
 cmd_bench() {
     need_rust
+    need_python
     need_data
     mkdir -p target/bench
     # The browser bench compares onnxruntime (native) with these lines. One feature set for the
@@ -250,6 +257,7 @@ EOF
 
 cmd_train() {
     need_rust
+    need_python
     need_data
     local name="${1:?usage: ./build.sh train NAME [dermscreen train options]}"
     shift

@@ -65,7 +65,14 @@ need_data() {
 
 # Runs as root or through sudo, whichever this machine has.
 as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "build.sh: this step runs '$*' and needs root or sudo; run it as root, or install those packages and run build.sh again" >&2
+        exit 1
+    fi
 }
 
 apt_install() {

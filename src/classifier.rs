@@ -216,7 +216,7 @@ impl ClassProb {
     /// The name less the examples the taxonomy lists in brackets ("Benign keratosis-like
     /// lesion" for `bkl`), short enough for one line of text output.
     pub fn short_name(&self) -> &str {
-        self.name.split(" (").next().unwrap_or(&self.name)
+        self.name.split_once(" (").map_or(self.name.as_str(), |(short, _)| short)
     }
 }
 

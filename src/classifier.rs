@@ -220,6 +220,10 @@ impl ClassProb {
     }
 }
 
+/// Below this, the most likely training class is no more likely than the rest together: every
+/// output then says the model is unsure (the page, the text line, `unsure` in CSV and JSON).
+pub const UNSURE_BELOW: f32 = 0.5;
+
 /// One image's result as `dermscreen classify --format json` prints it and the browser's
 /// `dermscreen:result` event carries it: the image's name and path, the gate, then (only when
 /// the gate is `ok`) the probabilities. A gated photo carries no risk number at all.
@@ -240,6 +244,9 @@ pub struct ImageResult<'a> {
     pub malignant: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_risk: Option<bool>,
+    /// See [`Prediction::unsure`] (only when the gate is `ok`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsure: Option<bool>,
     /// See [`Prediction::domain`] (only when the gate is `ok`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<Kind>,
@@ -270,6 +277,7 @@ impl<'a> ImageResult<'a> {
             lesion_score: p.lesion_score,
             malignant: shown.then_some(p.malignant),
             high_risk: shown.then_some(p.high_risk),
+            unsure: shown.then(|| p.unsure()),
             domain: p.domain.filter(|_| shown),
             context_used: if shown { &p.context_used } else { &[] },
             diagnosis: shown.then_some(p.diagnosis.as_str()),
@@ -292,6 +300,11 @@ impl Prediction {
     /// Training-class probabilities in `model.json` order.
     pub fn class_probs(&self) -> Vec<f32> {
         self.classes.iter().map(|c| c.probability).collect()
+    }
+
+    /// Whether no training class reaches [`UNSURE_BELOW`].
+    pub fn unsure(&self) -> bool {
+        self.classes.iter().all(|c| c.probability < UNSURE_BELOW)
     }
 
     /// Training classes sorted by probability, most likely first.

@@ -23,7 +23,7 @@ mod native {
     use anyhow::{bail, Context, Result};
     use burn::prelude::Device;
     use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-    use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction};
+    use dermscreen::classifier::{image_stem, Classifier, ImageResult, Prediction, UNSURE_BELOW};
     use dermscreen::context::{Context as PatientContext, FIELDS};
     use dermscreen::dataset::{self, find_image, Label, IMAGE_EXTENSIONS};
     use dermscreen::gate::Gate;
@@ -430,9 +430,10 @@ mod native {
                 p.ranked().iter().take(3).map(|c| format!("{} {:.1}%", c.short_name(), 100.0 * c.probability)).collect();
             let kind = p.domain.map_or(String::new(), |k| format!(" | taken for a {} photo", kind_words(k)));
             let kind = if p.context_used.is_empty() { kind } else { format!("{kind} | context: {}", p.context_used.join(", ")) };
+            let unsure = if p.unsure() { format!(" | unsure: no diagnosis reaches {:.0}%", 100.0 * UNSURE_BELOW) } else { String::new() };
             writeln!(
                 out,
-                "{}: malignant {:.1}%{} | top: {}{kind}",
+                "{}: malignant {:.1}%{} | top: {}{unsure}{kind}",
                 r.path,
                 100.0 * p.malignant,
                 if p.high_risk { " HIGH - see a dermatologist" } else { "" },
@@ -453,12 +454,13 @@ mod native {
     /// One row per image: its name, the gate, the lesion score, the kind of photo it was taken
     /// for, P(malignant), the flag (true/false, as the page shows it) and the class-balanced
     /// call, then every training class and inference node, the context used and the path as
-    /// given (two photos in different folders may share a name). A gated image's risk columns
-    /// are empty.
+    /// given (two photos in different folders may share a name), and whether no diagnosis
+    /// reaches [`UNSURE_BELOW`] (last, so the columns before it keep their places). A gated
+    /// image's risk columns and `unsure` are empty.
     fn csv_header<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier) -> Result<()> {
         let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
         let head = ["image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis"];
-        w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used", "path"]))?;
+        w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used", "path", "unsure"]))?;
         Ok(())
     }
 
@@ -482,6 +484,7 @@ mod native {
             }
             record.push(r.context_used.join(";"));
             record.push(r.path.clone());
+            record.push(r.unsure.map_or(String::new(), |u| u.to_string()));
             w.write_record(record)?;
         }
         Ok(())

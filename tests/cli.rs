@@ -53,7 +53,7 @@ fn csv_has_the_documented_header_and_probabilities() {
         [
             "image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis", "df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel",
             "benign", "benign_dermal", "benign_epidermal", "benign_melanocytic", "malignant", "malignant_epidermal",
-            "malignant_melanocytic", "context_used", "path"
+            "malignant_melanocytic", "context_used", "path", "unsure"
         ]
     );
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
@@ -68,6 +68,7 @@ fn csv_has_the_documented_header_and_probabilities() {
         assert_eq!(&row[4], &row[19], "malignant is the malignant node's probability");
         assert!(["df", "vasc", "bkl", "nv", "akiec", "bcc", "scc", "mel"].contains(&&row[6]), "diagnosis is a class");
         assert_eq!(&row[22], "", "no context given");
+        assert!(matches!(&row[24], "true" | "false"));
         assert!(row.iter().skip(7).take(15).all(|v| v.split('.').nth(1).is_some_and(|d| d.len() >= 4)), "4+ decimals: {row:?}");
         let v: Vec<f64> = row.iter().skip(7).take(15).map(|x| x.parse().unwrap()).collect();
         let classes: f64 = v[..8].iter().sum();
@@ -402,11 +403,14 @@ fn a_photo_on_standard_input_is_classified_as_the_same_file_is() {
     let out = piped(&["classify", "--format", "csv", "--saliency", maps.to_str().unwrap(), "-"], &std::fs::read(&photo).unwrap());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let from_file = dermscreen(&["classify", "--format", "csv", photo.to_str().unwrap()]);
+    // The image, every column but the two that name the photo, and the path.
     let row = |o: &Output| {
-        let text = String::from_utf8_lossy(&o.stdout);
-        let (image, rest) = text.lines().nth(1).unwrap().split_once(',').unwrap();
-        let (columns, path) = rest.rsplit_once(',').unwrap();
-        (image.to_string(), columns.to_string(), path.to_string())
+        let mut rdr = csv::Reader::from_reader(o.stdout.as_slice());
+        let header = rdr.headers().unwrap().clone();
+        let rec = rdr.records().next().unwrap().unwrap();
+        let named = |name: &str| rec[header.iter().position(|h| h == name).unwrap()].to_string();
+        let columns: Vec<String> = header.iter().zip(&rec).filter(|(h, _)| !matches!(*h, "image" | "path")).map(|(_, v)| v.to_string()).collect();
+        (named("image"), columns, named("path"))
     };
     let ((name, piped_row, path), (_, file_row, _)) = (row(&out), row(&from_file));
     assert_eq!((name.as_str(), path.as_str()), ("-", "-"), "named - as image and path");
@@ -449,6 +453,40 @@ fn text_output_names_diagnoses_in_words() {
         .collect();
     assert_eq!(top, named.join(", "), "{text}");
     assert!(classes.iter().all(|(id, _, _)| !top.split(", ").any(|t| t.starts_with(&format!("{id} ")))), "{top}");
+}
+
+/// When no diagnosis reaches 50% the page says the model is unsure; the CLI's three formats say
+/// the same, from the one `unsure` the browser event carries too.
+#[test]
+fn every_format_says_when_no_diagnosis_reaches_half() {
+    let dir = common::temp_dir("unsure");
+    let files = copy_images(&dir, &held_out(4));
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let run = |format: &str| {
+        let out = dermscreen(&[&["classify", "--format", format][..], &paths].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    let unsure: Vec<bool> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let top = row["classes"].as_array().unwrap().iter().map(|c| c["probability"].as_f64().unwrap()).fold(0.0, f64::max);
+            assert_eq!(row["unsure"].as_bool(), Some(top < 0.5), "{row}");
+            top < 0.5
+        })
+        .collect();
+    assert!(unsure.contains(&true) && unsure.contains(&false), "these photos include sure and unsure results: {unsure:?}");
+    let text = run("text");
+    let said: Vec<bool> = text.lines().filter(|l| l.contains(" | top: ")).map(|l| l.contains("| unsure: no diagnosis reaches 50%")).collect();
+    assert_eq!(said, unsure, "{text}");
+    let csv_text = run("csv");
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(rdr.headers().unwrap().iter().last(), Some("unsure"), "appended last: earlier columns keep their places");
+    let column: Vec<bool> = rdr.records().map(|r| r.unwrap().iter().last().unwrap().parse().unwrap()).collect();
+    assert_eq!(column, unsure);
 }
 
 /// Runs `evaluate` over the data root on a label table (its text), reporting into `dir/report`;

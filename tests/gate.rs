@@ -134,9 +134,9 @@ fn cli_shows_no_risk_for_gated_photos() {
     let gates: Vec<&str> = rows.iter().map(|r| &r[1]).collect();
     assert_eq!(gates, ["too_dark", "too_blurry", "not_a_skin_spot", "not_a_skin_spot", "ok"]);
     for r in &rows[..4] {
-        // Every column from `domain` to `context_used`; `path` (the last) names the file.
+        // Every column from `domain` to `context_used`, and `unsure`; `path` names the file.
         assert!(r.iter().skip(3).take(20).all(str::is_empty), "no risk for a gated photo: {r:?}");
-        assert!(!r[23].is_empty(), "{r:?}");
+        assert!(!r[23].is_empty() && r[24].is_empty(), "{r:?}");
     }
     assert_eq!(&rows[4][3], "dermoscopic", "the kind of photo, for a photo that gets a risk");
     assert!(rows[4][4].parse::<f64>().is_ok());

@@ -10,7 +10,8 @@
 //                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`,
 //                        `domain` ("dermoscopic" or "clinical": the kind of photo it was taken
 //                        for), and only when the gate is "ok", `malignant`, `high_risk` (the
-//                        flag, with that kind's threshold), `classes`, `nodes`
+//                        flag, with that kind's threshold), `unsure` (no diagnosis reaches
+//                        50%), `classes`, `nodes`
 //   dermscreen:saliency  detail: { class, name, probability, size, ms } once a map is shown
 //   dermscreen:error     detail: { kind: "input" | "camera" | "model" | "engine", message }
 // Methods and properties

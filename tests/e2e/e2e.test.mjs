@@ -97,6 +97,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const top = [...detail.classes].sort((a, b) => b.probability - a.probability)[0];
     assert.ok(shown.includes(top.name), `top diagnosis ${top.name} shown`);
     if (detail.high_risk) assert.match(shown, /See a dermatologist/);
+    assert.equal(shown.includes('The model is unsure'), detail.unsure, 'the unsure note exactly when the result says so');
     assert.equal(detail.image, s.image);
     assert.ok(maxDiff(detail, cli.get(s.image)) <= PARITY_TOLERANCE);
     // The live region holds the result, so screen readers announce it.
@@ -119,6 +120,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
         const d = maxDiff(result, cli.get(s.image));
         worst = Math.max(worst, d);
         assert.ok(d <= PARITY_TOLERANCE, `${s.image} (${s.dx}): differs from the CLI by ${d}`);
+        assert.equal(result.unsure, cli.get(s.image).unsure, `${s.image}: unsure as the CLI says`);
       }
       console.log(`# ${backend}: largest difference from the CLI over ${samples.length} images: ${worst.toExponential(2)}`);
       await context.close();
@@ -370,6 +372,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       const threshold = Math.round(100 * model.high_risk_thresholds[domain]);
       assert.match(shown, new RegExp(`the flag is raised from ${threshold}(\\.\\d)?%`));
       assert.equal(detail.high_risk, detail.malignant >= model.high_risk_thresholds[domain]);
+      assert.equal(shown.includes('The model is unsure'), detail.unsure, `${path}: ${shown}`);
     }
     rmSync(dir, { recursive: true, force: true });
     await context.close();

@@ -5,7 +5,7 @@
 //! promise whose `Error.message` reads as a sentence; results are read back from the GPU only
 //! asynchronously. The JSON a result carries is the CLI's `--format json` object.
 
-use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction};
+use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction, UNSURE_BELOW};
 use crate::context::{Context, FIELDS, SITES};
 use crate::error_message;
 use crate::preprocess::{self, PreprocessError};
@@ -154,6 +154,9 @@ struct ModelInfo<'a> {
     /// The flag's threshold for each kind of photo (`dermoscopic`, `clinical`), when the model
     /// tells them apart; a result's `domain` says which applied.
     high_risk_thresholds: Option<&'a std::collections::BTreeMap<crate::dataset::Kind, f32>>,
+    /// Below this top probability a result is `unsure` ([`UNSURE_BELOW`]),
+    /// so the page's note names the number the result used.
+    unsure_below: f32,
     /// The patient-context fields the model uses, and the body sites `site` takes (empty when
     /// the model has no context head).
     context_fields: Vec<&'static str>,
@@ -380,6 +383,7 @@ impl Engine {
             input_size: meta.preprocess.input_size,
             high_risk_threshold: meta.high_risk_threshold,
             high_risk_thresholds: meta.domain.as_ref().map(|d| &d.high_risk_thresholds),
+            unsure_below: UNSURE_BELOW,
             context_fields: if meta.context.is_some() { FIELDS.to_vec() } else { Vec::new() },
             context_sites: if meta.context.is_some() { SITES.to_vec() } else { Vec::new() },
             population: meta.calibration.as_ref().map(|c| c.population.as_str()),

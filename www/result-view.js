@@ -99,9 +99,9 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
   const top = el('ol', { class: 'top' },
     ...ranked.slice(0, 3).map((c) => el('li', {},
       el('span', { text: `${c.name} ` }), el('span', { class: 'pct', text: pct(c.probability) }), bar(c.probability))));
-  // `r.unsure` is decided in Rust (classifier::UNSURE_BELOW), as for the CLI's outputs.
+  // `r.unsure` is decided in Rust (classifier::UNSURE_BELOW, `model.unsure_below`), as for the CLI.
   const unsure = r.unsure
-    ? el('p', { class: 'notice', text: `The model is unsure: no diagnosis reaches 50% (the most likely is ${ranked[0].name} at ${pct(ranked[0].probability)}). A clearer, closer photo may help; a dermatologist can tell for sure.` })
+    ? el('p', { class: 'notice', text: `The model is unsure: no diagnosis reaches ${pct(model.unsure_below)} (the most likely is ${ranked[0].name} at ${pct(ranked[0].probability)}). A clearer, closer photo may help; a dermatologist can tell for sure.` })
     : '';
   return [
     el('div', { class: 'result-head' }, preview,

@@ -373,6 +373,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.match(shown, new RegExp(`the flag is raised from ${threshold}(\\.\\d)?%`));
       assert.equal(detail.high_risk, detail.malignant >= model.high_risk_thresholds[domain]);
       assert.equal(shown.includes('The model is unsure'), detail.unsure, `${path}: ${shown}`);
+      if (detail.unsure) assert.match(shown, /no diagnosis reaches 50% \(the most likely is /, 'the number the result used');
     }
     rmSync(dir, { recursive: true, force: true });
     await context.close();

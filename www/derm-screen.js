@@ -5,6 +5,8 @@
 //   camera      "off" hides the camera; anything else offers it
 //   backend     "auto" (default: the faster of WebGPU and CPU, measured), "webgpu" (the CPU where
 //               WebGPU cannot start), "cpu"
+//   All three may change at any time: a new model-url or backend loads that model or backend
+//   (the last result is cleared, as it came from the one before) and `ready` follows it.
 // Events (bubbling, composed)
 //   dermscreen:result    detail: the CLI's `classify --format json` object for the image: `gate`
 //                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`,
@@ -17,6 +19,7 @@
 // Methods and properties
 //   DermScreen.isSupported()  whether this browser can run the classifier at all
 //   el.ready                  promise of { backend, backendReason, fallbackReason, model, loadMs, warmUpMs }
+//                             for the model and backend the attributes name now
 //   el.classify(blob, name)   classifies an image file; resolves to the result object
 //   el.showSaliency()         shows where the model looked on the last photo (what the result's
 //                             toggle does); resolves to the engine's saliency object
@@ -146,16 +149,18 @@ const CAMERA_ERRORS = {
 const stopTracks = (stream) => { for (const track of stream.getTracks()) track.stop(); };
 
 export class DermScreen extends HTMLElement {
-  static get observedAttributes() { return ['camera']; }
+  static get observedAttributes() { return ['camera', 'model-url', 'backend']; }
 
   /** Whether this browser can run the classifier: WebAssembly with SIMD and ES modules. */
   static isSupported() { return isSupported(); }
 
   #root;
   #ready;
-  #resolveReady;
-  #rejectReady;
-  #loaded = null;
+  // Settle `#ready`; null once it has settled, so a later load makes a new promise.
+  #resolveReady = null;
+  #rejectReady = null;
+  // Bumped by every load: a load that a newer model-url or backend replaced shows nothing.
+  #loadRequest = 0;
   #lastTiming = null;
   #stream = null;
   // Bumped by every start and stop of the camera: a camera granted to a request that is no
@@ -180,15 +185,26 @@ export class DermScreen extends HTMLElement {
     const tpl = document.createElement('template');
     tpl.innerHTML = TEMPLATE;
     this.#root.append(tpl.content.cloneNode(true));
-    this.#ready = new Promise((resolve, reject) => { this.#resolveReady = resolve; this.#rejectReady = reject; });
-    this.#ready.catch(() => {});
+    this.#newReady();
   }
 
   /**
    * Resolves when the model is loaded: { backend, backendReason (why this backend, for "auto"),
-   * fallbackReason (why not WebGPU, when on the CPU), model, loadMs, warmUpMs }.
+   * fallbackReason (why not WebGPU, when on the CPU), model, loadMs, warmUpMs }. After the
+   * model-url or backend attribute changes, the promise read from then on is the new load's
+   * (one read while a load was still under way follows to the newest).
    */
   get ready() { return this.#ready; }
+
+  #newReady() {
+    this.#ready = new Promise((resolve, reject) => { this.#resolveReady = resolve; this.#rejectReady = reject; });
+    this.#ready.catch(() => {});
+  }
+
+  #settleReady(settle, value) {
+    settle(value);
+    this.#resolveReady = this.#rejectReady = null;
+  }
 
   /** The patient context the next photos are judged with, as `setContext` took it. */
   get context() { return { ...this.#context }; }
@@ -249,7 +265,12 @@ export class DermScreen extends HTMLElement {
 
   disconnectedCallback() { this.#stopCamera(); }
 
-  attributeChangedCallback() { if (this.#started) this.#applyCameraAttribute(); }
+  attributeChangedCallback(name, previous, value) {
+    // Before the element is on a page its attributes are read when it arrives.
+    if (!this.#started || previous === value) return;
+    if (name === 'camera') this.#applyCameraAttribute();
+    else this.#load();
+  }
 
   /** Classifies an image file (Blob) and shows the result. Resolves to the CLI's JSON object. */
   async classify(blob, name = blob?.name || 'photo') {
@@ -259,12 +280,13 @@ export class DermScreen extends HTMLElement {
     // The context when the photo is sent, not when the engine gets to it; the engine is shared
     // by every element on the page, so each call carries its element's own context.
     const context = this.#context;
-    const { engine } = await this.#ready;
+    const loaded = await this.#ready;
+    const { engine } = loaded;
     if (blob.size > MAX_FILE_BYTES) {
       throw new Error(`The file is ${(blob.size / 1e6).toFixed(0)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
-    return this.#run(() => engine.classifyFile(bytes, name, context), blob, () => engine.saliencyFile(bytes));
+    return this.#run(loaded, () => engine.classifyFile(bytes, name, context), blob, () => engine.saliencyFile(bytes));
   }
 
   /**
@@ -337,38 +359,58 @@ export class DermScreen extends HTMLElement {
     if (off) this.#stopCamera();
   }
 
+  /**
+   * Loads the model and backend the attributes name. A second load (a new model-url or backend)
+   * starts from a clean slate: no result, map, error or context form of the model before.
+   */
   async #load() {
+    const request = ++this.#loadRequest;
+    if (!this.#resolveReady) this.#newReady();
     this.#setInputsEnabled(false);
+    if (request > 1) this.#clearForNewModel();
     if (!isSupported()) {
       const message = 'This browser cannot run the classifier (it needs WebAssembly with SIMD: a current Chrome, Edge, Firefox or Safari).';
       this.#setStatus('Not available in this browser.');
       this.#showError('engine', message);
-      this.#rejectReady(new Error(message));
+      this.#settleReady(this.#rejectReady, new Error(message));
       return;
     }
     const modelUrl = new URL(this.getAttribute('model-url') || DEFAULT_MODEL, document.baseURI).href;
+    const current = () => request === this.#loadRequest;
     const progress = this.#$('.progress');
     try {
-      const loaded = await loadEngine(modelUrl, this.getAttribute('backend') || 'auto', (p) => this.#showProgress(p));
-      this.#loaded = loaded;
+      const loaded = await loadEngine(modelUrl, this.getAttribute('backend') || 'auto', (p) => { if (current()) this.#showProgress(p); });
+      if (!current()) return;
       progress.hidden = true;
       const where = loaded.backend === 'webgpu' ? 'on the graphics chip (WebGPU)' : 'on the processor (CPU)';
       const why = loaded.backendReason ? ` (${loaded.backendReason})` : '';
       this.#setStatus(`Ready. Runs ${where}${why}, on this device only.`);
       this.#setInputsEnabled(true);
-      this.#resolveReady(loaded);
+      this.#settleReady(this.#resolveReady, loaded);
       this.#showContextForm(loaded.model);
     } catch (e) {
+      if (!current()) return;
       progress.hidden = true;
       this.#setStatus('The classifier could not be loaded.');
       this.#showError('model', `${e.message} Reload the page to try again.`);
-      this.#rejectReady(e);
+      this.#settleReady(this.#rejectReady, e);
     }
+  }
+
+  /** What the model before a new model-url or backend showed, taken away. */
+  #clearForNewModel() {
+    this.#lastSaliency = null;
+    this.#form = null;
+    this.#$('.context-slot').replaceChildren();
+    this.#$('.result').replaceChildren();
+    this.#$('.result').hidden = true;
+    this.#$('.error').hidden = true;
+    this.#setStatus('Loading the classifier…');
   }
 
   /** The optional context form, when the model uses context; age and sex come back if remembered. */
   #showContextForm(model) {
-    if (!model.context_fields?.length) return;
+    if (!model.context_fields?.length) { this.#context = {}; return; }
     this.#form = contextForm(model, (values, remember) => {
       this.setContext(values).catch((e) => this.#showError('input', e.message));
       try {
@@ -379,9 +421,15 @@ export class DermScreen extends HTMLElement {
     this.#$('.context-slot').replaceChildren(this.#form.element);
     let remembered = null;
     try { remembered = JSON.parse(localStorage.getItem(REMEMBERED) ?? 'null'); } catch { remembered = null; }
-    if (remembered) {
-      this.#form.remember(true);
-      this.setContext({ ...this.#context, ...remembered }).catch(() => localStorage.removeItem(REMEMBERED));
+    if (remembered) this.#form.remember(true);
+    // The context in use (kept from the model before a new model-url) and what was remembered,
+    // as this model reads them: what it refuses is dropped, not sent with every photo.
+    const wanted = { ...this.#context, ...remembered };
+    if (Object.keys(wanted).length) {
+      this.setContext(wanted).catch(() => {
+        this.#context = {};
+        try { if (remembered) localStorage.removeItem(REMEMBERED); } catch { /* storage blocked */ }
+      });
     }
   }
 
@@ -414,12 +462,15 @@ export class DermScreen extends HTMLElement {
     this.#emit('error', { kind, message });
   }
 
-  /** Classifies with `call`, shows the result, and offers its saliency map (`saliency`). */
-  async #run(call, previewBlob, saliency) {
+  /**
+   * Classifies with `call` on the engine `loaded`, shows the result, and offers its saliency
+   * map (`saliency`).
+   */
+  async #run(loaded, call, previewBlob, saliency) {
     const t0 = performance.now();
     const result = await guarded(call());
     const ms = performance.now() - t0;
-    const { backend, model } = this.#loaded;
+    const { backend, model } = loaded;
     this.#lastTiming = { ms, backend };
     this.#lastSaliency = result.gate === 'ok' ? { compute: saliency, result: null } : null;
     const section = this.#$('.result');
@@ -447,7 +498,7 @@ export class DermScreen extends HTMLElement {
     this.#setStatus(`Checking ${label}…`);
     try {
       await work();
-      this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#loaded.backend)}).${note ? ` Checked ${note}` : ''}`);
+      this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#lastTiming.backend)}).${note ? ` Checked ${note}` : ''}`);
     } catch (e) {
       this.#setStatus('That photo could not be checked.');
       this.#showError('input', explain(e));
@@ -553,9 +604,10 @@ export class DermScreen extends HTMLElement {
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const context = this.#context;
     await this.#fromUi('the camera photo', async () => {
-      const { engine } = await this.#ready;
+      const loaded = await this.#ready;
+      const { engine } = loaded;
       const rgba = new Uint8Array(frame.data.buffer);
-      await this.#run(() => engine.classifyRgba(rgba, out, out, name, context), preview, () => engine.saliencyRgba(rgba, out, out));
+      await this.#run(loaded, () => engine.classifyRgba(rgba, out, out, name, context), preview, () => engine.saliencyRgba(rgba, out, out));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 }

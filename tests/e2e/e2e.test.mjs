@@ -630,6 +630,78 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       closed.server.close();
     }
   });
+
+  // A framework often adds the element first and sets its bound attributes after, and a host
+  // may switch models later: the element must use what its attributes say now, not what they
+  // said when it arrived.
+  test('model-url and backend changed after the element is on the page: that model and backend are used', async () => {
+    // A second model beside the site's (the same weights under another name), on the same
+    // origin, so embed.html's policy lets the page load it.
+    const dir = mkdtempSync(join(tmpdir(), 'dermscreen-model-'));
+    cpSync(join(SITE, 'model'), dir, { recursive: true });
+    const meta = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+    writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...meta, name: `${meta.name}-other` }));
+    const own = await serveSite(SITE, { '/other/': dir });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await context.newPage();
+      const problems = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`${own.url}/embed.html`);
+      const first = await page.evaluate(async () => (await document.querySelector('derm-screen').ready).model.name);
+      assert.equal(first, meta.name);
+      const loadWith = (attributes) => page.evaluate(async (attributes) => {
+        const el = document.querySelector('derm-screen');
+        for (const [k, v] of Object.entries(attributes)) el.setAttribute(k, v);
+        return el.ready.then((r) => ({ name: r.model.name, backend: r.backend }), (e) => ({ error: e.message }));
+      }, attributes);
+
+      // A model that is not there: the element tries it and says so.
+      const missing = await loadWith({ 'model-url': '/other/missing.json' });
+      assert.match(missing.error ?? '', /answered 404 for .*\/other\/missing\.json/);
+      await page.locator('derm-screen .error').getByText('missing.json').waitFor();
+
+      // Then another model on the CPU, both changed at once: that model, that backend, no error left.
+      const other = await loadWith({ backend: 'cpu', 'model-url': '/other/model.json' });
+      assert.deepEqual(other, { name: `${meta.name}-other`, backend: 'cpu' });
+      assert.equal(await page.locator('derm-screen .error').isVisible(), false);
+      const s = samples.find((x) => x.dx === 'mel');
+      const event = page.locator('#log').getByText('dermscreen:result').waitFor();
+      await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+      await event;
+      const logged = JSON.parse((await page.locator('#log').innerText()).split('\n')[0].replace('dermscreen:result ', ''));
+      assert.ok(maxDiff(logged, cli.get(s.image)) <= PARITY_TOLERANCE);
+      assert.equal(await page.locator('derm-screen .result').isVisible(), true);
+
+      // A new model takes the last result away (it came from the model before) and keeps the
+      // patient context, which its own form then shows.
+      await page.evaluate(() => document.querySelector('derm-screen').setContext({ age: 72, bled: true }));
+      const back = await loadWith({ 'model-url': 'model/model.json' });
+      assert.deepEqual(back, { name: meta.name, backend: 'cpu' });
+      assert.equal(await page.locator('derm-screen .result').isVisible(), false);
+      assert.deepEqual(await page.evaluate(() => document.querySelector('derm-screen').context), { age: '72', bled: 'true' });
+      assert.equal(await page.locator('derm-screen input[name=age]').inputValue(), '72');
+      assert.equal(await page.locator('derm-screen input[name=bled][value=true]').isChecked(), true);
+
+      // Created, added, then given its backend (as a framework's binding does): that backend.
+      // SwiftShader is the only adapter here, so "auto" would have taken the CPU.
+      const added = await page.evaluate(async () => {
+        const el = document.createElement('derm-screen');
+        el.setAttribute('camera', 'off');
+        document.body.append(el);
+        el.setAttribute('backend', 'webgpu');
+        const r = await el.ready;
+        return { backend: r.backend, status: el.shadowRoot.querySelector('.status-text').textContent };
+      });
+      assert.equal(added.backend, 'webgpu');
+      assert.match(added.status, /graphics chip/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      own.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('without WebGPU, with a camera (fake device)', () => {

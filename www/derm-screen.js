@@ -54,7 +54,7 @@ const CSS = `
 button { font: inherit; min-height: 44px; padding: 0.5rem 1rem; border-radius: 0.5rem; border: 2px solid #1d4f91;
   background: #1d4f91; color: #fff; cursor: pointer; }
 button.secondary { background: #fff; color: #1d4f91; }
-button:disabled { opacity: 0.55; cursor: not-allowed; }
+button:disabled, button[aria-disabled=true] { opacity: 0.55; cursor: not-allowed; }
 button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px solid #b35900; outline-offset: 2px; }
 .drop { border: 2px dashed #5b6b7f; border-radius: 0.75rem; padding: 1rem; text-align: center; background: #f6f8fb; }
 .drop.over { background: #e3edf9; border-color: #1d4f91; }
@@ -302,12 +302,14 @@ export class DermScreen extends HTMLElement {
     let s = this.#lastSaliency.result;
     if (!figure) {
       const pending = this.#lastSaliency;
-      toggle.disabled = true;
+      // aria-disabled, not disabled: a disabled button loses the keyboard's focus (Chromium
+      // 148 moves it to the page), and the person pressed Enter on it to show the map.
+      toggle.setAttribute('aria-disabled', 'true');
       toggle.textContent = 'Finding where the model looked…';
       try {
         s = pending.result ?? (pending.result = await guarded(pending.compute()));
       } finally {
-        toggle.disabled = false;
+        toggle.removeAttribute('aria-disabled');
       }
       if (pending !== this.#lastSaliency) return s; // a newer photo replaced the result meanwhile
       figure = saliencyView(s);
@@ -337,6 +339,7 @@ export class DermScreen extends HTMLElement {
     toggle.setAttribute('aria-pressed', 'false');
     toggle.setAttribute('aria-controls', 'saliency-figure');
     toggle.addEventListener('click', () => {
+      if (toggle.getAttribute('aria-disabled') === 'true') return; // the map is being computed
       if (toggle.getAttribute('aria-pressed') === 'true') { this.#hideSaliency(); return; }
       this.showSaliency().catch((e) => {
         toggle.textContent = 'Show where the model looked';

@@ -276,6 +276,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const figure = page.locator('derm-screen figure.saliency');
     await figure.waitFor();
     assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    // The keyboard's focus stays where Enter was pressed, so Enter again hides the map.
+    assert.equal(await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className),
+      'secondary saliency-toggle', 'the focus stays on the toggle while and after the map is computed');
     const words = await figure.innerText();
     for (const part of ['little effect', 'most effect', `Where the model looked for signs of "${detail.name}"`]) {
       assert.ok(words.includes(part), `the figure says ${part}`);

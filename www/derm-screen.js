@@ -6,7 +6,8 @@
 //   backend     "auto" (default: the faster of WebGPU and CPU, measured), "webgpu" (the CPU where
 //               WebGPU cannot start), "cpu"
 //   All three may change at any time: a new model-url or backend loads that model or backend
-//   (the last result is cleared, as it came from the one before) and `ready` follows it.
+//   (the last result is cleared, as it came from the one before) and `ready` follows it. What
+//   one script sets together, adding the element included, is loaded once.
 // Events (bubbling, composed)
 //   dermscreen:result    detail: the CLI's `classify --format json` object for the image: `gate`
 //                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`,
@@ -161,6 +162,7 @@ export class DermScreen extends HTMLElement {
   #rejectReady = null;
   // Bumped by every load: a load that a newer model-url or backend replaced shows nothing.
   #loadRequest = 0;
+  #loadQueued = false;
   #lastTiming = null;
   #stream = null;
   // Bumped by every start and stop of the camera: a camera granted to a request that is no
@@ -260,7 +262,7 @@ export class DermScreen extends HTMLElement {
     this.#$('.capture').addEventListener('click', () => this.#capture());
     this.#$('.torch').addEventListener('click', () => this.#toggleTorch());
     this.#applyCameraAttribute();
-    this.#load();
+    this.#queueLoad();
   }
 
   disconnectedCallback() { this.#stopCamera(); }
@@ -269,7 +271,18 @@ export class DermScreen extends HTMLElement {
     // Before the element is on a page its attributes are read when it arrives.
     if (!this.#started || previous === value) return;
     if (name === 'camera') this.#applyCameraAttribute();
-    else this.#load();
+    else this.#queueLoad();
+  }
+
+  /**
+   * Loads once the running script has set what it sets: a framework that adds the element and
+   * then sets its model-url and backend, or a host changing both, causes one load, not three.
+   */
+  #queueLoad() {
+    if (!this.#resolveReady) this.#newReady(); // `ready` read from now on is this load's
+    if (this.#loadQueued) return;
+    this.#loadQueued = true;
+    queueMicrotask(() => { this.#loadQueued = false; this.#load(); });
   }
 
   /** Classifies an image file (Blob) and shows the result. Resolves to the CLI's JSON object. */
@@ -368,7 +381,6 @@ export class DermScreen extends HTMLElement {
    */
   async #load() {
     const request = ++this.#loadRequest;
-    if (!this.#resolveReady) this.#newReady();
     this.#setInputsEnabled(false);
     if (request > 1) this.#clearForNewModel();
     if (!isSupported()) {

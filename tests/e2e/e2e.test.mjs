@@ -686,18 +686,31 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.equal(await page.locator('derm-screen input[name=age]').inputValue(), '72');
       assert.equal(await page.locator('derm-screen input[name=bled][value=true]').isChecked(), true);
 
-      // Created, added, then given its backend (as a framework's binding does): that backend.
-      // SwiftShader is the only adapter here, so "auto" would have taken the CPU.
-      const added = await page.evaluate(async () => {
+      // Created, added, then given its backend and model in the same script (as a framework's
+      // binding does), on a page that has loaded no model yet: one load, of those, and the
+      // default model is never fetched. SwiftShader is the only adapter here, so "auto" would
+      // have taken the CPU.
+      writeFileSync(join(dir, 'bare.html'), '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>host</title>'
+        + '<script type="module" src="/derm-screen.js"></script></head><body></body></html>');
+      const bare = await context.newPage();
+      bare.on('pageerror', (e) => problems.push(e.message));
+      const fetched = [];
+      bare.on('request', (r) => fetched.push(new URL(r.url()).pathname));
+      await bare.goto(`${own.url}/other/bare.html`);
+      const added = await bare.evaluate(async () => {
+        await customElements.whenDefined('derm-screen');
         const el = document.createElement('derm-screen');
         el.setAttribute('camera', 'off');
         document.body.append(el);
         el.setAttribute('backend', 'webgpu');
+        el.setAttribute('model-url', '/other/model.json');
         const r = await el.ready;
-        return { backend: r.backend, status: el.shadowRoot.querySelector('.status-text').textContent };
+        return { name: r.model.name, backend: r.backend, status: el.shadowRoot.querySelector('.status-text').textContent };
       });
+      assert.equal(added.name, `${meta.name}-other`);
       assert.equal(added.backend, 'webgpu');
       assert.match(added.status, /graphics chip/);
+      assert.deepEqual(fetched.filter((p) => /\.(json|bpk)$/.test(p)), ['/other/model.json', '/other/model.bpk']);
       assert.deepEqual(problems, []);
     } finally {
       await context.close();

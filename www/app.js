@@ -7,6 +7,13 @@ if (backend) screen.setAttribute('backend', backend);
 // Defined only now, so the element reads the backend attribute when it starts.
 await import('./derm-screen.js');
 
+// The element takes what is pasted into it; on this page it is all there is, so a photo pasted
+// with the focus anywhere else (the page itself, after a click on its text) goes to it too.
+document.addEventListener('paste', (e) => {
+  if (e.composedPath().includes(screen)) return; // the element had it
+  screen.dispatchEvent(new ClipboardEvent('paste', { clipboardData: e.clipboardData, cancelable: true }));
+});
+
 if ('serviceWorker' in navigator) {
   const note = document.querySelector('.offline');
   // Only a page that an older version already controlled has an update to announce.

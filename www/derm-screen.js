@@ -120,7 +120,7 @@ const TEMPLATE = `
   <button type="button" class="secondary stop-camera">Close camera</button>
 </div>
 <div class="drop" tabindex="0" role="group" aria-label="Choose a photo of the skin spot">
-  <div>Drop a photo of the skin spot here, or</div>
+  <div>Drop or paste a photo of the skin spot here, or</div>
   <div class="buttons">
     <button type="button" class="pick">Choose a photo</button>
     <button type="button" class="secondary start-camera">Use the camera</button>
@@ -249,14 +249,12 @@ export class DermScreen extends HTMLElement {
     drop.addEventListener('drop', (e) => {
       e.preventDefault();
       drop.classList.remove('over');
-      const files = e.dataTransfer?.files ?? [];
-      const [file] = files;
-      // One result is shown at a time: of several photos the first is checked, and the
-      // status line says so rather than leave the others silently unchecked.
-      const note = files.length > 1 ? `${file.name}, the first of ${files.length} photos dropped: drop one at a time.` : '';
-      if (file) this.#classifyFromUi(file, file.name, note);
-      else this.#showError('input', 'That was not a file (a photo dragged from a web page arrives as its address). Save the photo, then drop or choose the file.');
+      this.#checkFirst(e.dataTransfer?.files, ['dropped', 'drop'],
+        'That was not a file (a photo dragged from a web page arrives as its address). Save the photo, then drop or choose the file.');
     });
+    // Ctrl+V or Cmd+V with the focus in the element: a screenshot, or a photo copied from a
+    // record or an e-mail. (Events from the shadow tree reach the host: paste is composed.)
+    this.addEventListener('paste', (e) => this.#paste(e));
     this.#$('.start-camera').addEventListener('click', () => this.#startCamera());
     this.#$('.stop-camera').addEventListener('click', () => this.#stopCamera());
     this.#$('.capture').addEventListener('click', () => this.#capture());
@@ -266,6 +264,30 @@ export class DermScreen extends HTMLElement {
   }
 
   disconnectedCallback() { this.#stopCamera(); }
+
+  /**
+   * Checks the first of the files dropped or pasted (`[did, verb]`: ['dropped', 'drop'] or
+   * ['pasted', 'paste'], for the status line), or says `noFile` when none came.
+   */
+  #checkFirst(files = [], [did, verb], noFile) {
+    const [file] = files;
+    if (!file) { this.#showError('input', noFile); return; }
+    // One result is shown at a time: of several photos the first is checked, and the
+    // status line says so rather than leave the others silently unchecked.
+    const note = files.length > 1 ? `${file.name}, the first of ${files.length} photos ${did}: ${verb} one at a time.` : '';
+    this.#classifyFromUi(file, file.name, note);
+  }
+
+  #paste(e) {
+    const files = e.clipboardData?.files ?? [];
+    const target = e.composedPath()[0];
+    // Text pasted into a field (the context form's age) is the field's; an empty clipboard is nothing.
+    const intoField = target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || target?.isContentEditable;
+    if (!files.length && (intoField || !e.clipboardData?.types.length)) return;
+    e.preventDefault();
+    this.#checkFirst(files, ['pasted', 'paste'],
+      'That was text, not a photo. Copy the photo itself (right-click it and choose Copy image) and paste again, or save it and choose the file.');
+  }
 
   attributeChangedCallback(name, previous, value) {
     // Before the element is on a page its attributes are read when it arrives.

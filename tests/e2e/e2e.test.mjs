@@ -504,6 +504,79 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('paste: a photo pasted on the app page or into an embedded element is checked as the CLI checks it; text gets what to copy', { timeout: 120_000 }, async () => {
+    // (A paste the page ignores sends no event: the timeout turns that into a failure.)
+    const context = await browser.newContext();
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: site.url });
+    // What "Copy image" puts on the clipboard: the decoded photo, which the browser pastes as a PNG.
+    const copyPhoto = (page, file) => page.evaluate(async (f) => {
+      const bitmap = await createImageBitmap(await (await fetch(`/__samples/${f}`)).blob());
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      canvas.getContext('2d').drawImage(bitmap, 0, 0);
+      await navigator.clipboard.write([new ClipboardItem({ 'image/png': await canvas.convertToBlob({ type: 'image/png' }) })]);
+    }, file);
+    // The bytes the next paste delivers, read as the page receives them.
+    const pastedBytes = (page) => page.evaluate(() => new Promise((resolve) => {
+      document.addEventListener('paste', (e) => {
+        e.clipboardData.files[0].arrayBuffer().then((b) => resolve([...new Uint8Array(b)]));
+      }, { capture: true, once: true });
+    }));
+    const nextOutcome = (page) => page.evaluate(() => new Promise((resolve) => {
+      const el = document.querySelector('derm-screen');
+      el.addEventListener('dermscreen:result', (e) => resolve({ image: e.detail.image, result: e.detail }), { once: true });
+      el.addEventListener('dermscreen:error', (e) => resolve({ error: e.detail.message }), { once: true });
+    }));
+    const cliOn = (bytes, name) => {
+      const path = join(OUT, name);
+      writeFileSync(path, Buffer.from(bytes));
+      return JSON.parse(execFileSync(CLI, ['classify', '--format', 'json', '--model', join(ROOT, 'model'), path], { encoding: 'utf8' }))[0];
+    };
+
+    // The app page: the focus on the page itself, as after a click on its text.
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    const [first, second] = samples;
+    await copyPhoto(page, first.file);
+    await page.click('h1');
+    let [bytes, outcome] = [pastedBytes(page), nextOutcome(page)];
+    await page.keyboard.press('Control+V');
+    let got = await outcome;
+    assert.equal(got.error, undefined);
+    assert.ok(maxDiff(got.result, cliOn(await bytes, 'pasted-app.png')) <= PARITY_TOLERANCE, 'the pasted photo is judged as the CLI judges the same file');
+    assert.match(await page.locator('derm-screen .status-text').innerText(), /^Done in/);
+
+    // Embedded: a paste on the host's own page is the host's; one with the focus in the element is checked.
+    const embed = await context.newPage();
+    await embed.goto(`${site.url}/embed.html`);
+    await embed.evaluate(() => document.querySelector('derm-screen').ready);
+    await embed.evaluate(() => { window.__results = 0; document.addEventListener('dermscreen:result', () => { window.__results += 1; }); });
+    await copyPhoto(embed, first.file);
+    await embed.click('h1');
+    await embed.keyboard.press('Control+V');
+    await copyPhoto(embed, second.file);
+    await embed.locator('derm-screen .pick').focus();
+    [bytes, outcome] = [pastedBytes(embed), nextOutcome(embed)];
+    await embed.keyboard.press('Control+V');
+    got = await outcome;
+    assert.ok(maxDiff(got.result, cliOn(await bytes, 'pasted-embed.png')) <= PARITY_TOLERANCE);
+    assert.equal(await embed.evaluate(() => window.__results), 1, 'the paste on the host page was left to the host');
+
+    // Text: into the context form's age field it is the field's; elsewhere in the element it gets what to copy.
+    await embed.locator('derm-screen .context-slot summary').click();
+    await embed.evaluate(() => navigator.clipboard.writeText('72'));
+    await embed.locator('derm-screen input[name=age]').focus();
+    await embed.keyboard.press('Control+V');
+    assert.equal(await embed.locator('derm-screen input[name=age]').inputValue(), '72');
+    assert.equal(await embed.locator('derm-screen .error').isHidden(), true);
+    await embed.evaluate(() => navigator.clipboard.writeText('https://example.com/spot.jpg'));
+    await embed.locator('derm-screen .drop').focus();
+    outcome = nextOutcome(embed);
+    await embed.keyboard.press('Control+V');
+    assert.match((await outcome).error, /text, not a photo\. Copy the photo itself .* or save it and choose the file/);
+    assert.match(await resultText(embed), /malignant/, 'the last result stays');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('works offline after the first visit (service worker)', async () => {
     const context = await browser.newContext();
     const { page } = await openApp(context, site.url);

@@ -536,12 +536,23 @@ export class DermScreen extends HTMLElement {
     try {
       await work();
       this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#lastTiming.backend)}).${note ? ` Checked ${note}` : ''}`);
+      this.#reveal(this.#$('.result').firstElementChild);
     } catch (e) {
       this.#setStatus('That photo could not be checked.');
       this.#showError('input', explain(e));
+      this.#reveal(this.#$('.error'));
     } finally {
       this.#busy = false;
     }
+  }
+
+  /**
+   * Scrolls the answer to a check the person started into view: on a phone the camera preview
+   * or the picker fills the screen, and the answer would appear below it, unseen.
+   */
+  #reveal(element) {
+    const still = matchMedia('(prefers-reduced-motion: reduce)').matches;
+    element?.scrollIntoView({ block: 'nearest', behavior: still ? 'auto' : 'smooth' });
   }
 
   async #startCamera() {

@@ -848,6 +848,39 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  test('on a phone\'s screen the answer comes into view: to a photo taken, to one chosen, and to a file refused', async () => {
+    const context = await browser.newContext({
+      viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, permissions: ['camera'], reducedMotion: 'reduce',
+    });
+    const { page, problems } = await openApp(context, site.url);
+    const onScreen = (selector) => page.evaluate((sel) => {
+      const box = document.querySelector('derm-screen').shadowRoot.querySelector(sel).getBoundingClientRect();
+      return box.height > 0 && box.top >= -1 && box.bottom <= innerHeight + 1; // (scrolling rounds to whole pixels)
+    }, selector);
+    const answer = '.result > :first-child'; // the risk, or why none is given, with what to do
+    await page.locator('derm-screen .start-camera').click();
+    await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
+    let event = nextResult(page);
+    await page.locator('derm-screen .capture').click();
+    await event;
+    assert.equal(await onScreen(answer), true, 'the answer to the camera photo, below the preview, is scrolled into view');
+    await page.screenshot({ path: join(OUT, 'phone-390-camera-answer.png') });
+    await page.evaluate(() => scrollTo(0, 0));
+    event = nextResult(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples.find((x) => x.dx === 'mel').file));
+    assert.equal((await event).detail.gate, 'ok');
+    assert.equal(await onScreen(answer), true, 'the answer to a chosen photo is in view');
+    await page.evaluate(() => scrollTo(0, 0));
+    const refused = page.evaluate(() => new Promise((resolve) => {
+      document.querySelector('derm-screen').addEventListener('dermscreen:error', resolve, { once: true });
+    }));
+    await fileInput(page).setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a photo') });
+    await refused;
+    assert.equal(await onScreen('.error'), true, 'why a file was refused is in view');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   // A phone ends the camera when the page goes to the background or another app takes it; the
   // preview then freezes or goes black, and a capture would be judged "too dark".
   test('a camera the browser ended is closed with what to do, and never captured', async () => {

@@ -256,7 +256,10 @@ export class DermScreen extends HTMLElement {
     // record or an e-mail. (Events from the shadow tree reach the host: paste is composed.)
     this.addEventListener('paste', (e) => this.#paste(e));
     this.#$('.start-camera').addEventListener('click', () => this.#startCamera());
-    this.#$('.stop-camera').addEventListener('click', () => this.#stopCamera());
+    this.#$('.stop-camera').addEventListener('click', () => {
+      this.#stopCamera();
+      this.#$('.start-camera').focus(); // "Close camera" is gone with the camera
+    });
     this.#$('.capture').addEventListener('click', () => this.#capture());
     this.#$('.torch').addEventListener('click', () => this.#toggleTorch());
     this.#applyCameraAttribute();
@@ -392,9 +395,13 @@ export class DermScreen extends HTMLElement {
   }
 
   #applyCameraAttribute() {
-    const off = this.getAttribute('camera') === 'off';
-    this.#$('.start-camera').hidden = off;
-    if (off) this.#stopCamera();
+    if (this.getAttribute('camera') === 'off') this.#stopCamera();
+    this.#offerCamera();
+  }
+
+  /** "Use the camera" is offered while the camera is allowed and not already open. */
+  #offerCamera() {
+    this.#$('.start-camera').hidden = this.getAttribute('camera') === 'off' || this.#stream !== null;
   }
 
   /**
@@ -580,6 +587,7 @@ export class DermScreen extends HTMLElement {
     }
     if (this.#stream) stopTracks(this.#stream); // one already running: this one replaces it
     this.#stream = stream;
+    this.#offerCamera();
     const video = this.#$('video');
     video.srcObject = this.#stream;
     this.#$('.camera').hidden = false;
@@ -617,6 +625,7 @@ export class DermScreen extends HTMLElement {
     this.#$('.camera').hidden = true;
     this.#$('.camera-buttons').hidden = true;
     this.#$('.torch').setAttribute('aria-pressed', 'false');
+    this.#offerCamera();
   }
 
   async #toggleTorch() {

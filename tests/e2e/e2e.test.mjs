@@ -843,8 +843,14 @@ describe('without WebGPU, with a camera (fake device)', () => {
     assert.equal(detail.gate, 'not_a_skin_spot');
     assert.equal(detail.classes, undefined);
     assert.match(await resultText(page), /No risk given for this photo[\s\S]*checks skin spots only/);
-    await page.locator('derm-screen .stop-camera').click();
+    // While it is open the camera is not offered again; closed by keyboard, the focus goes to
+    // "Use the camera", not to the page.
+    assert.equal(await page.locator('derm-screen .start-camera').isVisible(), false);
+    await page.locator('derm-screen .stop-camera').focus();
+    await page.keyboard.press('Enter');
     assert.equal(await page.locator('derm-screen video').isVisible(), false);
+    assert.equal(await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className), 'secondary start-camera');
+    assert.equal(await page.locator('derm-screen .start-camera').isVisible(), true);
     await context.close();
   });
 

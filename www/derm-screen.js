@@ -30,6 +30,8 @@
 //                             The page's form does the same; results carry `context_used`.
 //   el.context                the context in use
 //   el.lastTiming             { ms, backend } of the last classification
+// Photos come from the file picker, a drop, a paste with the focus in the element (a host
+// passes on other pastes by re-dispatching them on it), or the camera.
 //
 // Everything runs in this browser: no image leaves the device. The engine (engine.js) and the
 // result view (result-view.js) are separate modules; this file is the element around them.

@@ -165,6 +165,8 @@ export class DermScreen extends HTMLElement {
   // Bumped by every load: a load that a newer model-url or backend replaced shows nothing.
   #loadRequest = 0;
   #loadQueued = false;
+  // What the last load gave, while it is the one the attributes name (null while one is pending).
+  #loaded = null;
   #lastTiming = null;
   #stream = null;
   // Bumped by every start and stop of the camera: a camera granted to a request that is no
@@ -307,6 +309,7 @@ export class DermScreen extends HTMLElement {
    */
   #queueLoad() {
     if (!this.#resolveReady) this.#newReady(); // `ready` read from now on is this load's
+    this.#loaded = null;
     if (this.#loadQueued) return;
     this.#loadQueued = true;
     queueMicrotask(() => { this.#loadQueued = false; this.#load(); });
@@ -320,13 +323,11 @@ export class DermScreen extends HTMLElement {
     // The context when the photo is sent, not when the engine gets to it; the engine is shared
     // by every element on the page, so each call carries its element's own context.
     const context = this.#context;
-    const loaded = await this.#ready;
-    const { engine } = loaded;
     if (blob.size > MAX_FILE_BYTES) {
       throw new Error(`The file is ${(blob.size / 1e6).toFixed(0)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
-    return this.#run(loaded, () => engine.classifyFile(bytes, name, context), blob, () => engine.saliencyFile(bytes));
+    return this.#run((engine) => engine.classifyFile(bytes, name, context), blob, (engine) => engine.saliencyFile(bytes));
   }
 
   /**
@@ -432,6 +433,7 @@ export class DermScreen extends HTMLElement {
       const why = loaded.backendReason ? ` (${loaded.backendReason})` : '';
       this.#setStatus(`Ready. Runs ${where}${why}, on this device only.`);
       this.#setInputsEnabled(true);
+      this.#loaded = loaded;
       this.#settleReady(this.#resolveReady, loaded);
       this.#showContextForm(loaded.model);
     } catch (e) {
@@ -509,16 +511,21 @@ export class DermScreen extends HTMLElement {
   }
 
   /**
-   * Classifies with `call` on the engine `loaded`, shows the result, and offers its saliency
-   * map (`saliency`).
+   * Classifies with `call(engine)` on the model the attributes name, shows the result, and
+   * offers its saliency map (`saliency(engine)`). A photo whose model changed while it was
+   * checked is checked again with the new one: the page shows no result of a model it left.
    */
-  async #run(loaded, call, previewBlob, saliency) {
-    const t0 = performance.now();
-    const result = await guarded(call());
-    const ms = performance.now() - t0;
-    const { backend, model } = loaded;
+  async #run(call, previewBlob, saliency) {
+    let loaded, result, ms;
+    do {
+      loaded = await this.#ready;
+      const t0 = performance.now();
+      result = await guarded(call(loaded.engine));
+      ms = performance.now() - t0;
+    } while (loaded !== this.#loaded);
+    const { engine, backend, model } = loaded;
     this.#lastTiming = { ms, backend };
-    this.#lastSaliency = result.gate === 'ok' ? { compute: saliency, result: null } : null;
+    this.#lastSaliency = result.gate === 'ok' ? { compute: () => saliency(engine), result: null } : null;
     const section = this.#$('.result');
     const [head, ...rest] = resultView(result, model, { previewBlob, backend, ms });
     // A map explains a diagnosis; a gated photo has none to explain.
@@ -663,10 +670,8 @@ export class DermScreen extends HTMLElement {
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const context = this.#context;
     await this.#fromUi('the camera photo', async () => {
-      const loaded = await this.#ready;
-      const { engine } = loaded;
       const rgba = new Uint8Array(frame.data.buffer);
-      await this.#run(loaded, () => engine.classifyRgba(rgba, out, out, name, context), preview, () => engine.saliencyRgba(rgba, out, out));
+      await this.#run((engine) => engine.classifyRgba(rgba, out, out, name, context), preview, (engine) => engine.saliencyRgba(rgba, out, out));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 }

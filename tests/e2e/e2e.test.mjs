@@ -757,6 +757,18 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.equal(await page.locator('derm-screen input[name=age]').inputValue(), '72');
       assert.equal(await page.locator('derm-screen input[name=bled][value=true]').isChecked(), true);
 
+      // A photo being checked when the model changes is checked again with the new one: the
+      // page never shows a result of a model it has moved away from.
+      const switchedMidCheck = await page.evaluate(async (file) => {
+        const el = document.querySelector('derm-screen');
+        const checked = el.classify(await (await fetch(`/__samples/${file}`)).blob(), file);
+        el.setAttribute('model-url', '/other/model.json');
+        await checked;
+        return el.shadowRoot.querySelector('.result .meta').textContent;
+      }, s.file);
+      assert.match(switchedMidCheck, new RegExp(`· model ${meta.name}-other ·`));
+      await loadWith({ 'model-url': 'model/model.json' });
+
       // Created, added, then given its backend and model in the same script (as a framework's
       // binding does), on a page that has loaded no model yet: one load, of those, and the
       // default model is never fetched. SwiftShader is the only adapter here, so "auto" would

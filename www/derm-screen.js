@@ -57,7 +57,7 @@ const CSS = `
 button { font: inherit; min-height: 44px; padding: 0.5rem 1rem; border-radius: 0.5rem; border: 2px solid #1d4f91;
   background: #1d4f91; color: #fff; cursor: pointer; }
 button.secondary { background: #fff; color: #1d4f91; }
-button:disabled, button[aria-disabled=true] { opacity: 0.55; cursor: not-allowed; }
+button[aria-disabled=true] { opacity: 0.55; cursor: not-allowed; }
 button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px solid #b35900; outline-offset: 2px; }
 .drop { border: 2px dashed #5b6b7f; border-radius: 0.75rem; padding: 1rem; text-align: center; background: #f6f8fb; }
 .drop.over { background: #e3edf9; border-color: #1d4f91; }
@@ -191,6 +191,11 @@ export class DermScreen extends HTMLElement {
     const tpl = document.createElement('template');
     tpl.innerHTML = TEMPLATE;
     this.#root.append(tpl.content.cloneNode(true));
+    // Buttons are made unavailable with aria-disabled, not disabled, which would take the
+    // keyboard's focus off them (Chromium moves it to the page); a click on one does nothing.
+    this.#root.addEventListener('click', (e) => {
+      if (e.target.closest('[aria-disabled=true]')) e.stopImmediatePropagation();
+    }, { capture: true });
     this.#newReady();
   }
 
@@ -343,9 +348,7 @@ export class DermScreen extends HTMLElement {
     let s = this.#lastSaliency.result;
     if (!figure) {
       const pending = this.#lastSaliency;
-      // aria-disabled, not disabled: a disabled button loses the keyboard's focus (Chromium
-      // 148 moves it to the page), and the person pressed Enter on it to show the map.
-      toggle.setAttribute('aria-disabled', 'true');
+      toggle.setAttribute('aria-disabled', 'true'); // the person pressed Enter on it: it keeps the focus
       toggle.textContent = 'Finding where the model looked…';
       try {
         s = pending.result ?? (pending.result = await guarded(pending.compute()));
@@ -380,7 +383,6 @@ export class DermScreen extends HTMLElement {
     toggle.setAttribute('aria-pressed', 'false');
     toggle.setAttribute('aria-controls', 'saliency-figure');
     toggle.addEventListener('click', () => {
-      if (toggle.getAttribute('aria-disabled') === 'true') return; // the map is being computed
       if (toggle.getAttribute('aria-pressed') === 'true') { this.#hideSaliency(); return; }
       this.showSaliency().catch((e) => {
         toggle.textContent = 'Show where the model looked';
@@ -500,7 +502,10 @@ export class DermScreen extends HTMLElement {
   #setStatus(text) { this.#$('.status-text').textContent = text; }
 
   #setInputsEnabled(on) {
-    for (const b of this.#root.querySelectorAll('.pick, .start-camera, .capture')) b.disabled = !on;
+    for (const b of this.#root.querySelectorAll('.pick, .start-camera, .capture')) {
+      if (on) b.removeAttribute('aria-disabled');
+      else b.setAttribute('aria-disabled', 'true');
+    }
   }
 
   #showError(kind, message) {

@@ -769,6 +769,33 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.match(switchedMidCheck, new RegExp(`· model ${meta.name}-other ·`));
       await loadWith({ 'model-url': 'model/model.json' });
 
+      // The photo buttons wait out a load (here WebGPU, not yet started on this page) without
+      // losing the keyboard's focus (Chromium moves it from a disabled button to the page), and
+      // Enter on "Choose a photo" opens the picker only once the model is there.
+      let pickers = 0;
+      page.on('filechooser', () => { pickers += 1; });
+      await page.locator('derm-screen .pick').focus();
+      const loading = await page.evaluate(async () => {
+        const el = document.querySelector('derm-screen');
+        el.setAttribute('backend', 'webgpu');
+        await new Promise((r) => setTimeout(r, 50));
+        const pick = el.shadowRoot.querySelector('.pick');
+        return pick.disabled || pick.getAttribute('aria-disabled') === 'true';
+      });
+      assert.equal(loading, true);
+      await page.keyboard.press('Enter');
+      const focus = await page.evaluate(async () => {
+        const el = document.querySelector('derm-screen');
+        await el.ready;
+        return el.shadowRoot.activeElement?.className;
+      });
+      assert.equal(focus, 'pick');
+      assert.equal(pickers, 0, 'no picker while the model loads');
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(200);
+      assert.equal(pickers, 1, 'the picker once it is loaded');
+      await loadWith({ backend: 'cpu' });
+
       // Created, added, then given its backend and model in the same script (as a framework's
       // binding does), on a page that has loaded no model yet: one load, of those, and the
       // default model is never fetched. SwiftShader is the only adapter here, so "auto" would

@@ -51,7 +51,8 @@ impl Gate {
     pub fn message(self) -> &'static str {
         match self {
             Gate::Ok => "",
-            Gate::NotASkinSpot => "This does not look like a close-up of a skin spot, so no risk is given. This checks skin spots only: fill the square with the spot, about a hand's width away, in daylight.",
+            // A photo unlike any it was trained on may still be of skin that needs a doctor.
+            Gate::NotASkinSpot => "This does not look like a close-up of a skin spot, so no risk is given. This checks skin spots only: fill the square with the spot, about a hand's width away, in daylight. If it is skin that worries you but not a spot (a rash, a sore that does not heal, a lump), see a dermatologist: this check cannot judge it.",
             Gate::TooDark => "The photo is too dark to judge, so no risk is given. Retake it in daylight or with more light on the spot.",
             Gate::Overexposed => "The photo is too bright (washed out) to judge, so no risk is given. Retake it without a flash or direct glare on the spot.",
             Gate::TooBlurry => "The photo is too blurry to judge, so no risk is given. Hold the phone still, let it focus on the spot, and retake it.",

@@ -881,7 +881,7 @@ describe('without WebGPU, with a camera (fake device)', () => {
     // Chromium's fake camera films a test pattern, not a skin spot: the gate says so.
     assert.equal(detail.gate, 'not_a_skin_spot');
     assert.equal(detail.classes, undefined);
-    assert.match(await resultText(page), /No risk given for this photo[\s\S]*checks skin spots only/);
+    assert.match(await resultText(page), /No risk given for this photo[\s\S]*checks skin spots only[\s\S]*see a dermatologist/);
     // While it is open the camera is not offered again; closed by keyboard, the focus goes to
     // "Use the camera", not to the page.
     assert.equal(await page.locator('derm-screen .start-camera').isVisible(), false);

@@ -51,16 +51,18 @@ const GUIDE_FRACTION = 0.7;
 const CAPTURE_MAX_SIDE = 448;
 
 const CSS = `
-:host { display: block; font: 1rem/1.5 system-ui, sans-serif; color: #1a1a1a; max-width: 40rem; }
+/* A host restyles the element through its font, color and --dermscreen-accent (buttons, bars). */
+:host { display: block; font: 1rem/1.5 system-ui, sans-serif; color: #1a1a1a; max-width: 40rem;
+  --accent: var(--dermscreen-accent, #1d4f91); }
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
-button { font: inherit; min-height: 44px; padding: 0.5rem 1rem; border-radius: 0.5rem; border: 2px solid #1d4f91;
-  background: #1d4f91; color: #fff; cursor: pointer; }
-button.secondary { background: #fff; color: #1d4f91; }
+button { font: inherit; min-height: 44px; padding: 0.5rem 1rem; border-radius: 0.5rem; border: 2px solid var(--accent);
+  background: var(--accent); color: #fff; cursor: pointer; }
+button.secondary { background: #fff; color: var(--accent); }
 button[aria-disabled=true] { opacity: 0.55; cursor: not-allowed; }
 button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px solid #b35900; outline-offset: 2px; }
 .drop { border: 2px dashed #5b6b7f; border-radius: 0.75rem; padding: 1rem; text-align: center; background: #f6f8fb; }
-.drop.over { background: #e3edf9; border-color: #1d4f91; }
+.drop.over { background: #e3edf9; border-color: var(--accent); }
 .buttons { display: flex; flex-wrap: wrap; gap: 0.5rem; justify-content: center; margin-top: 0.5rem; }
 .camera { position: relative; width: 100%; aspect-ratio: 1; background: #000; border-radius: 0.75rem; overflow: hidden; }
 .camera video { width: 100%; height: 100%; object-fit: cover; }
@@ -83,7 +85,7 @@ progress { width: 100%; height: 0.75rem; }
 .advice.high { font-weight: 700; }
 ol.top { padding-left: 1.25rem; }
 .bar { display: block; height: 0.5rem; background: #e3e8ef; border-radius: 0.25rem; overflow: hidden; margin: 0.15rem 0 0.4rem; }
-.bar > span { display: block; height: 100%; background: #1d4f91; }
+.bar > span { display: block; height: 100%; background: var(--accent); }
 .tree ul { list-style: none; padding-left: 1rem; margin: 0.25rem 0; border-left: 1px solid #c9d2dd; }
 .tree > ul { padding-left: 0; border-left: 0; }
 .pct { font-variant-numeric: tabular-nums; font-weight: 600; }

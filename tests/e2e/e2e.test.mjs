@@ -655,6 +655,19 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const refused = await page.evaluate(() => Promise.all(['https://example.com/spot.jpg', new ArrayBuffer(8)].map(
       (x) => document.querySelector('derm-screen').classify(x).then(() => 'accepted', (e) => `${e.name}: ${e.message}`))));
     for (const r of refused) assert.match(r, /^TypeError: classify\(\) takes a File or Blob/);
+    // The host's brand colour, set through the CSSOM as a strict CSP allows, reaches the buttons.
+    const colours = await page.evaluate(() => {
+      const el = document.querySelector('derm-screen');
+      const look = () => ['.pick', '.start-camera'].map((b) => {
+        const style = getComputedStyle(el.shadowRoot.querySelector(b));
+        return [style.backgroundColor, style.color];
+      });
+      const before = look();
+      el.style.setProperty('--dermscreen-accent', 'rgb(10, 110, 80)');
+      return { before, after: look() };
+    });
+    assert.deepEqual(colours.before, [['rgb(29, 79, 145)', 'rgb(255, 255, 255)'], ['rgb(255, 255, 255)', 'rgb(29, 79, 145)']]);
+    assert.deepEqual(colours.after, [['rgb(10, 110, 80)', 'rgb(255, 255, 255)'], ['rgb(255, 255, 255)', 'rgb(10, 110, 80)']]);
     assert.deepEqual(csp, [], 'no CSP violations');
     await page.screenshot({ path: join(OUT, 'desktop-embed.png'), fullPage: true });
     await context.close();

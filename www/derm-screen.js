@@ -51,7 +51,7 @@ const GUIDE_FRACTION = 0.7;
 const CAPTURE_MAX_SIDE = 448;
 
 const CSS = `
-/* A host restyles the element through its font, color and --dermscreen-accent (buttons, bars). */
+/* A host restyles the element through its font, its color (body text) and --dermscreen-accent (buttons, bars). */
 :host { display: block; font: 1rem/1.5 system-ui, sans-serif; color: #1a1a1a; max-width: 40rem;
   --accent: var(--dermscreen-accent, #1d4f91); }
 * { box-sizing: border-box; }

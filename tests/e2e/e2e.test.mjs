@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
 import { basename, dirname, extname, join } from 'node:path';
 import {
-  CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextResult,
-  openApp, sampleImages, serveSite, validationPhoto,
+  CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextOutcome,
+  nextResult, openApp, sampleImages, serveSite, validationPhoto,
 } from './harness.mjs';
 import { openComparison, parity } from './onnx_compare.mjs';
 
@@ -521,11 +521,6 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
         e.clipboardData.files[0].arrayBuffer().then((b) => resolve([...new Uint8Array(b)]));
       }, { capture: true, once: true });
     }));
-    const nextOutcome = (page) => page.evaluate(() => new Promise((resolve) => {
-      const el = document.querySelector('derm-screen');
-      el.addEventListener('dermscreen:result', (e) => resolve({ image: e.detail.image, result: e.detail }), { once: true });
-      el.addEventListener('dermscreen:error', (e) => resolve({ error: e.detail.message }), { once: true });
-    }));
     const cliOn = (bytes, name) => {
       const path = join(OUT, name);
       writeFileSync(path, Buffer.from(bytes));
@@ -929,11 +924,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
     assert.equal((await event).detail.gate, 'ok');
     assert.equal(await onScreen(answer), true, 'the answer to a chosen photo is in view');
     await page.evaluate(() => scrollTo(0, 0));
-    const refused = page.evaluate(() => new Promise((resolve) => {
-      document.querySelector('derm-screen').addEventListener('dermscreen:error', resolve, { once: true });
-    }));
+    const refused = nextOutcome(page);
     await fileInput(page).setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a photo') });
-    await refused;
+    assert.match((await refused).error ?? '', /not a supported image/);
     assert.equal(await onScreen('.error'), true, 'why a file was refused is in view');
     assert.deepEqual(problems, []);
     await context.close();

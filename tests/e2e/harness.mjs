@@ -173,6 +173,18 @@ export function nextResult(page) {
 }
 
 /**
+ * Resolves to what the element's next check ends in: `{ result }` (a `dermscreen:result`
+ * event's detail) or `{ error }` (a `dermscreen:error` event's message).
+ */
+export function nextOutcome(page) {
+  return page.evaluate(() => new Promise((resolve) => {
+    const el = document.querySelector('derm-screen');
+    el.addEventListener('dermscreen:result', (e) => resolve({ result: e.detail }), { once: true });
+    el.addEventListener('dermscreen:error', (e) => resolve({ error: e.detail.message }), { once: true });
+  }));
+}
+
+/**
  * Counts WebGPU API calls in every page of `context` (`window.__gpuCalls`), from before the
  * page's own scripts run: pipeline, shader and buffer creation, bind groups, dispatches,
  * submits, buffer writes and reads.

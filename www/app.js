@@ -11,7 +11,7 @@ await import('./derm-screen.js');
 // with the focus anywhere else (the page itself, after a click on its text) goes to it too.
 document.addEventListener('paste', (e) => {
   if (e.composedPath().includes(screen)) return; // the element had it
-  screen.dispatchEvent(new ClipboardEvent('paste', { clipboardData: e.clipboardData, cancelable: true }));
+  screen.dispatchEvent(new ClipboardEvent('paste', { clipboardData: e.clipboardData }));
 });
 
 if ('serviceWorker' in navigator) {

@@ -97,6 +97,13 @@ figure.saliency canvas { display: block; width: 100%; height: auto; border-radiu
 .legend { margin-top: 0.4rem; font-size: 0.85rem; color: #3d4a5c; }
 .legend .ramp { display: block; height: 0.75rem; border-radius: 0.25rem; }
 .legend-ends { display: flex; justify-content: space-between; }
+/* Forced colours (Windows high contrast) drop background colours and gradients, but the bars and
+   the map's colour scale are data: the scale keeps its colours, the bars take system colours. */
+@media (forced-colors: active) {
+  .legend .ramp { forced-color-adjust: none; }
+  .bar { border: 1px solid CanvasText; }
+  .bar > span { forced-color-adjust: none; background: Highlight; }
+}
 figure.saliency figcaption { font-size: 0.9rem; margin-top: 0.25rem; }
 details.context { margin-top: 0.75rem; border: 1px solid #c9d2dd; border-radius: 0.75rem; padding: 0.5rem 0.75rem; }
 details.context summary { min-height: 44px; display: flex; align-items: center; cursor: pointer; font-weight: 600; }

@@ -308,6 +308,19 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.ok(box.x >= 0 && box.x + box.width <= 360, `figure spans ${box.x}..${box.x + box.width}`);
     await figure.scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(OUT, 'phone-360-saliency.png'), fullPage: true });
+    // Forced colours (Windows high contrast) drop background colours and gradients; the map's
+    // colour scale and the probability bars carry data, so they must still show.
+    await page.emulateMedia({ forcedColors: 'active' });
+    const forced = await page.evaluate(() => {
+      const root = document.querySelector('derm-screen').shadowRoot;
+      const style = (sel) => getComputedStyle(root.querySelector(sel));
+      return { ramp: style('.legend .ramp').backgroundImage, track: style('.bar').backgroundColor,
+        fill: style('.bar > span').backgroundColor };
+    });
+    assert.match(forced.ramp, /linear-gradient/, 'the colour scale keeps its colours in forced colours');
+    assert.notEqual(forced.fill, forced.track, 'a probability bar is told apart from its track in forced colours');
+    await page.screenshot({ path: join(OUT, 'phone-360-saliency-forced-colors.png'), fullPage: true });
+    await page.emulateMedia({ forcedColors: 'none' });
     await page.keyboard.press('Enter');
     assert.equal(await figure.isHidden(), true, 'the toggle hides the map again');
     rmSync(dir, { recursive: true, force: true });

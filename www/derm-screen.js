@@ -64,7 +64,10 @@ button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px 
 .drop { border: 2px dashed #5b6b7f; border-radius: 0.75rem; padding: 1rem; text-align: center; background: #f6f8fb; }
 .drop.over { background: #e3edf9; border-color: var(--accent); }
 .buttons { display: flex; flex-wrap: wrap; gap: 0.5rem; justify-content: center; margin-top: 0.5rem; }
-.camera { position: relative; width: 100%; aspect-ratio: 1; background: #000; border-radius: 0.75rem; overflow: hidden; }
+/* On a phone on its side the square preview would be taller than the screen: it shrinks so the
+   whole square and the buttons below it fit (svh: the height with the browser's bars shown). */
+.camera { position: relative; width: min(100%, max(12rem, calc(100vh - 5rem))); width: min(100%, max(12rem, calc(100svh - 5rem)));
+  margin-inline: auto; aspect-ratio: 1; background: #000; border-radius: 0.75rem; overflow: hidden; }
 .camera video { width: 100%; height: 100%; object-fit: cover; }
 .guide { position: absolute; inset: 0; margin: auto; width: ${GUIDE_FRACTION * 100}%; aspect-ratio: 1;
   border: 3px solid #fff; border-radius: 0.5rem; box-shadow: 0 0 0 100vmax rgba(0,0,0,0.45); pointer-events: none; }
@@ -620,7 +623,19 @@ export class DermScreen extends HTMLElement {
     const caps = track.getCapabilities ? track.getCapabilities() : {};
     this.#$('.torch').hidden = !caps.torch;
     try { await video.play(); } catch { /* autoplay of a muted inline video is allowed; play() may race with srcObject */ }
-    this.#$('.capture').focus();
+    this.#showCamera();
+  }
+
+  /**
+   * Brings the whole preview and its buttons into view, the buttons first so that where both fit
+   * (the preview is sized for that) the second call leaves them on screen, and puts the focus on
+   * "Take photo". Focusing it alone would scroll to the button and could leave the square half
+   * above the screen.
+   */
+  #showCamera() {
+    this.#$('.camera-buttons').scrollIntoView({ block: 'nearest' });
+    this.#$('.camera').scrollIntoView({ block: 'nearest' });
+    this.#$('.capture').focus({ preventScroll: true });
   }
 
   /**

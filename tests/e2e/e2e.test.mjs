@@ -914,9 +914,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
-  test('on a phone\'s screen the answer comes into view: to a photo taken, to one chosen, and to a file refused', async () => {
+  test('on a phone\'s screen the camera\'s square and Take photo fit, upright or on its side, and the answer comes into view: to a photo taken, to one chosen, and to a file refused', async () => {
     const context = await browser.newContext({
-      viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, permissions: ['camera'], reducedMotion: 'reduce',
+      viewport: { width: 844, height: 390 }, isMobile: true, hasTouch: true, permissions: ['camera'], reducedMotion: 'reduce',
     });
     const { page, problems } = await openApp(context, site.url);
     const onScreen = (selector) => page.evaluate((sel) => {
@@ -924,8 +924,20 @@ describe('without WebGPU, with a camera (fake device)', () => {
       return box.height > 0 && box.top >= -1 && box.bottom <= innerHeight + 1; // (scrolling rounds to whole pixels)
     }, selector);
     const answer = '.result > :first-child'; // the risk, or why none is given, with what to do
+    // On its side (844x390) the square preview would be 640 px tall: the person must see all of
+    // the square they aim with, and the button that takes the photo.
     await page.locator('derm-screen .start-camera').click();
     await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
+    assert.equal(await onScreen('.camera'), true, 'on its side, the whole preview and its square are on screen');
+    assert.equal(await onScreen('.capture'), true, 'on its side, Take photo is on screen below the preview');
+    await page.screenshot({ path: join(OUT, 'phone-844x390-camera.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('derm-screen .stop-camera').click();
+    await page.evaluate(() => scrollTo(0, 0));
+    await page.locator('derm-screen .start-camera').click();
+    await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
+    assert.equal(await onScreen('.camera'), true, 'upright, the whole preview is on screen');
+    assert.equal(await onScreen('.capture'), true, 'upright, Take photo is on screen');
     let event = nextResult(page);
     await page.locator('derm-screen .capture').click();
     await event;

@@ -37,7 +37,7 @@
 // result view (result-view.js) are separate modules; this file is the element around them.
 
 import { guarded, isSupported, loadEngine } from './engine.js';
-import { backendLabel, resultView, saliencyView } from './result-view.js';
+import { backendLabel, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
@@ -56,6 +56,8 @@ const CSS = `
   --accent: var(--dermscreen-accent, #1d4f91); }
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
+/* Heard by screen readers, not shown: the answer is on screen in the result below. */
+.answer-said { position: absolute; width: 1px; height: 1px; margin: 0; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
 button { font: inherit; min-height: 44px; padding: 0.5rem 1rem; border-radius: 0.5rem; border: 2px solid var(--accent);
   background: var(--accent); color: #fff; cursor: pointer; }
 button.secondary { background: #fff; color: var(--accent); }
@@ -146,7 +148,8 @@ const TEMPLATE = `
 <div class="status" role="status"><span class="status-text">Loading the classifier…</span>
   <progress class="progress" max="1" hidden></progress></div>
 <div class="error" role="alert" hidden></div>
-<section class="result" aria-live="polite" aria-atomic="true" hidden></section>
+<p class="answer-said" role="status"></p>
+<section class="result" aria-label="The answer" hidden></section>
 <p class="disclaimer">A screening aid, not a diagnosis. It was trained mostly on dermatoscope
 images of pigmented spots and some phone photos, and can be wrong, more so for phone photos. If a
 spot is new, changing, bleeding or worrying you, see a dermatologist whatever this says.</p>
@@ -188,6 +191,7 @@ export class DermScreen extends HTMLElement {
   #started = false;
   // The last photo checked: { compute: () => promise of its saliency map, result: the map once computed }.
   #lastSaliency = null;
+  #sayTimer = 0;
   // The patient context the next photos are judged with (strings; '' = not given), and its form.
   #context = {};
   #form = null;
@@ -548,8 +552,23 @@ export class DermScreen extends HTMLElement {
     // A map explains a diagnosis; a gated photo has none to explain.
     section.replaceChildren(head, ...(result.gate === 'ok' ? [this.#saliencyToggle()] : []), ...rest);
     section.hidden = false;
+    this.#say(result);
     this.#emit('result', result);
     return result;
+  }
+
+  /**
+   * Tells screen readers the answer to a photo in a sentence: the risk and what to do, or why
+   * none is given. The result section is not a live region, as it would be read whole (some 150
+   * words), and again when the map is shown. The text is cleared and set a moment later so that
+   * the same words for the next photo ("Lower risk: 2% ...") are said again.
+   */
+  #say(result) {
+    const said = this.#$('.answer-said');
+    const { headline, advice } = riskText(result);
+    said.textContent = '';
+    clearTimeout(this.#sayTimer);
+    this.#sayTimer = setTimeout(() => { said.textContent = `${headline} ${advice}`; }, 150);
   }
 
   #classifyFromUi(blob, name, note = '') {

@@ -100,8 +100,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.equal(shown.includes('The model is unsure'), detail.unsure, 'the unsure note exactly when the result says so');
     assert.equal(detail.image, s.image);
     assert.ok(maxDiff(detail, cli.get(s.image)) <= PARITY_TOLERANCE);
-    // The live region holds the result, so screen readers announce it.
-    assert.equal(await page.locator('derm-screen .result').getAttribute('aria-live'), 'polite');
+    // Screen readers are told the risk in a status region (what they hear: the screen-reader test).
+    await page.waitForFunction(() => /risk: \d+% chance this is malignant/
+      .test(document.querySelector('derm-screen').shadowRoot.querySelector('.answer-said[role=status]').textContent));
     await page.locator('derm-screen details.tree summary').click();
     await page.screenshot({ path: join(OUT, 'phone-360-result.png'), fullPage: true });
     writeFileSync(join(OUT, 'first-result.json'), JSON.stringify({ backend: ready.backend, loadMs: ready.loadMs, warmUpMs: ready.warmUpMs, pageLoadToFirstResultMs: at }, null, 2));
@@ -485,6 +486,44 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const fc = await chooser;
     await fc.setFiles(join(DATA, 'images', samples[2].file));
     await page.locator('derm-screen .result').waitFor();
+    await context.close();
+  });
+
+  test('a screen reader is told each answer in a sentence, and not again when the map is shown', async () => {
+    const context = await browser.newContext();
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    // What a screen reader says unasked: the text of a live region (a status, an alert, or
+    // aria-live) each time something inside it changes. They read a status region whole.
+    await page.evaluate(() => {
+      window.__said = [];
+      const live = (n) => (n.nodeType === 1 ? n : n.parentElement)?.closest('[role=status], [role=alert], [aria-live]:not([aria-live=off])');
+      new MutationObserver((records) => {
+        for (const region of new Set(records.map((r) => live(r.target)).filter(Boolean))) {
+          const text = region.textContent.replace(/\s+/g, ' ').trim();
+          if (!region.hidden && text) window.__said.push(text);
+        }
+      }).observe(document.querySelector('derm-screen').shadowRoot, { subtree: true, childList: true, characterData: true });
+    });
+    const heard = async (pattern) => {
+      await page.waitForFunction((p) => window.__said.some((t) => new RegExp(p).test(t)), pattern.source, { timeout: 10_000 });
+      return page.evaluate(() => window.__said.splice(0));
+    };
+    const photo = join(DATA, 'images', samples.find((x) => x.dx === 'nv').file);
+    const risk = /(Higher|Lower) risk: \d+% chance this is malignant\.\s*(See a dermatologist|This does not rule out)/;
+    for (const round of ['first', 'second']) {
+      await fileInput(page).setInputFiles(photo);
+      const said = await heard(risk);
+      // The risk and what to do, not the whole result (diagnoses, population, the disclaimer).
+      for (const t of said) assert.ok(t.length < 300, `the ${round} time, a screen reader is read ${t.length} characters: ${t.slice(0, 200)}...`);
+    }
+    await page.locator('derm-screen .saliency-toggle').click();
+    await page.locator('derm-screen figure.saliency').waitFor();
+    await page.waitForTimeout(500);
+    assert.deepEqual((await page.evaluate(() => window.__said)).filter((t) => /risk|malignant/.test(t)), [],
+      'showing the map does not read the answer again');
+    await fileInput(page).setInputFiles({ name: 'grey.png', mimeType: 'image/png', buffer: solidPng(64, 64, [128, 128, 128]) });
+    await heard(/No risk given for this photo\.\s*\S/);
+    assert.deepEqual(problems, []);
     await context.close();
   });
 

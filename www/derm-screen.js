@@ -166,6 +166,16 @@ const CAMERA_ERRORS = {
 /** Turns a camera stream off (its light too). */
 const stopTracks = (stream) => { for (const track of stream.getTracks()) track.stop(); };
 
+/**
+ * Resolves once the browser has drawn what was just changed on the page (a frame's callbacks
+ * run before it is drawn; a task queued from them runs after), or after 100 ms where the page
+ * is not drawn (hidden).
+ */
+const afterPaint = () => new Promise((resolve) => {
+  const timer = setTimeout(resolve, 100);
+  requestAnimationFrame(() => setTimeout(() => { clearTimeout(timer); resolve(); }));
+});
+
 export class DermScreen extends HTMLElement {
   static get observedAttributes() { return ['camera', 'model-url', 'backend']; }
 
@@ -586,6 +596,9 @@ export class DermScreen extends HTMLElement {
     this.#$('.error').hidden = true;
     this.#setStatus(`Checking ${label}…`);
     try {
+      // Decoding a big photo holds the page's thread (seconds on a phone): "Checking" is drawn
+      // first, or the page would look as if the tap did nothing.
+      await afterPaint();
       await work();
       this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#lastTiming.backend)}).${note ? ` Checked ${note}` : ''}`);
       this.#reveal(this.#$('.result').firstElementChild);

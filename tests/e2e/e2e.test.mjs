@@ -156,6 +156,46 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  // Decoding a big photo holds the page's thread (about 0.25 s for 12 MP here, seconds on a
+  // phone): what the person sees during it must already say that the photo is being checked.
+  test('a big photo chosen: "Checking" is on screen before the page is busy decoding it', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    const r = await page.evaluate(async (file) => {
+      const root = document.querySelector('derm-screen').shadowRoot;
+      const original = await (await fetch(`/__samples/${file}`)).blob();
+      const canvas = new OffscreenCanvas(4000, 3000);
+      canvas.getContext('2d').drawImage(await createImageBitmap(original), 0, 0, canvas.width, canvas.height);
+      const photo = new File([await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.9 })], 'IMG_12MP.jpg', { type: 'image/jpeg' });
+      const frames = [], long = [];
+      let checking = null;
+      new PerformanceObserver((l) => { for (const e of l.getEntries()) long.push({ start: e.startTime, ms: e.duration }); }).observe({ type: 'longtask' });
+      new MutationObserver(() => { checking ??= /Checking/.test(root.querySelector('.status-text').textContent) ? performance.now() : null; })
+        .observe(root.querySelector('.status-text'), { childList: true, characterData: true, subtree: true });
+      let running = true;
+      const loop = () => { frames.push(performance.now()); if (running) requestAnimationFrame(loop); };
+      requestAnimationFrame(loop);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // frames at the page's steady pace
+      const done = new Promise((resolve) => document.querySelector('derm-screen').addEventListener('dermscreen:result', resolve, { once: true }));
+      // As a person's choice arrives: the picker's files and its change event.
+      const input = root.querySelector('input[type=file]');
+      const picked = new DataTransfer();
+      picked.items.add(photo);
+      input.files = picked.files;
+      input.dispatchEvent(new Event('change'));
+      await done;
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the long-task entry is reported after the task
+      running = false;
+      const busy = long.filter((t) => t.start > checking).sort((a, b) => b.ms - a.ms)[0];
+      return { checking, busy, paintedBetween: frames.filter((t) => t > checking && t < busy?.start).length };
+    }, samples[0].file);
+    assert.ok(r.busy && r.busy.ms > 100, `a long task follows the choice (${JSON.stringify(r.busy)})`);
+    console.log(`# 12 MP photo chosen: the page was busy ${Math.round(r.busy.ms)} ms, ${Math.round(r.busy.start - r.checking)} ms after "Checking"`);
+    assert.ok(r.paintedBetween > 0, `no frame was drawn between "Checking" (${r.checking.toFixed(1)} ms) and the ${Math.round(r.busy.ms)} ms task at ${r.busy.start.toFixed(1)} ms`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('bad files get a clear message and the last result stays', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
     const { page } = await openApp(context, site.url);

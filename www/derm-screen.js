@@ -480,6 +480,8 @@ export class DermScreen extends HTMLElement {
     this.#$('.context-slot').replaceChildren();
     this.#$('.result').replaceChildren();
     this.#$('.result').hidden = true;
+    clearTimeout(this.#sayTimer);
+    this.#$('.answer-said').textContent = ''; // read when browsing, it would speak of a result gone
     this.#$('.error').hidden = true;
     this.#setStatus('Loading the classifier…');
   }

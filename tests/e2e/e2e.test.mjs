@@ -849,10 +849,12 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
 
       // A new model takes the last result away (it came from the model before) and keeps the
       // patient context, which its own form then shows.
+      await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('.answer-said').textContent !== '');
       await page.evaluate(() => document.querySelector('derm-screen').setContext({ age: 72, bled: true }));
       const back = await loadWith({ 'model-url': 'model/model.json' });
       assert.deepEqual(back, { name: meta.name, backend: 'cpu' });
       assert.equal(await page.locator('derm-screen .result').isVisible(), false);
+      assert.equal(await page.locator('derm-screen .answer-said').textContent(), '', 'nor is its sentence left for screen readers');
       assert.deepEqual(await page.evaluate(() => document.querySelector('derm-screen').context), { age: '72', bled: 'true' });
       assert.equal(await page.locator('derm-screen input[name=age]').inputValue(), '72');
       assert.equal(await page.locator('derm-screen input[name=bled][value=true]').isChecked(), true);

@@ -33,8 +33,9 @@ function radios(name, legend, choices) {
 
 /**
  * Builds the form for `model` (its `context_fields` and `context_sites`). `onChange(fields)`
- * gets every answer as a string ('' = not given) whenever one changes. Returns the element and
- * `set(fields)` / `values()` to fill and read it.
+ * gets every answer as a string ('' = not given) whenever one changes. Returns the element,
+ * `set(fields)` / `values()` to fill and read it, and `markRefused(names)` to say which typed
+ * answers are not used.
  */
 export function contextForm(model, onChange) {
   const fields = new Set(model.context_fields);
@@ -55,6 +56,24 @@ export function contextForm(model, onChange) {
     const data = new FormData(form);
     return Object.fromEntries(model.context_fields.map((f) => [f, String(data.get(f) ?? '').trim()]));
   };
+  // Only a typed answer (the age) can be one the model refuses: the other controls offer its choices.
+  const markRefused = (names) => {
+    for (const input of form.querySelectorAll('input[type=number]')) {
+      const refused = names.includes(input.name);
+      const id = `${input.name}-refused`;
+      let note = form.querySelector(`#${id}`);
+      if (refused && !note) {
+        note = el('p', { class: 'refused', id });
+        input.closest('label').after(note);
+        input.setAttribute('aria-describedby', id);
+      }
+      if (note) {
+        note.textContent = `Not used: enter a number from ${input.min} to ${input.max}.`;
+        note.hidden = !refused;
+      }
+      input.setAttribute('aria-invalid', String(refused));
+    }
+  };
   const set = (answers) => {
     for (const f of model.context_fields) {
       const value = answers[f] == null ? '' : String(answers[f]);
@@ -63,6 +82,7 @@ export function contextForm(model, onChange) {
         for (const r of control) r.checked = r.value === value;
       } else if (control) control.value = value;
     }
+    markRefused([]); // what is set was accepted
   };
   form.addEventListener('change', () => onChange(values(), form.elements.namedItem('remember').checked));
   form.addEventListener('submit', (e) => e.preventDefault());
@@ -70,5 +90,5 @@ export function contextForm(model, onChange) {
     set({});
     onChange(values(), form.elements.namedItem('remember').checked);
   });
-  return { element: details, set, values, remember: (on) => { form.elements.namedItem('remember').checked = on; } };
+  return { element: details, set, values, markRefused, remember: (on) => { form.elements.namedItem('remember').checked = on; } };
 }

@@ -113,6 +113,8 @@ figure.saliency figcaption { font-size: 0.9rem; margin-top: 0.25rem; }
 details.context { margin-top: 0.75rem; border: 1px solid #c9d2dd; border-radius: 0.75rem; padding: 0.5rem 0.75rem; }
 details.context summary { min-height: 44px; display: flex; align-items: center; cursor: pointer; font-weight: 600; }
 .context-form .hint { font-size: 0.9rem; color: #3d4a5c; margin: 0.25rem 0 0.5rem; }
+.context-form .refused { font-size: 0.9rem; color: #a31515; margin: 0 0 0.25rem; }
+.context-form input[aria-invalid=true] { outline: 2px solid #a31515; }
 .context-form fieldset { border: 0; padding: 0; margin: 0.5rem 0; }
 .context-form legend { font-weight: 600; padding: 0; }
 .context-form .choices label, .context-form .remember { display: inline-flex; align-items: center; min-height: 44px;
@@ -486,16 +488,31 @@ export class DermScreen extends HTMLElement {
     this.#setStatus('Loading the classifier…');
   }
 
+  /**
+   * Takes the form's answers for the next photos and resolves to those kept. One the model
+   * refuses (an age of 450) is left out and marked in the form, where it stays until changed:
+   * the photo is not judged with the answer before it while the form shows the new one.
+   */
+  async #takeAnswers(values) {
+    const { engine } = await this.#ready;
+    const refused = Object.keys(values).filter((f) => {
+      try { engine.checkContext({ [f]: values[f] }); return false; } catch { return true; }
+    });
+    this.#context = Object.fromEntries(Object.entries(values).filter(([f]) => !refused.includes(f)));
+    this.#form?.markRefused(refused);
+    if (refused.length) this.#emit('error', { kind: 'input', message: `Answers not used: ${refused.join(', ')}` });
+    return this.#context;
+  }
+
   /** The optional context form, when the model uses context; age and sex come back if remembered. */
   #showContextForm(model) {
     if (!model.context_fields?.length) { this.#context = {}; return; }
-    this.#form = contextForm(model, (values, remember) => {
-      this.setContext(values).catch((e) => this.#showError('input', e.message));
+    this.#form = contextForm(model, (values, remember) => this.#takeAnswers(values).then((kept) => {
       try {
-        if (remember) localStorage.setItem(REMEMBERED, JSON.stringify({ age: values.age, sex: values.sex }));
+        if (remember) localStorage.setItem(REMEMBERED, JSON.stringify({ age: kept.age, sex: kept.sex }));
         else localStorage.removeItem(REMEMBERED);
       } catch { /* storage blocked: nothing is remembered */ }
-    });
+    }, (e) => this.#showError('input', e.message)));
     this.#$('.context-slot').replaceChildren(this.#form.element);
     let remembered = null;
     try { remembered = JSON.parse(localStorage.getItem(REMEMBERED) ?? 'null'); } catch { remembered = null; }

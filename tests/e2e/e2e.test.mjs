@@ -464,6 +464,23 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.match(answered.shown, /Your answers used: age, bled/);
     assert.ok(Math.abs(answered.detail.malignant - plain.detail.malignant) > 1e-4, 'the answers move the estimate');
     assert.equal(await page.evaluate(() => localStorage.getItem('dermscreen:context')), null, 'nothing remembered unless asked');
+    // A typed age the model does not take (720 for 72) is marked in the form and not used; the
+    // photo is not judged with the age before it while the form shows the new one.
+    const age = page.locator('derm-screen input[name=age]');
+    await age.fill('720');
+    await age.dispatchEvent('change');
+    const note = page.locator('derm-screen .context-form .refused');
+    await note.waitFor();
+    assert.match(await note.innerText(), /Not used: enter a number from 0 to 120/);
+    assert.equal(await age.getAttribute('aria-invalid'), 'true');
+    const typo = await check();
+    assert.deepEqual(typo.detail.context_used, ['bled'], 'judged without the refused age, not with 72');
+    assert.match(typo.shown, /Your answers used: bled\./);
+    await age.fill('70');
+    await age.dispatchEvent('change');
+    await note.waitFor({ state: 'hidden' });
+    assert.equal(await age.getAttribute('aria-invalid'), 'false');
+    assert.deepEqual((await check()).detail.context_used, ['age', 'bled']);
     await page.locator('derm-screen .context-form .clear').click();
     const cleared = await check();
     assert.deepEqual(cleared.detail.context_used, []);

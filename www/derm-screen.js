@@ -203,6 +203,7 @@ export class DermScreen extends HTMLElement {
   #started = false;
   // The last photo checked: { compute: () => promise of its saliency map, result: the map once computed }.
   #lastSaliency = null;
+  // The sentence for screen readers waiting to be set (#say).
   #sayTimer = 0;
   // The patient context the next photos are judged with (strings; '' = not given), and its form.
   #context = {};
@@ -279,7 +280,10 @@ export class DermScreen extends HTMLElement {
     });
     const drop = this.#$('.drop');
     drop.addEventListener('keydown', (e) => {
-      if ((e.key === 'Enter' || e.key === ' ') && e.target === drop) { e.preventDefault(); fileInput.click(); }
+      if ((e.key === 'Enter' || e.key === ' ') && e.target === drop) {
+        e.preventDefault();
+        this.#$('.pick').click(); // as "Choose a photo" does: nothing while a model loads
+      }
     });
     drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
     drop.addEventListener('dragleave', () => drop.classList.remove('over'));

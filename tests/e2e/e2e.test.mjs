@@ -913,7 +913,17 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await page.keyboard.press('Enter');
       await page.waitForTimeout(200);
       assert.equal(pickers, 1, 'the picker once it is loaded');
-      await loadWith({ backend: 'cpu' });
+      // Nor does Enter on the drop zone around it open one during a load (here the other model
+      // on WebGPU, not loaded yet).
+      await page.locator('derm-screen .drop').focus();
+      await page.evaluate(() => document.querySelector('derm-screen').setAttribute('model-url', '/other/model.json'));
+      await page.keyboard.press('Enter');
+      await page.evaluate(() => document.querySelector('derm-screen').ready);
+      assert.equal(pickers, 1, 'no picker from the drop zone while the model loads');
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(200);
+      assert.equal(pickers, 2, 'the drop zone\'s picker once it is loaded');
+      await loadWith({ backend: 'cpu', 'model-url': 'model/model.json' });
 
       // Created, added, then given its backend and model in the same script (as a framework's
       // binding does), on a page that has loaded no model yet: one load, of those, and the

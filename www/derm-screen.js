@@ -52,7 +52,7 @@ const CAPTURE_MAX_SIDE = 448;
 
 const CSS = `
 /* A host restyles the element through its font, its color (body text) and --dermscreen-accent (buttons, bars). */
-:host { display: block; font: 1rem/1.5 system-ui, sans-serif; color: #1a1a1a; max-width: 40rem;
+:host { display: block; font: 1rem/1.5 system-ui, sans-serif; color: #1a1a1a; max-width: 40rem; overflow-wrap: anywhere;
   --accent: var(--dermscreen-accent, #1d4f91); }
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
@@ -79,7 +79,9 @@ progress { width: 100%; height: 0.75rem; }
 .notice { border-left: 4px solid #b35900; background: #fff4e5; padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
 .error { border-left: 4px solid #a31515; background: #fdecec; padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
 .result { border: 1px solid #c9d2dd; border-radius: 0.75rem; padding: 1rem; margin-top: 0.75rem; }
-.result-head { display: flex; gap: 1rem; align-items: flex-start; }
+/* The words go under the photo where they would not fit beside it (large text on a phone). */
+.result-head { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.result-head > div { flex: 1 1 8rem; }
 .result-head img { width: 96px; height: 96px; object-fit: cover; border-radius: 0.5rem; flex: none; }
 .risk { font-size: 1.2rem; font-weight: 700; margin: 0; }
 .risk.high { color: #a31515; }
@@ -121,7 +123,7 @@ details.context summary { min-height: 44px; display: flex; align-items: center; 
   padding: 0 0.75rem 0 0; cursor: pointer; }
 .context-form input[type=radio], .context-form input[type=checkbox] { width: 1.25rem; height: 1.25rem; margin-right: 0.35rem; }
 .context-form .field { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem; min-height: 44px; margin: 0.25rem 0; }
-.context-form input[type=number], .context-form select { font: inherit; min-height: 44px; padding: 0 0.5rem; }
+.context-form input[type=number], .context-form select { font: inherit; min-height: 44px; padding: 0 0.5rem; max-width: 100%; }
 .context-form input[type=number] { width: 6rem; }
 .context-used { font-size: 0.9rem; color: #3d4a5c; }
 `;

@@ -368,6 +368,33 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  // Low vision: text at twice the size (a phone's font setting, or the browser's text zoom) on a
+  // 320 px screen must reflow, not run off the side (WCAG 1.4.4 and 1.4.10).
+  test('text at twice the size on a 320 px screen: the result, the map, the tree and the form fit its width', async () => {
+    const context = await browser.newContext({ viewport: { width: 320, height: 700 } });
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    await page.evaluate(() => { document.documentElement.style.fontSize = '200%'; });
+    const result = nextResult(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples.find((x) => x.dx === 'vasc')?.file ?? samples[0].file));
+    await result;
+    await page.locator('derm-screen .saliency-toggle').click();
+    await page.locator('derm-screen figure.saliency').waitFor();
+    await page.locator('derm-screen details.tree summary').click();
+    await page.locator('derm-screen details.context summary').click();
+    const over = await page.evaluate(() => {
+      const width = document.documentElement.clientWidth;
+      const root = document.querySelector('derm-screen').shadowRoot;
+      return [...root.querySelectorAll('*')].filter((e) => e.getBoundingClientRect().right > width + 1)
+        .map((e) => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px): ${e.textContent.slice(0, 40)}`);
+    });
+    assert.deepEqual(over, [], 'nothing in the element runs past the 320 px screen');
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), true,
+      'the page does not scroll sideways');
+    await page.screenshot({ path: join(OUT, 'phone-320-text-200.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('photos that are not usable get a reason and no risk; lesion photos of every kind get a risk', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
     const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });

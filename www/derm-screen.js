@@ -385,6 +385,7 @@ export class DermScreen extends HTMLElement {
       toggle.setAttribute('aria-disabled', 'true'); // the person pressed Enter on it: it keeps the focus
       toggle.textContent = 'Finding where the model looked…';
       try {
+        await afterPaint(); // the map holds the thread for about 0.5 s on the CPU path: say so first
         s = pending.result ?? (pending.result = await guarded(pending.compute()));
       } finally {
         toggle.removeAttribute('aria-disabled');

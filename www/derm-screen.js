@@ -73,7 +73,9 @@ button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px 
 .camera video { width: 100%; height: 100%; object-fit: cover; }
 .guide { position: absolute; inset: 0; margin: auto; width: ${GUIDE_FRACTION * 100}%; aspect-ratio: 1;
   border: 3px solid #fff; border-radius: 0.5rem; box-shadow: 0 0 0 100vmax rgba(0,0,0,0.45); pointer-events: none; }
-.guide-text { position: absolute; left: 0; right: 0; bottom: 0.5rem; text-align: center; color: #fff; font-size: 0.9rem; }
+/* Below the square, not over its edge, down to a preview some 300 px high (a phone on its side). */
+.guide-text { position: absolute; left: 0; right: 0; bottom: 0.25rem; padding: 0 0.5rem; text-align: center; color: #fff;
+  font-size: 0.85rem; line-height: 1.25; }
 .status { margin: 0.75rem 0; color: #3d4a5c; font-size: 0.95rem; }
 progress { width: 100%; height: 0.75rem; }
 .notice { border-left: 4px solid #b35900; background: #fff4e5; padding: 0.5rem 0.75rem; margin: 0.75rem 0; }

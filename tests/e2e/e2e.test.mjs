@@ -1095,6 +1095,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
     assert.equal(await onScreen('.camera'), true, 'on its side, the whole preview and its square are on screen');
     assert.equal(await onScreen('.capture'), true, 'on its side, Take photo is on screen below the preview');
+    const [square, words] = await page.evaluate(() => ['.guide', '.guide-text']
+      .map((sel) => document.querySelector('derm-screen').shadowRoot.querySelector(sel).getBoundingClientRect().toJSON()));
+    assert.ok(words.top >= square.bottom, `the words under the square (from ${words.top} px) stay off it (to ${square.bottom} px)`);
     await page.screenshot({ path: join(OUT, 'phone-844x390-camera.png') });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.locator('derm-screen .stop-camera').click();

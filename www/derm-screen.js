@@ -465,7 +465,7 @@ export class DermScreen extends HTMLElement {
     const current = () => request === this.#loadRequest;
     const progress = this.#$('.progress');
     try {
-      const loaded = await loadEngine(modelUrl, this.getAttribute('backend') || 'auto', (p) => { if (current()) this.#showProgress(p); });
+      const loaded = await loadEngine(modelUrl, this.getAttribute('backend') || 'auto', (p) => (current() ? this.#showProgress(p) : undefined));
       if (!current()) return;
       progress.hidden = true;
       const where = loaded.backend === 'webgpu' ? 'on the graphics chip (WebGPU)' : 'on the processor (CPU)';
@@ -537,13 +537,19 @@ export class DermScreen extends HTMLElement {
     }
   }
 
+  /**
+   * Shows a load's progress. Before the steps that hold the page's thread (starting, the
+   * warm-up, the measurement) it resolves once the status is drawn, which the load waits for.
+   */
   #showProgress(p) {
     const progress = this.#$('.progress');
     if (p.phase === 'download') {
       progress.hidden = false;
       progress.value = p.total ? p.received / p.total : 0;
       this.#setStatus(`Downloading the model: ${(p.received / 1e6).toFixed(1)} of ${(p.total / 1e6).toFixed(1)} MB…`);
-    } else if (p.phase === 'device') {
+      return undefined;
+    }
+    if (p.phase === 'device') {
       this.#setStatus('Starting the classifier…');
     } else if (p.phase === 'warmup') {
       progress.hidden = true;
@@ -551,6 +557,7 @@ export class DermScreen extends HTMLElement {
     } else if (p.phase === 'measure') {
       this.#setStatus('Measuring whether the graphics chip or the processor is faster here…');
     }
+    return afterPaint();
   }
 
   #setStatus(text) { this.#$('.status-text').textContent = text; }

@@ -115,6 +115,8 @@ async function resolveBackend(requested) {
  * Loads (once per page) the engine for a model URL and backend ("auto", "webgpu" or "cpu").
  * Resolves to { engine, backend, backendReason, fallbackReason, model, loadMs, warmUpMs };
  * `onProgress` gets { phase: 'engine' | 'download' | 'device' | 'warmup' | 'measure', received?, total? }.
+ * Before the steps that hold the page's thread (device, warmup, measure) the load waits for
+ * what `onProgress` returns, so a host can have its status drawn first.
  */
 export async function loadEngine(modelUrl, requested = 'auto', onProgress = () => {}) {
   const { backend, reason } = await resolveBackend(requested);
@@ -158,9 +160,9 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
   const weightsUrl = new URL(meta?.weights?.file ?? 'model.bpk', metaResponse.url);
   const weights = await fetchWeights(weightsUrl, meta?.weights?.bytes, onProgress);
   const open = async (name) => {
-    onProgress({ phase: 'device' });
+    await onProgress({ phase: 'device' });
     const engine = await guarded(wasm.Engine.load(metaText, weights, name));
-    onProgress({ phase: 'warmup' });
+    await onProgress({ phase: 'warmup' });
     return { engine, warmUpMs: await guarded(engine.warmUp()) };
   };
   const chosen = backend === 'measure' ? await measureBackends(open, meta, onProgress)
@@ -211,7 +213,7 @@ async function measureBackends(open, meta, onProgress) {
     return { ...(await open('cpu')), reason: `WebGPU could not start (${e.message})` };
   }
   const cpu = await open('cpu');
-  onProgress({ phase: 'measure' });
+  await onProgress({ phase: 'measure' });
   const webgpuMs = await guarded(gpu.engine.warmUp());
   const cpuMs = await guarded(cpu.engine.warmUp());
   const [winner, loser] = webgpuMs < cpuMs ? [gpu, cpu] : [cpu, gpu];

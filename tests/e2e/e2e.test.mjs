@@ -220,6 +220,48 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  // Starting the engine and warming it up each hold the page's thread (about 0.05 and 0.15 s
+  // here, more on a phone): the status line names each step before it, rather than still
+  // saying "Downloading" through both.
+  test('loading: "Starting" and "Preparing" are on screen before the steps that hold the page', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.addInitScript(() => {
+      const w = window.__loadWatch = { frames: [], long: [], status: [] };
+      new PerformanceObserver((l) => { for (const e of l.getEntries()) w.long.push({ start: e.startTime, ms: e.duration }); })
+        .observe({ type: 'longtask' });
+      const loop = () => { w.frames.push(performance.now()); requestAnimationFrame(loop); };
+      requestAnimationFrame(loop);
+      // The element's shadow root exists once its module has run: its status line is watched from then.
+      const find = setInterval(() => {
+        const text = document.querySelector('derm-screen')?.shadowRoot?.querySelector('.status-text');
+        if (!text) return;
+        clearInterval(find);
+        new MutationObserver(() => w.status.push({ at: performance.now(), text: text.textContent }))
+          .observe(text, { childList: true, characterData: true, subtree: true });
+      }, 1);
+    });
+    await page.goto(`${site.url}/?backend=cpu`);
+    const steps = await page.evaluate(async () => {
+      await customElements.whenDefined('derm-screen');
+      await document.querySelector('derm-screen').ready;
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a long task is reported after it ends
+      const w = window.__loadWatch;
+      return ['Starting the classifier', 'Preparing the classifier'].map((words) => {
+        const shown = w.status.find((s) => s.text.startsWith(words))?.at;
+        const next = w.status.find((s) => s.at > shown && !s.text.startsWith(words))?.at;
+        const busy = w.long.filter((t) => t.start + t.ms > shown && t.start < next).sort((a, b) => b.ms - a.ms)[0];
+        return { words, shown, busy, paintedBetween: w.frames.filter((f) => f > shown && f < busy?.start).length };
+      });
+    });
+    for (const s of steps) {
+      assert.ok(s.shown !== undefined, `"${s.words}" is shown during the load`);
+      if (s.busy) assert.ok(s.paintedBetween > 0, `"${s.words}" was not drawn before the ${Math.round(s.busy.ms)} ms task that followed it`);
+    }
+    assert.ok(steps.some((s) => s.busy), `a step of the load holds the page here (${JSON.stringify(steps)})`);
+    await context.close();
+  });
+
   test('bad files get a clear message and the last result stays', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
     const { page } = await openApp(context, site.url);

@@ -72,35 +72,42 @@ const halfOf = (path) => { const b = readFileSync(path); return b.subarray(0, b.
 const fileInput = (page) => page.locator('derm-screen input[type=file]');
 
 /**
- * Starts watching, in the page, for the moment the text of `selector` in the element first
- * matches `pattern`, for each frame drawn, and for long tasks; `paintedBeforeBusy` reads it.
+ * In the page (through `page.evaluate` or `page.addInitScript`): records in `window.__watch`
+ * each frame drawn, each long task, and `paintedBefore(at, until)`, which is, for a text shown
+ * at `at`, the longest task still running after it and before `until` (the task that showed it
+ * counts), with the frames drawn in between: none means the text was not on screen while the
+ * page was busy.
  */
+function startWatch() {
+  const w = window.__watch = { frames: [], long: [], running: true };
+  new PerformanceObserver((l) => { for (const e of l.getEntries()) w.long.push({ start: e.startTime, ms: e.duration }); })
+    .observe({ type: 'longtask' });
+  const loop = () => { w.frames.push(performance.now()); if (w.running) requestAnimationFrame(loop); };
+  requestAnimationFrame(loop);
+  w.paintedBefore = (at, until = Infinity) => {
+    const busy = w.long.filter((t) => t.start + t.ms > at && t.start < until).sort((a, b) => b.ms - a.ms)[0];
+    return { busy, paintedBetween: w.frames.filter((t) => t > at && t < busy?.start).length };
+  };
+}
+
+/** Starts watching for the moment the text of `selector` in the element first matches `pattern`. */
 async function watchPaint(page, selector, pattern) {
+  await page.evaluate(startWatch);
   await page.evaluate(async ([sel, source]) => {
     const root = document.querySelector('derm-screen').shadowRoot;
-    const w = window.__paintWatch = { frames: [], long: [], changed: null, running: true };
-    new PerformanceObserver((l) => { for (const e of l.getEntries()) w.long.push({ start: e.startTime, ms: e.duration }); })
-      .observe({ type: 'longtask' });
-    new MutationObserver(() => { w.changed ??= new RegExp(source).test(root.querySelector(sel)?.textContent ?? '') ? performance.now() : null; })
+    new MutationObserver(() => { window.__watch.changed ??= new RegExp(source).test(root.querySelector(sel)?.textContent ?? '') ? performance.now() : null; })
       .observe(root, { childList: true, characterData: true, subtree: true });
-    const loop = () => { w.frames.push(performance.now()); if (w.running) requestAnimationFrame(loop); };
-    requestAnimationFrame(loop);
     await new Promise((resolve) => setTimeout(resolve, 300)); // frames at the page's steady pace
   }, [selector, pattern.source]);
 }
 
-/**
- * `{ changed, busy, paintedBetween }`: when the watched text changed, the longest task still
- * running after it (a task that made the change and ran on counts), and how many frames were
- * drawn in between, none meaning the change was not on screen while the page was busy.
- */
+/** `{ changed, busy, paintedBetween }` for the text `watchPaint` watched (see `startWatch`). */
 function paintedBeforeBusy(page) {
   return page.evaluate(async () => {
     await new Promise((resolve) => setTimeout(resolve, 200)); // a long task is reported after it ends
-    const w = window.__paintWatch;
+    const w = window.__watch;
     w.running = false;
-    const busy = w.long.filter((t) => t.start + t.ms > w.changed).sort((a, b) => b.ms - a.ms)[0];
-    return { changed: w.changed, busy, paintedBetween: w.frames.filter((t) => t > w.changed && t < busy?.start).length };
+    return { changed: w.changed, ...w.paintedBefore(w.changed) };
   });
 }
 const resultText = (page) => page.locator('derm-screen .result').innerText();
@@ -226,18 +233,15 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
   test('loading: "Starting" and "Preparing" are on screen before the steps that hold the page', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
+    await page.addInitScript(startWatch);
     await page.addInitScript(() => {
-      const w = window.__loadWatch = { frames: [], long: [], status: [] };
-      new PerformanceObserver((l) => { for (const e of l.getEntries()) w.long.push({ start: e.startTime, ms: e.duration }); })
-        .observe({ type: 'longtask' });
-      const loop = () => { w.frames.push(performance.now()); requestAnimationFrame(loop); };
-      requestAnimationFrame(loop);
+      const status = window.__watch.status = [];
       // The element's shadow root exists once its module has run: its status line is watched from then.
       const find = setInterval(() => {
         const text = document.querySelector('derm-screen')?.shadowRoot?.querySelector('.status-text');
         if (!text) return;
         clearInterval(find);
-        new MutationObserver(() => w.status.push({ at: performance.now(), text: text.textContent }))
+        new MutationObserver(() => status.push({ at: performance.now(), text: text.textContent }))
           .observe(text, { childList: true, characterData: true, subtree: true });
       }, 1);
     });
@@ -246,12 +250,12 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await customElements.whenDefined('derm-screen');
       await document.querySelector('derm-screen').ready;
       await new Promise((resolve) => setTimeout(resolve, 200)); // a long task is reported after it ends
-      const w = window.__loadWatch;
+      const w = window.__watch;
+      w.running = false;
       return ['Starting the classifier', 'Preparing the classifier'].map((words) => {
         const shown = w.status.find((s) => s.text.startsWith(words))?.at;
         const next = w.status.find((s) => s.at > shown && !s.text.startsWith(words))?.at;
-        const busy = w.long.filter((t) => t.start + t.ms > shown && t.start < next).sort((a, b) => b.ms - a.ms)[0];
-        return { words, shown, busy, paintedBetween: w.frames.filter((f) => f > shown && f < busy?.start).length };
+        return { words, shown, ...w.paintedBefore(shown, next) };
       });
     });
     for (const s of steps) {

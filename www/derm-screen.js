@@ -549,14 +549,14 @@ export class DermScreen extends HTMLElement {
       this.#setStatus(`Downloading the model: ${(p.received / 1e6).toFixed(1)} of ${(p.total / 1e6).toFixed(1)} MB…`);
       return undefined;
     }
-    if (p.phase === 'device') {
-      this.#setStatus('Starting the classifier…');
-    } else if (p.phase === 'warmup') {
-      progress.hidden = true;
-      this.#setStatus('Preparing the classifier…');
-    } else if (p.phase === 'measure') {
-      this.#setStatus('Measuring whether the graphics chip or the processor is faster here…');
-    }
+    const step = {
+      device: 'Starting the classifier…',
+      warmup: 'Preparing the classifier…',
+      measure: 'Measuring whether the graphics chip or the processor is faster here…',
+    }[p.phase];
+    if (!step) return undefined; // ('engine': the module loads, nothing to say yet)
+    if (p.phase === 'warmup') progress.hidden = true;
+    this.#setStatus(step);
     return afterPaint();
   }
 

@@ -110,6 +110,43 @@ function paintedBeforeBusy(page) {
     return { changed: w.changed, ...w.paintedBefore(w.changed) };
   });
 }
+/**
+ * In the page: each text on screen whose contrast with what is behind it is under WCAG's
+ * 4.5:1 (3:1 for large text), as `what "text": ratio`. On the app page it reads the page and the
+ * element; on a host page only the element, whose colours are its own. A text's background is
+ * the first opaque one under it, up through the shadow root to the page (white where none is).
+ * Not read: the camera's preview (white on the video) and inactive buttons (WCAG exempts them).
+ */
+function lowContrast() {
+  const channels = (css) => css.match(/[\d.]+/g).map(Number);
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.slice(0, 3).map((v) => { const c = v / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const behind = (el) => {
+    for (let e = el; e; e = e.parentElement ?? e.getRootNode().host) {
+      const c = channels(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0.5) return c;
+    }
+    return [255, 255, 255];
+  };
+  const host = document.querySelector('derm-screen');
+  const roots = [host.shadowRoot, ...(document.body.querySelector('.warning') ? [document.body] : [])];
+  const low = [];
+  for (const el of roots.flatMap((r) => [...r.querySelectorAll('*')])) {
+    const text = [...el.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join('').trim();
+    const box = el.getBoundingClientRect();
+    if (!text || box.width <= 1 || box.height <= 1 || !el.checkVisibility({ visibilityProperty: true })) continue;
+    if (el.closest('.camera, [aria-disabled=true], script, style')) continue;
+    const style = getComputedStyle(el);
+    const [fg, bg] = [luminance(channels(style.color)), luminance(behind(el))];
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${el.tagName.toLowerCase()}.${el.className} "${text.slice(0, 30)}": ${ratio.toFixed(2)}`);
+  }
+  return low;
+}
 const resultText = (page) => page.locator('derm-screen .result').innerText();
 
 describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
@@ -468,6 +505,57 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       'the page does not scroll sideways');
     await page.screenshot({ path: join(OUT, 'phone-320-text-200.png'), fullPage: true });
     assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test('colours: every text stands out from what is behind it, in light and dark, and on a dark host page that names no colour scheme', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    const s = samples.find((x) => x.dx === 'mel') ?? samples[0];
+    const gated = solidPng(300, 300, [128, 128, 128]);
+    // Everything the element shows at once: a result with the map, the tree and the form open, a
+    // refused file, the camera's notice; then a gated photo's answer.
+    const showAll = async (p) => {
+      let result = nextResult(p);
+      await fileInput(p).setInputFiles(join(DATA, 'images', s.file));
+      await result;
+      await p.locator('derm-screen .saliency-toggle').click();
+      await p.locator('derm-screen figure.saliency').waitFor();
+      await p.evaluate(() => { for (const d of document.querySelector('derm-screen').shadowRoot.querySelectorAll('details')) d.open = true; });
+      await fileInput(p).setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') });
+      await p.locator('derm-screen .error').getByText('notes.txt').waitFor();
+      await p.locator('derm-screen .start-camera').click();
+      await p.locator('derm-screen .camera-notice').waitFor();
+      const first = await p.evaluate(lowContrast);
+      result = nextResult(p);
+      await fileInput(p).setInputFiles({ name: 'grey.png', mimeType: 'image/png', buffer: gated });
+      await result;
+      return [...first, ...await p.evaluate(lowContrast)];
+    };
+    const background = (p) => p.evaluate(() => [document.body, document.querySelector('derm-screen')]
+      .map((e) => getComputedStyle(e).backgroundColor));
+
+    assert.deepEqual(await showAll(page), [], 'light: every text in the page and the element is legible');
+    await page.screenshot({ path: join(OUT, 'phone-360-light.png'), fullPage: true });
+
+    // The phone set to dark: the page and the element follow it.
+    await page.emulateMedia({ colorScheme: 'dark' });
+    assert.deepEqual(await background(page), ['rgb(21, 24, 28)', 'rgb(21, 24, 28)'], 'dark: the page and the element are dark');
+    assert.deepEqual(await showAll(page), [], 'dark: every text in the page and the element is legible');
+    await page.screenshot({ path: join(OUT, 'phone-360-dark.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+
+    // A host page, dark by its own styles, that names no colour scheme (most do not): the
+    // element keeps its light colours on its own background.
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.goto(`${site.url}/embed.html`);
+    await page.evaluate(() => {
+      document.documentElement.style.colorScheme = 'normal';
+      Object.assign(document.body.style, { background: '#111', color: '#eee' });
+      return document.querySelector('derm-screen').ready;
+    });
+    assert.deepEqual(await showAll(page), [], 'on a dark host page: every text in the element is legible');
+    await page.screenshot({ path: join(OUT, 'desktop-embed-dark-host.png'), fullPage: true });
     await context.close();
   });
 

@@ -42,7 +42,7 @@ export function contextForm(model, onChange) {
   const site = el('select', { name: 'site' }, el('option', { value: '', text: 'Not given' }),
     ...model.context_sites.map((s) => el('option', { value: s, text: s[0].toUpperCase() + s.slice(1) })));
   const form = el('form', { class: 'context-form' },
-    el('p', { class: 'hint', text: 'Nothing here is required. Answers can make the estimate fit you better; they stay on this device and apply to the photos you check next.' }),
+    el('p', { class: 'hint', text: 'Nothing here is required. Answers can make the estimate fit you better; they stay on this device and apply to the photos you check next, and to the one shown if you check it again.' }),
     el('label', { class: 'field' }, 'Age in years ', el('input', { type: 'number', name: 'age', min: '0', max: '120', inputmode: 'numeric' })),
     radios('sex', 'Sex', [['', 'Not given'], ['female', 'Female'], ['male', 'Male']]),
     el('label', { class: 'field' }, 'Where on the body ', site),

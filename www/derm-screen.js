@@ -28,6 +28,8 @@
 //                             site, grew, changed, bled, itched, hurt, elevated); resolves to
 //                             the fields used, rejects naming a field whose value it refuses.
 //                             The page's form does the same; results carry `context_used`.
+//                             Changed answers offer to check the photo shown again (a second
+//                             dermscreen:result for the same image).
 //   el.context                the context in use
 //   el.lastTiming             { ms, backend } of the last classification
 // Photos come from the file picker, a drop, a paste with the focus in the element (a host
@@ -161,6 +163,8 @@ details.context summary { min-height: 44px; display: flex; align-items: center; 
 .context-form input[type=number], .context-form select { font: inherit; min-height: 44px; padding: 0 0.5rem; max-width: 100%; }
 .context-form input[type=number] { width: 6rem; }
 .context-used { font-size: 0.9rem; color: var(--ds-muted); }
+.recheck { margin: 0.75rem 0 0; }
+.recheck button { margin-top: 0.25rem; }
 `;
 
 const TEMPLATE = `
@@ -215,6 +219,12 @@ const afterPaint = () => new Promise((resolve) => {
   requestAnimationFrame(() => setTimeout(() => { clearTimeout(timer); resolve(); }));
 });
 
+/** Whether two sets of answers say the same: a field not given ('' or missing) counts as absent. */
+function sameAnswers(a, b) {
+  const given = (c) => JSON.stringify(Object.entries(c).filter(([, v]) => v !== '' && v != null).sort());
+  return given(a) === given(b);
+}
+
 export class DermScreen extends HTMLElement {
   static get observedAttributes() { return ['camera', 'model-url', 'backend']; }
 
@@ -245,6 +255,10 @@ export class DermScreen extends HTMLElement {
   // The patient context the next photos are judged with (strings; '' = not given), and its form.
   #context = {};
   #form = null;
+  // The photo whose result is shown, while answers can change it: { context it was judged with,
+  // again(context): check it again }. Answers given after the result would otherwise apply only
+  // to the next photo, and the person would have to choose this one again.
+  #shownPhoto = null;
 
   constructor() {
     super();
@@ -299,6 +313,7 @@ export class DermScreen extends HTMLElement {
     const used = engine.checkContext(strings);
     this.#context = strings;
     this.#form?.set(strings);
+    this.#offerRecheck();
     return used;
   }
 
@@ -401,7 +416,7 @@ export class DermScreen extends HTMLElement {
       throw new Error(`The file is ${(blob.size / 1e6).toFixed(0)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
-    return this.#run((engine) => engine.classifyFile(bytes, name, context), blob, (engine) => engine.saliencyFile(bytes));
+    return this.#run((engine, c) => engine.classifyFile(bytes, name, c), context, blob, (engine) => engine.saliencyFile(bytes));
   }
 
   /**
@@ -443,6 +458,31 @@ export class DermScreen extends HTMLElement {
     const toggle = section.querySelector('.saliency-toggle');
     toggle.setAttribute('aria-pressed', 'false');
     toggle.textContent = 'Show where the model looked';
+  }
+
+  /** The offer to check the photo shown again, with answers given since: hidden until then. */
+  #recheckOffer() {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'secondary';
+    button.textContent = 'Check this photo again with your answers';
+    button.addEventListener('click', () => {
+      const photo = this.#shownPhoto;
+      if (!photo) return;
+      this.#fromUi('the photo again with your answers', () => photo.again(this.#context),
+        (e) => `The photo could not be checked again: ${e.message}`);
+    });
+    const offer = document.createElement('p');
+    offer.className = 'recheck';
+    offer.hidden = true;
+    offer.append('Your answers changed since this photo was checked. ', button);
+    return offer;
+  }
+
+  /** Shows the offer while the answers differ from those the photo shown was judged with. */
+  #offerRecheck() {
+    const offer = this.#$('.result .recheck');
+    if (offer) offer.hidden = !this.#shownPhoto || sameAnswers(this.#shownPhoto.context, this.#context);
   }
 
   #saliencyToggle() {
@@ -520,6 +560,7 @@ export class DermScreen extends HTMLElement {
   /** What the model before a new model-url or backend showed, taken away. */
   #clearForNewModel() {
     this.#lastSaliency = null;
+    this.#shownPhoto = null;
     this.#form = null;
     this.#$('.context-slot').replaceChildren();
     this.#$('.result').replaceChildren();
@@ -543,6 +584,7 @@ export class DermScreen extends HTMLElement {
     this.#context = Object.fromEntries(Object.entries(values).filter(([f]) => !refused.includes(f)));
     this.#form?.markRefused(refused);
     if (refused.length) this.#emit('error', { kind: 'input', message: `Answers not used: ${refused.join(', ')}` });
+    this.#offerRecheck();
     return this.#context;
   }
 
@@ -610,16 +652,16 @@ export class DermScreen extends HTMLElement {
   }
 
   /**
-   * Classifies with `call(engine)` on the model the attributes name, shows the result, and
-   * offers its saliency map (`saliency(engine)`). A photo whose model changed while it was
+   * Classifies with `call(engine, context)` on the model the attributes name, shows the result,
+   * and offers its saliency map (`saliency(engine)`). A photo whose model changed while it was
    * checked is checked again with the new one: the page shows no result of a model it left.
    */
-  async #run(call, previewBlob, saliency) {
+  async #run(call, context, previewBlob, saliency) {
     let loaded, result, ms;
     do {
       loaded = await this.#ready;
       const t0 = performance.now();
-      result = await guarded(call(loaded.engine));
+      result = await guarded(call(loaded.engine, context));
       ms = performance.now() - t0;
     } while (loaded !== this.#loaded);
     const { engine, backend, model } = loaded;
@@ -628,8 +670,12 @@ export class DermScreen extends HTMLElement {
     const section = this.#$('.result');
     const [head, ...rest] = resultView(result, model, { previewBlob, backend, ms });
     // A map explains a diagnosis; a gated photo has none to explain.
-    section.replaceChildren(head, ...(result.gate === 'ok' ? [this.#saliencyToggle()] : []), ...rest);
+    section.replaceChildren(head, this.#recheckOffer(), ...(result.gate === 'ok' ? [this.#saliencyToggle()] : []), ...rest);
     section.hidden = false;
+    // The gate does not read the answers: only a photo with a risk can change with them.
+    this.#shownPhoto = result.gate === 'ok' && model.context_fields?.length
+      ? { context, again: (c) => this.#run(call, c, previewBlob, saliency) } : null;
+    this.#offerRecheck();
     this.#say(result);
     this.#emit('result', result);
     return result;
@@ -800,7 +846,7 @@ export class DermScreen extends HTMLElement {
     const context = this.#context;
     await this.#fromUi('the camera photo', async () => {
       const rgba = new Uint8Array(frame.data.buffer);
-      await this.#run((engine) => engine.classifyRgba(rgba, out, out, name, context), preview, (engine) => engine.saliencyRgba(rgba, out, out));
+      await this.#run((engine, c) => engine.classifyRgba(rgba, out, out, name, c), context, preview, (engine) => engine.saliencyRgba(rgba, out, out));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 }

@@ -685,6 +685,48 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('answers given after a result: the page offers to check that photo again with them, and does', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    const offer = page.locator('derm-screen .result .recheck');
+    const first = nextResult(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
+    const plain = (await first).detail;
+    assert.deepEqual(plain.context_used, []);
+    assert.equal(await offer.isVisible(), false, 'no offer before any answer');
+    // The person reads the result, then opens the form and answers.
+    await page.locator('derm-screen details.context summary').click();
+    await page.locator('derm-screen input[name=bled][value=true]').check();
+    await offer.waitFor();
+    assert.match(await offer.innerText(), /Your answers changed since this photo was checked/);
+    assert.deepEqual(await resultText(page).then((t) => /Your answers used/.test(t)), false, 'the result shown is still the one without answers');
+    const again = nextResult(page);
+    await offer.getByRole('button', { name: 'Check this photo again with your answers' }).click();
+    const answered = (await again).detail;
+    assert.deepEqual(answered.context_used, ['bled']);
+    assert.equal(answered.image, plain.image, 'the same photo');
+    assert.notEqual(answered.malignant, plain.malignant, 'judged with the answer');
+    assert.match(await resultText(page), /Your answers used: bled\./);
+    assert.equal(await offer.isVisible(), false, 'the offer is gone once the result uses the answers');
+    assert.match(await page.locator('derm-screen .status-text').innerText(), /^Done in \d+ ms/);
+    // Back to the answers it was judged with: nothing to offer. A host's setContext counts too.
+    await page.locator('derm-screen input[name=bled][value=""]').check();
+    await offer.waitFor();
+    await page.locator('derm-screen input[name=bled][value=true]').check();
+    await offer.waitFor({ state: 'hidden' });
+    await page.evaluate(() => document.querySelector('derm-screen').setContext({ bled: true, age: 60 }));
+    await offer.waitFor();
+    // A photo that got no risk has nothing the answers change.
+    const grey = nextResult(page);
+    await fileInput(page).setInputFiles({ name: 'grey.png', mimeType: 'image/png', buffer: solidPng(300, 300, [128, 128, 128]) });
+    assert.notEqual((await grey).detail.gate, 'ok');
+    await page.locator('derm-screen input[name=grew][value=true]').check();
+    assert.equal(await offer.count() && await offer.isVisible(), false, 'no offer for a gated photo');
+    await page.screenshot({ path: join(OUT, 'phone-360-recheck.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('each element keeps its own patient context, and a photo is judged with the one set when it was sent', async () => {
     const context = await browser.newContext();
     const { page } = await openApp(context, site.url, { backend: 'cpu' });

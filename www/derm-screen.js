@@ -148,6 +148,12 @@ figure.saliency canvas { display: block; width: 100%; height: auto; border-radiu
   .bar { border: 1px solid CanvasText; }
   .bar > span { forced-color-adjust: none; background: Highlight; }
 }
+/* Printed (or saved as PDF) to show a doctor: the answer, not the controls; the bars keep their fill. */
+@media print {
+  :host { color-scheme: light; } /* paper is white: dark mode's light text would barely show */
+  .drop, .camera, .camera-buttons, .camera-notice, .status, .context-slot, .recheck, button { display: none !important; }
+  .bar, .bar > span { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+}
 figure.saliency figcaption { font-size: 0.9rem; margin-top: 0.25rem; }
 details.context { margin-top: 0.75rem; border: 1px solid var(--ds-line); border-radius: 0.75rem; padding: 0.5rem 0.75rem; }
 details.context summary { min-height: 44px; display: flex; align-items: center; cursor: pointer; font-weight: 600; }

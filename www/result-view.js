@@ -74,7 +74,9 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
     preview.src = URL.createObjectURL(previewBlob);
     preview.addEventListener('load', () => URL.revokeObjectURL(preview.src), { once: true });
   }
-  const meta = el('p', { class: 'meta', text: `${r.path} · model ${model.name} · ${backendLabel(backend)} · ${Math.round(ms)} ms` });
+  // When, for a result kept as a screenshot or printed to show a doctor.
+  const when = new Date().toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  const meta = el('p', { class: 'meta', text: `${r.path} · checked ${when} · model ${model.name} · ${backendLabel(backend)} · ${Math.round(ms)} ms` });
   if (r.gate !== 'ok') {
     // Nothing that reads as a risk or as reassurance: what went wrong and what to do.
     return [

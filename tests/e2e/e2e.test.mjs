@@ -559,6 +559,39 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('printed to show a doctor, from light or dark: the answer with its date in dark text on white, without the controls', async () => {
+    const context = await browser.newContext({ viewport: { width: 800, height: 900 } });
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    const result = nextResult(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
+    await result;
+    assert.match(await page.locator('derm-screen .meta').innerText(), /· checked \S.* · model /, 'the result says when it was checked');
+    for (const colorScheme of ['light', 'dark']) {
+      await page.emulateMedia({ media: 'print', colorScheme });
+      const shown = await page.evaluate(() => {
+        const root = document.querySelector('derm-screen').shadowRoot;
+        const on = (sel) => root.querySelector(sel)?.checkVisibility() ?? false;
+        return {
+          controls: ['.drop', '.pick', '.saliency-toggle', '.context-slot', '.status'].filter(on),
+          answer: ['.result', '.risk', '.top', '.meta'].filter(on).length,
+          text: [document.body, document.querySelector('h1'), root.querySelector('.population'), root.querySelector('.meta')]
+            .map((e) => getComputedStyle(e).color),
+          risk: getComputedStyle(root.querySelector('.risk')).color,
+          bar: getComputedStyle(root.querySelector('.bar > span')).printColorAdjust,
+        };
+      });
+      assert.deepEqual(shown.controls, [], `${colorScheme}: no buttons or drop zone on paper`);
+      assert.equal(shown.answer, 4, `${colorScheme}: the answer is printed`);
+      // The light colours, whichever the screen showed: dark mode's light text would barely show on paper.
+      assert.deepEqual(shown.text, ['rgb(26, 26, 26)', 'rgb(29, 79, 145)', 'rgb(61, 74, 92)', 'rgb(61, 74, 92)'], colorScheme);
+      assert.ok(['rgb(163, 21, 21)', 'rgb(27, 94, 32)'].includes(shown.risk), `${colorScheme}: the risk in its light colour, not ${shown.risk}`);
+      assert.equal(shown.bar, 'exact', 'the bars are printed, not left as blank tracks');
+      await page.screenshot({ path: join(OUT, `desktop-print-from-${colorScheme}.png`), fullPage: true });
+    }
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('photos that are not usable get a reason and no risk; lesion photos of every kind get a risk', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, deviceScaleFactor: 2 });
     const { page, ready } = await openApp(context, site.url, { backend: 'cpu' });

@@ -198,7 +198,7 @@ const TEMPLATE = `
   <progress class="progress" max="1" hidden></progress></div>
 <div class="error" role="alert" hidden></div>
 <p class="answer-said" role="status"></p>
-<section class="result" aria-label="The answer" hidden></section>
+<section class="result" aria-label="The answer" tabindex="-1" hidden></section>
 <p class="disclaimer">A screening aid, not a diagnosis. It was trained mostly on dermatoscope
 images of pigmented spots and some phone photos, and can be wrong, more so for phone photos. If a
 spot is new, changing, bleeding or worrying you, see a dermatologist whatever this says.</p>
@@ -472,11 +472,13 @@ export class DermScreen extends HTMLElement {
     button.type = 'button';
     button.className = 'secondary';
     button.textContent = 'Check this photo again with your answers';
-    button.addEventListener('click', () => {
+    button.addEventListener('click', async () => {
       const photo = this.#shownPhoto;
       if (!photo) return;
-      this.#fromUi('the photo again with your answers', () => photo.again(this.#context),
+      await this.#fromUi('the photo again with your answers', () => photo.again(this.#context),
         (e) => `The photo could not be checked again: ${e.message}`);
+      // The button went with the result it was in: the focus goes to the new answer, not the page.
+      if (!this.#root.activeElement) this.#$('.result').focus({ preventScroll: true });
     });
     const offer = document.createElement('p');
     offer.className = 'recheck';

@@ -734,13 +734,15 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.match(await offer.innerText(), /Your answers changed since this photo was checked/);
     assert.deepEqual(await resultText(page).then((t) => /Your answers used/.test(t)), false, 'the result shown is still the one without answers');
     const again = nextResult(page);
-    await offer.getByRole('button', { name: 'Check this photo again with your answers' }).click();
+    await offer.getByRole('button', { name: 'Check this photo again with your answers' }).focus();
+    await page.keyboard.press('Enter');
     const answered = (await again).detail;
     assert.deepEqual(answered.context_used, ['bled']);
     assert.equal(answered.image, plain.image, 'the same photo');
     assert.notEqual(answered.malignant, plain.malignant, 'judged with the answer');
     assert.match(await resultText(page), /Your answers used: bled\./);
     assert.equal(await offer.isVisible(), false, 'the offer is gone once the result uses the answers');
+    await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className === 'result');
     assert.match(await page.locator('derm-screen .status-text').innerText(), /^Done in \d+ ms/);
     // Back to the answers it was judged with: nothing to offer. A host's setContext counts too.
     await page.locator('derm-screen input[name=bled][value=""]').check();

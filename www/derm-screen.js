@@ -254,17 +254,16 @@ export class DermScreen extends HTMLElement {
   #cameraRequest = 0;
   #busy = false;
   #started = false;
-  // The last photo checked: { compute: () => promise of its saliency map, result: the map once computed }.
-  #lastSaliency = null;
   // The sentence for screen readers waiting to be set (#say).
   #sayTimer = 0;
   // The patient context the next photos are judged with (strings; '' = not given), and its form.
   #context = {};
   #form = null;
-  // The photo whose result is shown, while answers can change it: { context it was judged with,
-  // again(context): check it again }. Answers given after the result would otherwise apply only
-  // to the next photo, and the person would have to choose this one again.
-  #shownPhoto = null;
+  // The photo whose result is shown, while it has a risk (null for a gated one): `context`, the
+  // answers it was judged with, and `again(context)` to check it with answers given since (or
+  // they would apply only to the next photo, and the person would have to choose this one
+  // again); `computeMap()`, a promise of its saliency map, and `map` once computed.
+  #shown = null;
 
   constructor() {
     super();
@@ -431,22 +430,22 @@ export class DermScreen extends HTMLElement {
    * last one was gated.
    */
   async showSaliency() {
-    if (!this.#lastSaliency) throw new Error('Check a photo of a skin spot first: there is no map for a photo that got no risk.');
+    if (!this.#shown) throw new Error('Check a photo of a skin spot first: there is no map for a photo that got no risk.');
     const section = this.#$('.result');
     const toggle = section.querySelector('.saliency-toggle');
     let figure = section.querySelector('figure.saliency');
-    let s = this.#lastSaliency.result;
+    let s = this.#shown.map;
     if (!figure) {
-      const pending = this.#lastSaliency;
+      const pending = this.#shown;
       toggle.setAttribute('aria-disabled', 'true'); // the person pressed Enter on it: it keeps the focus
       toggle.textContent = 'Finding where the model looked…';
       try {
         await afterPaint(); // the map holds the thread for about 0.5 s on the CPU path: say so first
-        s = pending.result ?? (pending.result = await guarded(pending.compute()));
+        s = pending.map ?? (pending.map = await guarded(pending.computeMap()));
       } finally {
         toggle.removeAttribute('aria-disabled');
       }
-      if (pending !== this.#lastSaliency) return s; // a newer photo replaced the result meanwhile
+      if (pending !== this.#shown) return s; // a newer photo replaced the result meanwhile
       figure = saliencyView(s);
       figure.id = 'saliency-figure';
       toggle.after(figure);
@@ -473,7 +472,7 @@ export class DermScreen extends HTMLElement {
     button.className = 'secondary';
     button.textContent = 'Check this photo again with your answers';
     button.addEventListener('click', async () => {
-      const photo = this.#shownPhoto;
+      const photo = this.#shown;
       if (!photo) return;
       await this.#fromUi('the photo again with your answers', () => photo.again(this.#context),
         (e) => `The photo could not be checked again: ${e.message}`);
@@ -490,7 +489,7 @@ export class DermScreen extends HTMLElement {
   /** Shows the offer while the answers differ from those the photo shown was judged with. */
   #offerRecheck() {
     const offer = this.#$('.result .recheck');
-    if (offer) offer.hidden = !this.#shownPhoto || sameAnswers(this.#shownPhoto.context, this.#context);
+    if (offer) offer.hidden = !this.#shown || sameAnswers(this.#shown.context, this.#context);
   }
 
   #saliencyToggle() {
@@ -567,8 +566,7 @@ export class DermScreen extends HTMLElement {
 
   /** What the model before a new model-url or backend showed, taken away. */
   #clearForNewModel() {
-    this.#lastSaliency = null;
-    this.#shownPhoto = null;
+    this.#shown = null;
     this.#form = null;
     this.#$('.context-slot').replaceChildren();
     this.#$('.result').replaceChildren();
@@ -674,15 +672,15 @@ export class DermScreen extends HTMLElement {
     } while (loaded !== this.#loaded);
     const { engine, backend, model } = loaded;
     this.#lastTiming = { ms, backend };
-    this.#lastSaliency = result.gate === 'ok' ? { compute: () => saliency(engine), result: null } : null;
+    // A map explains a diagnosis, and the answers move a risk; a gated photo has neither.
+    this.#shown = result.gate === 'ok'
+      ? { context, again: (c) => this.#run(call, c, previewBlob, saliency), computeMap: () => saliency(engine), map: null } : null;
     const section = this.#$('.result');
     const [head, ...rest] = resultView(result, model, { previewBlob, backend, ms });
-    // A map explains a diagnosis; a gated photo has none to explain.
-    section.replaceChildren(head, this.#recheckOffer(), ...(result.gate === 'ok' ? [this.#saliencyToggle()] : []), ...rest);
+    // The offer only where the model reads answers: `setContext` takes them for any model.
+    const offer = this.#shown && model.context_fields?.length ? [this.#recheckOffer()] : [];
+    section.replaceChildren(head, ...offer, ...(this.#shown ? [this.#saliencyToggle()] : []), ...rest);
     section.hidden = false;
-    // The gate does not read the answers: only a photo with a risk can change with them.
-    this.#shownPhoto = result.gate === 'ok' && model.context_fields?.length
-      ? { context, again: (c) => this.#run(call, c, previewBlob, saliency) } : null;
     this.#offerRecheck();
     this.#say(result);
     this.#emit('result', result);

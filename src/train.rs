@@ -82,9 +82,15 @@ pub struct TrainConfig {
     /// Share of each diagnosis's lesions held out for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
-    /// Seeds the split, the sampling order, the augmentation and the initial weights.
+    /// Seeds the split (unless `--split-seed` is given), the sampling order, the augmentation
+    /// and the initial weights.
     #[arg(long, default_value_t = 20_171_025)]
     pub seed: u64,
+    /// Seeds the split alone, instead of `--seed`: a second model with other initial weights,
+    /// order and augmentation that holds out the same validation photos (to compare or
+    /// average two runs on photos neither trained on).
+    #[arg(long)]
+    pub split_seed: Option<u64>,
     /// `maxClassSize` of the partitioning algorithm (default: the paper's 1,000 for 129,450
     /// images, scaled to the training set's size).
     #[arg(long)]
@@ -128,6 +134,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The seed of the training/validation split: `--split-seed`, else `--seed`.
+    pub fn split_seed(&self) -> u64 {
+        self.split_seed.unwrap_or(self.seed)
+    }
+
     /// Refuses a low-resolution phase that is not smaller than the input or has no epochs.
     fn check_low_res(&self) -> Result<()> {
         match (self.low_res_size, self.low_res_epochs) {
@@ -320,7 +331,7 @@ impl RunData {
             samples.extend(read);
         }
         let weights: HashMap<String, f64> = sources.iter().map(|s| (s.name.clone(), s.weight)).collect();
-        let split = dataset::split_by_group(&samples, cfg.val_fraction, cfg.seed);
+        let split = dataset::split_by_group(&samples, cfg.val_fraction, cfg.split_seed());
         let train_samples = match cfg.limit_train {
             Some(limit) => limit_samples(split.train, limit),
             None => split.train,
@@ -663,7 +674,7 @@ fn check_init_from(from: &Path, cfg: &TrainConfig) -> Result<()> {
     if (theirs.width, &theirs.net) != (cfg.width, &cfg.net) {
         bail!("--init-from {}: its network differs from this run's (--width {} there, {} here)", from.display(), theirs.width, cfg.width);
     }
-    let split = |c: &TrainConfig| (c.data.clone(), c.sources.clone(), c.seed, c.val_fraction.to_bits(), c.limit_train, c.max_class_size);
+    let split = |c: &TrainConfig| (c.data.clone(), c.sources.clone(), c.split_seed(), c.val_fraction.to_bits(), c.limit_train, c.max_class_size);
     if split(&theirs) != split(cfg) {
         bail!(
             "--init-from {}: it was split differently (data, sources, seed, --val-fraction, --limit-train or --max-class-size differ), so it has trained on this run's validation photos",
@@ -955,7 +966,7 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
 /// (a timing run that never ships still says how many images an epoch has).
 fn split_summary(cfg: &TrainConfig, data: &RunData) -> serde_json::Value {
     serde_json::json!({
-        "seed": cfg.seed,
+        "seed": cfg.split_seed(),
         "val_fraction": cfg.val_fraction,
         "train_images": data.train_items.len(),
         "val_images": data.val_labels.len(),
@@ -1116,6 +1127,8 @@ mod tests {
 
         let other_split = check_init_from(&dir, &TrainConfig { seed: 7, ..cfg.clone() }).unwrap_err();
         assert!(other_split.to_string().contains("split differently"), "{other_split}");
+        let same_split = TrainConfig { seed: 7, split_seed: Some(cfg.seed), ..cfg.clone() };
+        check_init_from(&dir, &same_split).expect("--split-seed holds the split while --seed changes");
         let wider = check_init_from(&dir, &TrainConfig { width: 1.5, ..cfg }).unwrap_err();
         assert!(wider.to_string().contains("network differs"), "{wider}");
         let _ = std::fs::remove_dir_all(&dir);

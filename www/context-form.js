@@ -2,6 +2,8 @@
 // questions about the spot. Nothing is required; every control has a "not given" choice and a
 // large target. The view only: the element decides what to do with the answers.
 
+import { el } from './result-view.js';
+
 const QUESTIONS = {
   grew: 'Has it grown?',
   changed: 'Has it changed in shape or colour?',
@@ -10,16 +12,6 @@ const QUESTIONS = {
   hurt: 'Does it hurt?',
   elevated: 'Is it raised above the skin?',
 };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'text') node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
 
 /** A group of radio buttons named `name`: [value, label] pairs, the first checked. */
 function radios(name, legend, choices) {

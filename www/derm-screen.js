@@ -39,7 +39,7 @@
 // result view (result-view.js) are separate modules; this file is the element around them.
 
 import { guarded, isSupported, loadEngine } from './engine.js';
-import { backendLabel, resultView, riskText, saliencyView } from './result-view.js';
+import { backendLabel, el, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
@@ -467,10 +467,7 @@ export class DermScreen extends HTMLElement {
 
   /** The offer to check the photo shown again, with answers given since: hidden until then. */
   #recheckOffer() {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'secondary';
-    button.textContent = 'Check this photo again with your answers';
+    const button = el('button', { type: 'button', class: 'secondary', text: 'Check this photo again with your answers' });
     button.addEventListener('click', async () => {
       const photo = this.#shown;
       if (!photo) return;
@@ -479,11 +476,7 @@ export class DermScreen extends HTMLElement {
       // The button went with the result it was in: the focus goes to the new answer, not the page.
       if (!this.#root.activeElement) this.#$('.result').focus({ preventScroll: true });
     });
-    const offer = document.createElement('p');
-    offer.className = 'recheck';
-    offer.hidden = true;
-    offer.append('Your answers changed since this photo was checked. ', button);
-    return offer;
+    return el('p', { class: 'recheck', hidden: '' }, 'Your answers changed since this photo was checked. ', button);
   }
 
   /** Shows the offer while the answers differ from those the photo shown was judged with. */

@@ -486,12 +486,10 @@ export class DermScreen extends HTMLElement {
   }
 
   #saliencyToggle() {
-    const toggle = document.createElement('button');
-    toggle.type = 'button';
-    toggle.className = 'secondary saliency-toggle';
-    toggle.textContent = 'Show where the model looked';
-    toggle.setAttribute('aria-pressed', 'false');
-    toggle.setAttribute('aria-controls', 'saliency-figure');
+    const toggle = el('button', {
+      type: 'button', class: 'secondary saliency-toggle', text: 'Show where the model looked',
+      'aria-pressed': 'false', 'aria-controls': 'saliency-figure',
+    });
     toggle.addEventListener('click', () => {
       if (toggle.getAttribute('aria-pressed') === 'true') { this.#hideSaliency(); return; }
       this.showSaliency().catch((e) => {

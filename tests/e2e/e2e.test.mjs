@@ -28,11 +28,8 @@ before(async () => {
 });
 after(() => site.server.close());
 
-/**
- * A PNG whose header claims `width` x `height` at `bitDepth` bits (colour type 2 RGB or 6 RGBA),
- * with a token of image data: refused from its header.
- */
-function pngHeader(width, height, { bitDepth = 8, colourType = 2 } = {}) {
+/** A PNG of `width` x `height` at `bitDepth` bits, colour type `colourType`, around `idat`. */
+function png(width, height, bitDepth, colourType, idat) {
   const chunk = (type, data) => {
     const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
     const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
@@ -41,20 +38,19 @@ function pngHeader(width, height, { bitDepth = 8, colourType = 2 } = {}) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = bitDepth; ihdr[9] = colourType;
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(4096))), chunk('IEND', Buffer.alloc(0))]);
+    chunk('IDAT', deflateSync(idat)), chunk('IEND', Buffer.alloc(0))]);
+}
+/**
+ * A PNG whose header claims `width` x `height` at `bitDepth` bits (colour type 2 RGB or 6 RGBA),
+ * with a token of image data: refused from its header.
+ */
+function pngHeader(width, height, { bitDepth = 8, colourType = 2 } = {}) {
+  return png(width, height, bitDepth, colourType, Buffer.alloc(4096));
 }
 /** A valid `width` x `height` PNG of one colour. */
 function solidPng(width, height, rgb) {
   const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: width }, () => rgb).flat())]);
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = 8; ihdr[9] = 2;
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
-    return Buffer.concat([len, Buffer.from(type), data, crc]);
-  };
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.concat(Array.from({ length: height }, () => row)))), chunk('IEND', Buffer.alloc(0))]);
+  return png(width, height, 8, 2, Buffer.concat(Array.from({ length: height }, () => row)));
 }
 /** The JPEG with its frame header (SOF0-SOF2) edited to claim `width` x `height`. */
 function jpegClaiming(path, width, height) {

@@ -251,7 +251,7 @@ mod native {
                         }
                         Ok(e) if extension_in(e.path(), &OTHER_IMAGE_EXTENSIONS) => found.push(e.into_path()),
                         Ok(_) => passed_over += 1,
-                        Err(err) => problems.report(format_args!("{}: {err}", p.display())),
+                        Err(err) => problems.report(walk_error(p, &err)),
                     }
                 }
                 if usable == 0 {
@@ -267,6 +267,21 @@ mod native {
             }
         }
         files
+    }
+
+    /// A folder walk's problem, named by the path it is about rather than the folder given: a
+    /// link to a photo since moved or deleted, a link back up the tree, a folder not readable.
+    fn walk_error(root: &Path, err: &walkdir::Error) -> String {
+        match (err.path(), err.loop_ancestor(), err.io_error()) {
+            (Some(path), Some(ancestor), _) => {
+                format!("{}: a link back to {}, which is being read already (passed over)", path.display(), ancestor.display())
+            }
+            (Some(path), _, Some(io)) if io.kind() == std::io::ErrorKind::NotFound && path.is_symlink() => {
+                format!("{}: a broken link (what it points to does not exist)", path.display())
+            }
+            (Some(path), _, Some(io)) => format!("{}: {io}", path.display()),
+            _ => format!("{}: {err}", root.display()),
+        }
     }
 
     /// The model in `model`, or without one the shipped model built into this program.

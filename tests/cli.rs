@@ -215,6 +215,26 @@ fn linked_photos_in_a_folder_are_classified() {
     assert!(rows.iter().all(|r| r[0].starts_with("picked-") && &r[1] == "ok"), "{text}");
 }
 
+/// A link to a photo since moved, and a link back up the folder tree, are each named on their
+/// own line by their own path; the photos beside them are still classified.
+#[cfg(unix)]
+#[test]
+fn broken_and_looping_links_are_named_and_the_rest_classified() {
+    let dir = common::temp_dir("bad-links");
+    copy_images(&dir, &held_out(1));
+    let gone = dir.join("moved-away.jpg");
+    std::os::unix::fs::symlink(dir.join("no-longer-here.jpg"), &gone).unwrap();
+    let back = dir.join("sub/back");
+    std::fs::create_dir_all(back.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("..", &back).unwrap();
+    let out = dermscreen(&["classify", "--format", "csv", dir.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "a problem sets the exit code: {stderr}");
+    assert_eq!(stdout.lines().count(), 2, "the photo is classified: {stdout}");
+    assert!(stderr.lines().any(|l| l.starts_with(&format!("dermscreen: {}: a broken link", gone.display()))), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with(&format!("dermscreen: {}: a link back to", back.display()))), "{stderr}");
+}
+
 #[test]
 fn bad_files_get_an_error_line_and_the_rest_are_still_classified() {
     let dir = common::temp_dir("bad");

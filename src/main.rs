@@ -707,6 +707,9 @@ mod native {
         Ok(problems.count == 0)
     }
 
+    /// What `evaluate` writes in `--out`, for the messages about that folder.
+    const REPORT: &str = "metrics.json and the plots";
+
     fn evaluate(images: &Path, table_path: Option<&Path>, by: &[String], out: &Path, model: Option<&Path>, mut problems: Problems) -> Result<bool> {
         if !images.is_dir() {
             bail!("{}: no such folder (--images)", images.display());
@@ -714,108 +717,17 @@ mod native {
         if table_path.is_none() && !by.is_empty() {
             bail!("--by names a column of the label table (--labels), and there is none");
         }
-        const REPORT: &str = "metrics.json and the plots";
         // First of all: a wrong --out is the one error named, not one among the table's.
         not_a_file(out, "--out", REPORT)?;
         let classifier = load_classifier(model)?;
-        let classes = &classifier.meta().training_classes;
-        let taxonomy = classifier.taxonomy();
-        let mut files = Vec::new();
-        // Photos not found are named in one line: a wrong --images would otherwise give one per row.
-        let mut missing = Vec::new();
-        // Per file: the taxonomy node it is scored against, and its row.
-        let mut label_nodes = Vec::new();
-        let mut kept_labels = Vec::new();
-        // Unknown labels are named once each, with how many rows carry them (a table in another
-        // vocabulary, ISIC's MEL or PAD-UFES's NEV, would otherwise fill the screen).
-        let mut unknown: std::collections::BTreeMap<String, (usize, String)> = std::collections::BTreeMap::new();
-        // An image listed twice would count twice: its first row is scored, the repeats reported.
-        let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
-        let (mut repeats, mut relabelled, mut first_repeat) = (0, 0, None);
-        // The labels, and each --by column's values per row of the table (`Label::row`).
-        let (table, own, by_values) = match table_path {
-            Some(path) => {
-                let rows = dataset::Table::read(path)?;
-                let (labels, own) = dataset::label_table(&rows)?;
-                let by_values = by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?;
-                (labels, own, by_values)
-            }
-            None => (folder_labels(images, out, taxonomy, &mut problems), None, Vec::new()),
-        };
-        // What the messages name as the labels' home.
-        let labels = table_path.unwrap_or(images);
-        if let Some(source) = own {
-            // Not a problem with the run, but what its numbers mean: most of these photos may
-            // have trained the model.
-            eprintln!(
-                "dermscreen: note: {} is {}'s own table; models trained on taxonomy/sources.json, the shipped one among them, learnt from its photos except the validation photos (model/validation_split.csv, on which the model card reports), so scores on the others are optimistic",
-                labels.display(),
-                source.name
-            );
-        }
-        for label in table {
-            let image = &label.image;
-            // Taxonomy ids are lower case; ISIC's tables write them in capitals.
-            let Some(node) = taxonomy.scored_node(&label.dx.trim().to_ascii_lowercase(), classes) else {
-                unknown.entry(label.dx.clone()).or_insert_with(|| (0, image.clone())).0 += 1;
-                continue;
-            };
-            let Some(path) = find_image(images, &image) else {
-                missing.push(image.clone());
-                continue;
-            };
-            let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if let Some(dx) = first_label.get(&key) {
-                repeats += 1;
-                relabelled += usize::from(!dx.eq_ignore_ascii_case(label.dx.trim()));
-                first_repeat.get_or_insert_with(|| image.clone());
-                continue;
-            }
-            first_label.insert(key, label.dx.trim().to_string());
-            files.push(path);
-            label_nodes.push(node);
-            kept_labels.push(label);
-        }
-        if !missing.is_empty() {
-            let more = if missing.len() > 3 { ", ..." } else { "" };
-            let n = missing.len();
-            problems.report(format_args!(
-                "{}: {n} labelled image{} {} not under {}: {}{more}",
-                labels.display(),
-                plural(n),
-                if n == 1 { "is" } else { "are" },
-                images.display(),
-                missing[..missing.len().min(3)].join(", ")
-            ));
-        }
-        if let Some(first) = first_repeat {
-            problems.report(format_args!(
-                "{}: {repeats} row{} {} an image listed before (the first, {first}); {relabelled} of them with another label; each image is scored once, with its first row's label",
-                labels.display(),
-                plural(repeats),
-                if repeats == 1 { "repeats" } else { "repeat" }
-            ));
-        }
-        // Without a table, the labels are folders' names and the rows photos.
-        let (row, field) = if table_path.is_some() { ("row", "`dx` takes") } else { ("photo", "a folder may name") };
-        for (dx, (rows, first)) in &unknown {
-            problems.report(format_args!(
-                "{}: label '{dx}' ({rows} {row}{}, the first {first}) is not a taxonomy id at, under or above a training class; {field} a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
-                labels.display(),
-                plural(*rows),
-                classes.join(", ")
-            ));
-        }
-        if files.is_empty() {
-            bail!("{}: no labelled photo to score under {}", labels.display(), images.display());
-        }
+        let photos = LabelledPhotos::find(images, table_path, by, out, &classifier, &mut problems)?;
         // Once the table has photos to score, before any is read: a run over thousands would
         // otherwise end in this error, and a run that fails before it leaves no empty folder.
         output_folder(out, "--out", REPORT)?;
-        problems.bar = photo_bar(files.len(), false);
+        problems.bar = photo_bar(photos.files.len(), false);
         // Per readable image: its index into files, prediction and last hidden layer (t-SNE).
         let (mut kept, mut predictions, mut embeddings) = (Vec::new(), Vec::new(), Vec::new());
-        classify_in_batches(&classifier, &files, &[], &mut problems, |inputs, batch, batch_predictions| {
+        classify_in_batches(&classifier, &photos.files, &[], &mut problems, |inputs, batch, batch_predictions| {
             kept.extend(inputs.iter().map(|(i, _)| *i));
             predictions.extend_from_slice(batch_predictions);
             embeddings.extend(classifier.embeddings(batch)?);
@@ -824,73 +736,232 @@ mod native {
         if kept.is_empty() {
             bail!("no readable labelled images");
         }
-        let spinner = step_spinner(format!("scoring {} photos with 95% intervals", kept.len()), kept.len());
-        let nodes_kept: Vec<&str> = kept.iter().map(|i| label_nodes[*i].as_str()).collect();
-        // The images labelled with a training class (index into kept, class): what the
-        // accuracies and the t-SNE map need.
-        let fine: Vec<(usize, usize)> =
-            nodes_kept.iter().enumerate().filter_map(|(j, n)| classes.iter().position(|c| c == n).map(|c| (j, c))).collect();
-        let probs: Vec<Vec<f32>> = predictions.iter().map(Prediction::class_probs).collect();
-        // Every image is scored whatever its gate; how many the page would have turned away:
-        let mut gated = std::collections::BTreeMap::new();
-        for p in &predictions {
-            *gated.entry(p.gate.id()).or_insert(0usize) += 1;
-        }
-        // The class-balanced call, scored as balanced accuracy (the calibrated probabilities'
-        // argmax favours common diagnoses, as it should for "most likely").
-        let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
-        let summary = report::summarise_nodes(classes, taxonomy, &nodes_kept, &probs)?;
-        let by_kept: Vec<(String, Vec<String>)> =
-            by_values.iter().map(|(column, values)| (column.clone(), kept.iter().map(|&i| values[kept_labels[i].row].trim().to_string()).collect())).collect();
-        let group_rows = evaluate_groups(&classifier, &kept, &kept_labels, &by_kept, &nodes_kept, &calls, &predictions)?;
-        // The first group holds every image.
-        let call_balanced_accuracy = group_rows[0].balanced_accuracy;
-        let fine_labels: Vec<usize> = fine.iter().map(|&(_, c)| c).collect();
-        let fine_embeddings: Vec<Vec<f32>> = fine.iter().map(|&(j, _)| embeddings[j].clone()).collect();
-        spinner.set_message(format!("mapping {} photos with t-SNE", fine_embeddings.len()));
-        let tsne = report::TsneMap::compute(&fine_embeddings, fine_labels, classes.clone());
-        spinner.finish_and_clear();
+        let evaluation = Evaluation::score(&classifier, &photos, &kept, &predictions, &embeddings)?;
         let metrics = serde_json::json!({
             "model": classifier.meta().name,
             "weights_sha256": classifier.meta().weights.sha256,
             "images_dir": images.display().to_string(),
             "labels": table_path.map(|p| p.display().to_string()),
             "skipped": problems.count,
-            "gate": gated,
-            "class_balanced_call": { "balanced_accuracy": call_balanced_accuracy },
+            "gate": evaluation.gated,
+            "class_balanced_call": { "balanced_accuracy": evaluation.call_balanced_accuracy() },
             "high_risk_thresholds": classifier.meta().domain.as_ref().map(|d| &d.high_risk_thresholds),
-            "by_source_and_kind": group_rows,
-            "summary": summary,
+            "by_source_and_kind": evaluation.groups,
+            "summary": evaluation.summary,
         });
-        let metrics_path = out.join("metrics.json");
-        std::fs::write(&metrics_path, serde_json::to_vec_pretty(&metrics)?).with_context(|| format!("writing {}", metrics_path.display()))?;
-        let mut plots = report::write_plots(&summary, out)?;
-        match &tsne {
-            Some(tsne) => {
-                plots.push(report::write_tsne(tsne, out)?);
-                let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
-                points.write_record(["image", "label", "x", "y"])?;
-                for (&(j, _), (&(x, y), &l)) in fine.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
-                    points.write_record([image_stem(&files[kept[j]].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
-                }
-                points.flush()?;
-            }
-            None => eprintln!(
-                "dermscreen: no t-SNE map: it needs at least {} images labelled with a training class, and {} are",
-                report::TsneMap::MIN_IMAGES,
-                fine.len()
-            ),
-        }
-        report::write_html(&summary, &group_rows, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
-        print!("{}", report::summary_text(&summary));
-        println!("class-balanced call (the `diagnosis` column): balanced accuracy {}", report::fmt_opt(call_balanced_accuracy));
-        println!("gate (scored anyway): {}", gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
-        if group_rows.len() > 1 {
-            let by: String = by.iter().map(|c| format!(", {c}")).collect();
-            println!("by source, kind of photo{by} (AUC with 95% interval; the flag as the page shows it):\n{}", report::group_table(&group_rows));
-        }
-        println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
+        let plots = evaluation.write(&metrics, &classifier, &photos.files, &kept, out)?;
+        evaluation.print(by, out, plots);
         Ok(problems.count == 0)
+    }
+
+    /// The photos `evaluate` scores, each found once: its file, the taxonomy node it is scored
+    /// against, its label, and each `--by` column's values per row of the label table.
+    struct LabelledPhotos {
+        files: Vec<PathBuf>,
+        nodes: Vec<String>,
+        labels: Vec<Label>,
+        by_values: Vec<(String, Vec<String>)>,
+    }
+
+    /// The label rows `evaluate` cannot score, each kind named in one line (a wrong --images or
+    /// a table in another vocabulary would otherwise fill the screen with one line per row).
+    #[derive(Default)]
+    struct Unscored {
+        /// Images listed but not found under --images.
+        missing: Vec<String>,
+        /// Labels that are no taxonomy node: rows carrying each, and the first such image.
+        unknown: std::collections::BTreeMap<String, (usize, String)>,
+        /// Rows repeating an image listed before (its first row is scored), how many of them
+        /// with another label, and the first image repeated.
+        repeats: usize,
+        relabelled: usize,
+        first_repeat: Option<String>,
+    }
+
+    impl LabelledPhotos {
+        /// The label table's rows (or without one, the photos' folders) matched to the photos
+        /// under `images`; the rows that cannot be scored are reported.
+        fn find(images: &Path, table_path: Option<&Path>, by: &[String], out: &Path, classifier: &Classifier, problems: &mut Problems) -> Result<Self> {
+            let (classes, taxonomy) = (&classifier.meta().training_classes, classifier.taxonomy());
+            let (table, own, by_values) = match table_path {
+                Some(path) => {
+                    let rows = dataset::Table::read(path)?;
+                    let (labels, own) = dataset::label_table(&rows)?;
+                    let by_values = by.iter().map(|column| Ok((column.clone(), rows.column(column)?))).collect::<Result<Vec<_>>>()?;
+                    (labels, own, by_values)
+                }
+                None => (folder_labels(images, out, taxonomy, problems), None, Vec::new()),
+            };
+            // What the messages name as the labels' home.
+            let home = table_path.unwrap_or(images);
+            if let Some(source) = own {
+                // Not a problem with the run, but what its numbers mean: most of these photos may
+                // have trained the model.
+                eprintln!(
+                    "dermscreen: note: {} is {}'s own table; models trained on taxonomy/sources.json, the shipped one among them, learnt from its photos except the validation photos (model/validation_split.csv, on which the model card reports), so scores on the others are optimistic",
+                    home.display(),
+                    source.name
+                );
+            }
+            let mut photos = LabelledPhotos { files: Vec::new(), nodes: Vec::new(), labels: Vec::new(), by_values };
+            let mut unscored = Unscored::default();
+            // An image listed twice would count twice: its first row is scored, the repeats reported.
+            let mut first_label: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
+            for label in table {
+                let image = &label.image;
+                // Taxonomy ids are lower case; ISIC's tables write them in capitals.
+                let Some(node) = taxonomy.scored_node(&label.dx.trim().to_ascii_lowercase(), classes) else {
+                    unscored.unknown.entry(label.dx.clone()).or_insert_with(|| (0, image.clone())).0 += 1;
+                    continue;
+                };
+                let Some(path) = find_image(images, image) else {
+                    unscored.missing.push(image.clone());
+                    continue;
+                };
+                let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                if let Some(dx) = first_label.get(&key) {
+                    unscored.repeats += 1;
+                    unscored.relabelled += usize::from(!dx.eq_ignore_ascii_case(label.dx.trim()));
+                    unscored.first_repeat.get_or_insert_with(|| image.clone());
+                    continue;
+                }
+                first_label.insert(key, label.dx.trim().to_string());
+                photos.files.push(path);
+                photos.nodes.push(node);
+                photos.labels.push(label);
+            }
+            unscored.report(home, images, table_path.is_some(), classes, problems);
+            if photos.files.is_empty() {
+                bail!("{}: no labelled photo to score under {}", home.display(), images.display());
+            }
+            Ok(photos)
+        }
+    }
+
+    impl Unscored {
+        /// One line per kind of row not scored; `home` is the label table, or the images folder
+        /// whose folders' names are the labels (`from_table` false).
+        fn report(&self, home: &Path, images: &Path, from_table: bool, classes: &[String], problems: &mut Problems) {
+            if !self.missing.is_empty() {
+                let more = if self.missing.len() > 3 { ", ..." } else { "" };
+                let n = self.missing.len();
+                problems.report(format_args!(
+                    "{}: {n} labelled image{} {} not under {}: {}{more}",
+                    home.display(),
+                    plural(n),
+                    if n == 1 { "is" } else { "are" },
+                    images.display(),
+                    self.missing[..n.min(3)].join(", ")
+                ));
+            }
+            if let Some(first) = &self.first_repeat {
+                let (repeats, relabelled) = (self.repeats, self.relabelled);
+                problems.report(format_args!(
+                    "{}: {repeats} row{} {} an image listed before (the first, {first}); {relabelled} of them with another label; each image is scored once, with its first row's label",
+                    home.display(),
+                    plural(repeats),
+                    if repeats == 1 { "repeats" } else { "repeat" }
+                ));
+            }
+            // Without a table, the labels are folders' names and the rows photos.
+            let (row, field) = if from_table { ("row", "`dx` takes") } else { ("photo", "a folder may name") };
+            for (dx, (rows, first)) in &self.unknown {
+                problems.report(format_args!(
+                    "{}: label '{dx}' ({rows} {row}{}, the first {first}) is not a taxonomy id at, under or above a training class; {field} a taxonomy id (taxonomy/taxonomy.json), such as {}, or benign or malignant where only that is known",
+                    home.display(),
+                    plural(*rows),
+                    classes.join(", ")
+                ));
+            }
+        }
+    }
+
+    /// What `evaluate` measured on the photos it could read.
+    struct Evaluation {
+        summary: report::Summary,
+        /// All photos first, then each source, kind and `--by` value.
+        groups: Vec<report::GroupRow>,
+        /// How many photos the page would have turned away, by gate; every photo is scored.
+        gated: std::collections::BTreeMap<&'static str, usize>,
+        /// The photos labelled with a training class (index into the photos read, class): what
+        /// the accuracies and the t-SNE map need.
+        fine: Vec<(usize, usize)>,
+        tsne: Option<report::TsneMap>,
+    }
+
+    impl Evaluation {
+        /// Scores the photos read (`kept`: their indices into `photos`), with a spinner.
+        fn score(classifier: &Classifier, photos: &LabelledPhotos, kept: &[usize], predictions: &[Prediction], embeddings: &[Vec<f32>]) -> Result<Self> {
+            let (classes, taxonomy) = (&classifier.meta().training_classes, classifier.taxonomy());
+            let spinner = step_spinner(format!("scoring {} photos with 95% intervals", kept.len()), kept.len());
+            let nodes: Vec<&str> = kept.iter().map(|i| photos.nodes[*i].as_str()).collect();
+            let fine: Vec<(usize, usize)> =
+                nodes.iter().enumerate().filter_map(|(j, n)| classes.iter().position(|c| c == n).map(|c| (j, c))).collect();
+            let probs: Vec<Vec<f32>> = predictions.iter().map(Prediction::class_probs).collect();
+            let mut gated = std::collections::BTreeMap::new();
+            for p in predictions {
+                *gated.entry(p.gate.id()).or_insert(0usize) += 1;
+            }
+            // The class-balanced call, scored as balanced accuracy (the calibrated probabilities'
+            // argmax favours common diagnoses, as it should for "most likely").
+            let calls: Vec<usize> = predictions.iter().map(|p| classes.iter().position(|c| *c == p.diagnosis).unwrap_or(0)).collect();
+            let summary = report::summarise_nodes(classes, taxonomy, &nodes, &probs)?;
+            let by_kept: Vec<(String, Vec<String>)> = photos
+                .by_values
+                .iter()
+                .map(|(column, values)| (column.clone(), kept.iter().map(|&i| values[photos.labels[i].row].trim().to_string()).collect()))
+                .collect();
+            let groups = evaluate_groups(classifier, kept, &photos.labels, &by_kept, &nodes, &calls, predictions)?;
+            let fine_embeddings: Vec<Vec<f32>> = fine.iter().map(|&(j, _)| embeddings[j].clone()).collect();
+            spinner.set_message(format!("mapping {} photos with t-SNE", fine_embeddings.len()));
+            let tsne = report::TsneMap::compute(&fine_embeddings, fine.iter().map(|&(_, c)| c).collect(), classes.clone());
+            spinner.finish_and_clear();
+            Ok(Evaluation { summary, groups, gated, fine, tsne })
+        }
+
+        /// Balanced accuracy of the class-balanced call over every photo (the first group).
+        fn call_balanced_accuracy(&self) -> Option<f64> {
+            self.groups[0].balanced_accuracy
+        }
+
+        /// Writes `metrics`, the plots, the t-SNE map and its points, and index.html into `out`;
+        /// returns the plots written.
+        fn write(&self, metrics: &serde_json::Value, classifier: &Classifier, files: &[PathBuf], kept: &[usize], out: &Path) -> Result<Vec<PathBuf>> {
+            let metrics_path = out.join("metrics.json");
+            std::fs::write(&metrics_path, serde_json::to_vec_pretty(metrics)?).with_context(|| format!("writing {}", metrics_path.display()))?;
+            let classes = &classifier.meta().training_classes;
+            let mut plots = report::write_plots(&self.summary, out)?;
+            match &self.tsne {
+                Some(tsne) => {
+                    plots.push(report::write_tsne(tsne, out)?);
+                    let mut points = csv::Writer::from_path(out.join("tsne.csv"))?;
+                    points.write_record(["image", "label", "x", "y"])?;
+                    for (&(j, _), (&(x, y), &l)) in self.fine.iter().zip(tsne.points.iter().zip(&tsne.labels)) {
+                        points.write_record([image_stem(&files[kept[j]].to_string_lossy()), classes[l].clone(), x.to_string(), y.to_string()])?;
+                    }
+                    points.flush()?;
+                }
+                None => eprintln!(
+                    "dermscreen: no t-SNE map: it needs at least {} images labelled with a training class, and {} are",
+                    report::TsneMap::MIN_IMAGES,
+                    self.fine.len()
+                ),
+            }
+            report::write_html(&self.summary, &self.groups, &format!("dermscreen evaluation: {}", classifier.meta().name), &plots, out)?;
+            Ok(plots)
+        }
+
+        /// The report in words on standard output.
+        fn print(&self, by: &[String], out: &Path, plots: Vec<PathBuf>) {
+            print!("{}", report::summary_text(&self.summary));
+            println!("class-balanced call (the `diagnosis` column): balanced accuracy {}", report::fmt_opt(self.call_balanced_accuracy()));
+            println!("gate (scored anyway): {}", self.gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+            if self.groups.len() > 1 {
+                let by: String = by.iter().map(|c| format!(", {c}")).collect();
+                println!("by source, kind of photo{by} (AUC with 95% interval; the flag as the page shows it):\n{}", report::group_table(&self.groups));
+            }
+            println!("wrote {} and {} plots", out.join("metrics.json").display(), plots.len());
+        }
     }
 
     /// Without a label table: each photo under `images` (not under `out`) labelled by its folders

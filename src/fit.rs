@@ -571,87 +571,24 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     let y: Vec<usize> = labelled.iter().map(|&i| taxonomy.class_of(&photos[i].dx, classes).unwrap_or(0)).collect();
     let groups: Vec<&str> = labelled.iter().map(|&i| photos[i].group.as_str()).collect();
     let (calibration, oof) = fit_calibration_out_of_fold(&z, &y, &groups);
-    let rows_of = |key: &dyn Fn(&LabelledPhoto) -> String| -> Vec<CalibrationRow> {
-        let by = groups_by(&photos, |p| p.lesion.then(|| key(p)));
-        by.iter()
-            .map(|(name, idx)| {
-                let members: std::collections::HashSet<usize> = idx.iter().copied().collect();
-                let at: Vec<usize> = (0..labelled.len()).filter(|&j| members.contains(&labelled[j])).collect();
-                let probs: Vec<Vec<f32>> = at.iter().map(|&j| oof[j].clone()).collect();
-                calibration_row(name, &probs, &at.iter().map(|&j| y[j]).collect::<Vec<_>>(), &malignant)
-            })
-            .collect()
-    };
-    let mut rows = rows_of(&|p| p.source.clone());
-    rows.extend(rows_of(&|p| p.kind.map_or(String::new(), |k| k.as_str().to_string())));
     let balanced: Vec<Vec<f32>> = z.iter().map(|z| crate::classifier::softmax(z)).collect();
     let (domain_head, domain_by_source) = fit_domain(&photos, &scores);
-    // The flag: per kind (as labelled), the threshold that catches `target_sensitivity` of the
-    // malignant validation photos of each of its sources, so that it holds for a clinic like
-    // each of them and not only on their sum. A screening aid should rather send too many
-    // people to a dermatologist than too few.
     let all_probs: Vec<Vec<f32>> = scores.iter().map(|s| calibration.probabilities(&s.logits)).collect();
     let (p_mal, _) = binary_outcomes(&all_probs, &[], &malignant);
-    let mut thresholds = BTreeMap::new();
-    for kind in Kind::ALL {
-        let mut by_source: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
-        for (i, p) in photos.iter().enumerate().filter(|(_, p)| p.kind == Some(kind) && is_malignant(p)) {
-            by_source.entry(p.source.as_str()).or_default().push(p_mal[i]);
-        }
-        anyhow::ensure!(!by_source.is_empty(), "no malignant {} validation photo to set the high-risk threshold on", kind.as_str());
-        thresholds.insert(kind, threshold_for_each(by_source.into_values().collect(), target_sensitivity));
-    }
+    let thresholds = high_risk_thresholds(&photos, &p_mal, &is_malignant, target_sensitivity)?;
     let domain = DomainConfig { head: domain_head, high_risk_thresholds: thresholds.clone() };
     // Each photo is flagged as the page would: with the threshold of the kind it is taken for.
     let predicted_kind: Vec<Kind> = scores.iter().map(|s| domain.kind(&s.embedding)).collect();
-    let flagged = |i: usize| p_mal[i] >= thresholds[&predicted_kind[i]];
-    let flag_row = |name: &str, idx: &[usize]| {
-        let (mut tp, mut pos, mut tn, mut neg) = (0, 0, 0, 0);
-        for &i in idx {
-            if is_malignant(&photos[i]) {
-                pos += 1;
-                tp += usize::from(flagged(i));
-            } else {
-                neg += 1;
-                tn += usize::from(!flagged(i));
-            }
-        }
-        serde_json::json!({
-            "source": name, "malignant": pos, "benign": neg,
-            "sensitivity": tp as f64 / pos.max(1) as f64, "specificity": tn as f64 / neg.max(1) as f64,
-        })
-    };
-    let mut flag_by_source: Vec<serde_json::Value> =
-        groups_by(&photos, |p| p.lesion.then(|| p.source.clone())).iter().map(|(s, idx)| flag_row(s, idx)).collect();
-    flag_by_source.extend(groups_by(&photos, |p| p.kind.map(|k| k.as_str().to_string())).iter().map(|(s, idx)| flag_row(s, idx)));
-    // The gate.
-    let gate_photos: Vec<GatePhoto> = photos
-        .iter()
-        .zip(&scores)
-        .map(|(p, s)| GatePhoto { embedding: s.embedding.clone(), lesion: p.lesion, source: p.source.clone() })
-        .collect();
-    let gate_groups: Vec<String> = photos.iter().map(|p| format!("{}/{}", p.source, p.group)).collect();
-    let (gate, gate_report) = fit_gate(&gate_photos, &gate_groups);
-    let gated_by_source = groups_by(&photos, |p| Some(p.source.clone()))
-        .iter()
-        .map(|(s, idx)| {
-            let mut reasons = BTreeMap::new();
-            for &i in idx {
-                let g = gate.decide(&scores[i].quality, gate.head.score(&scores[i].embedding));
-                *reasons.entry(g.id()).or_insert(0usize) += 1;
-            }
-            let share: serde_json::Map<String, serde_json::Value> = reasons.iter().map(|(k, &v)| (k.to_string(), serde_json::json!(v as f64 / idx.len() as f64))).collect();
-            serde_json::json!({ "source": s, "photos": idx.len(), "share": share, "note": "in-sample for the lesion head; out-of-fold figures are under gate" })
-        })
-        .collect();
+    let flagged: Vec<bool> = (0..photos.len()).map(|i| p_mal[i] >= thresholds[&predicted_kind[i]]).collect();
+    let (gate, gate_report, gated_by_source) = fit_gate_reported(&photos, &scores);
     let report = ExportReport {
         population: POPULATION.into(),
         calibration: calibration.clone(),
-        calibration_by_source: rows,
+        calibration_by_source: calibration_by_group(&photos, &labelled, &oof, &y, &malignant),
         uncalibrated: calibration_row("all validation photos (class-balanced scores, before calibration)", &balanced, &y, &malignant),
         high_risk_thresholds: thresholds.clone(),
         target_sensitivity,
-        flag_by_source,
+        flag_by_source: flag_by_group(&photos, &flagged, &is_malignant),
         domain_by_source,
         gate: gate_report,
         gated_by_source,
@@ -664,4 +601,93 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     let (context, context_report) = crate::fit_context::fit_and_measure(&calibrated, &y, &contexts, &groups, &sources, &photo_thresholds, classes, taxonomy)?;
     let report = ExportReport { context: context_report, ..report };
     Ok((Fitted { calibration, domain, context, gate }, report))
+}
+
+/// Out-of-fold calibration figures per source, then per kind, of the `labelled` lesion photos
+/// (indices into `photos`; `oof` and `y` are in their order).
+fn calibration_by_group(photos: &[LabelledPhoto], labelled: &[usize], oof: &[Vec<f32>], y: &[usize], malignant: &[usize]) -> Vec<CalibrationRow> {
+    let rows_of = |key: &dyn Fn(&LabelledPhoto) -> String| -> Vec<CalibrationRow> {
+        groups_by(photos, |p| p.lesion.then(|| key(p)))
+            .iter()
+            .map(|(name, idx)| {
+                let members: std::collections::HashSet<usize> = idx.iter().copied().collect();
+                let at: Vec<usize> = (0..labelled.len()).filter(|&j| members.contains(&labelled[j])).collect();
+                let probs: Vec<Vec<f32>> = at.iter().map(|&j| oof[j].clone()).collect();
+                calibration_row(name, &probs, &at.iter().map(|&j| y[j]).collect::<Vec<_>>(), malignant)
+            })
+            .collect()
+    };
+    let mut rows = rows_of(&|p| p.source.clone());
+    rows.extend(rows_of(&|p| p.kind.map_or(String::new(), |k| k.as_str().to_string())));
+    rows
+}
+
+/// The flag: per kind (as labelled), the threshold on P(malignant) (`p_mal`, per photo) that
+/// catches `target_sensitivity` of the malignant validation photos of each of its sources, so
+/// that it holds for a clinic like each of them and not only on their sum. A screening aid
+/// should rather send too many people to a dermatologist than too few.
+fn high_risk_thresholds(
+    photos: &[LabelledPhoto],
+    p_mal: &[f32],
+    is_malignant: &dyn Fn(&LabelledPhoto) -> bool,
+    target_sensitivity: f64,
+) -> anyhow::Result<BTreeMap<Kind, f32>> {
+    let mut thresholds = BTreeMap::new();
+    for kind in Kind::ALL {
+        let mut by_source: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+        for (i, p) in photos.iter().enumerate().filter(|(_, p)| p.kind == Some(kind) && is_malignant(p)) {
+            by_source.entry(p.source.as_str()).or_default().push(p_mal[i]);
+        }
+        anyhow::ensure!(!by_source.is_empty(), "no malignant {} validation photo to set the high-risk threshold on", kind.as_str());
+        thresholds.insert(kind, threshold_for_each(by_source.into_values().collect(), target_sensitivity));
+    }
+    Ok(thresholds)
+}
+
+/// Sensitivity and specificity of the flag (`flagged`, per photo) per source, then per kind.
+fn flag_by_group(photos: &[LabelledPhoto], flagged: &[bool], is_malignant: &dyn Fn(&LabelledPhoto) -> bool) -> Vec<serde_json::Value> {
+    let flag_row = |name: &str, idx: &[usize]| {
+        let (mut tp, mut pos, mut tn, mut neg) = (0, 0, 0, 0);
+        for &i in idx {
+            if is_malignant(&photos[i]) {
+                pos += 1;
+                tp += usize::from(flagged[i]);
+            } else {
+                neg += 1;
+                tn += usize::from(!flagged[i]);
+            }
+        }
+        serde_json::json!({
+            "source": name, "malignant": pos, "benign": neg,
+            "sensitivity": tp as f64 / pos.max(1) as f64, "specificity": tn as f64 / neg.max(1) as f64,
+        })
+    };
+    let mut rows: Vec<serde_json::Value> = groups_by(photos, |p| p.lesion.then(|| p.source.clone())).iter().map(|(s, idx)| flag_row(s, idx)).collect();
+    rows.extend(groups_by(photos, |p| p.kind.map(|k| k.as_str().to_string())).iter().map(|(s, idx)| flag_row(s, idx)));
+    rows
+}
+
+/// The gate fitted on every photo, lesion or not, with its out-of-fold report and, per source,
+/// the share of photos the shipped gate turns away for each reason.
+fn fit_gate_reported(photos: &[LabelledPhoto], scores: &[Scores]) -> (GateConfig, GateReport, Vec<serde_json::Value>) {
+    let gate_photos: Vec<GatePhoto> = photos
+        .iter()
+        .zip(scores)
+        .map(|(p, s)| GatePhoto { embedding: s.embedding.clone(), lesion: p.lesion, source: p.source.clone() })
+        .collect();
+    let gate_groups: Vec<String> = photos.iter().map(|p| format!("{}/{}", p.source, p.group)).collect();
+    let (gate, gate_report) = fit_gate(&gate_photos, &gate_groups);
+    let gated_by_source = groups_by(photos, |p| Some(p.source.clone()))
+        .iter()
+        .map(|(s, idx)| {
+            let mut reasons = BTreeMap::new();
+            for &i in idx {
+                let g = gate.decide(&scores[i].quality, gate.head.score(&scores[i].embedding));
+                *reasons.entry(g.id()).or_insert(0usize) += 1;
+            }
+            let share: serde_json::Map<String, serde_json::Value> = reasons.iter().map(|(k, &v)| (k.to_string(), serde_json::json!(v as f64 / idx.len() as f64))).collect();
+            serde_json::json!({ "source": s, "photos": idx.len(), "share": share, "note": "in-sample for the lesion head; out-of-fold figures are under gate" })
+        })
+        .collect();
+    (gate, gate_report, gated_by_source)
 }

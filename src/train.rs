@@ -818,20 +818,7 @@ fn check_typed_settings(given: &TrainConfig, saved: &TrainConfig, typed: &[(Stri
 /// run's saved settings are.
 pub fn run(cfg: TrainConfig, out: &Path, start: Start, end: End) -> Result<()> {
     let paths = RunPaths(out.to_path_buf());
-    if start == Start::New {
-        refuse_to_overwrite(&paths)?;
-    }
-    std::fs::create_dir_all(paths.checkpoint()).with_context(|| format!("creating {}", out.display()))?;
-    let cfg = match &start {
-        Start::New => cfg,
-        Start::Resume { epochs, typed } => {
-            let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;
-            let saved: TrainConfig = serde_json::from_slice(&saved)?;
-            check_typed_settings(&cfg, &saved, typed, out)?;
-            TrainConfig { epochs: epochs.map_or(saved.epochs, |e| e.max(saved.epochs)), ..saved }
-        }
-    };
-    cfg.check_low_res()?;
+    let cfg = settle_config(cfg, &paths, &start)?;
     let resuming = start != Start::New && paths.checkpoint_state().exists();
     if let (false, Some(from)) = (resuming, &cfg.init_from) {
         check_init_from(from, &cfg)?;
@@ -852,15 +839,7 @@ pub fn run(cfg: TrainConfig, out: &Path, start: Start, end: End) -> Result<()> {
         bail!("architecture has {} outputs but the partition gives {k} classes", net_cfg.num_classes);
     }
     let device = training_device();
-    device.seed(cfg.seed);
-    let mut net = net_cfg.init(&device);
-    let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
-    let mut state = TrainState::default();
-    if resuming {
-        (net, optim, state) = load_checkpoint(&paths, net, optim, &device)?;
-    } else if let Some(from) = &cfg.init_from {
-        net = load_initial_weights(from, net, &device)?;
-    }
+    let (mut net, mut optim, mut state) = starting_point(&cfg, &net_cfg, &paths, resuming, &device)?;
     let full_steps = data.train_items.len() / cfg.batch_size;
     let trainer = Trainer {
         cfg: &cfg,
@@ -885,6 +864,43 @@ pub fn run(cfg: TrainConfig, out: &Path, start: Start, end: End) -> Result<()> {
         End::Ship => ship(&paths, &trainer, net_cfg, &net.valid(), &state),
         End::Checkpoint => Ok(()),
     }
+}
+
+/// The run's settings: as given for a new run (whose folder must not hold one already), or as
+/// saved for `--resume` (a setting typed again must be the saved one; `--epochs` may take the
+/// run further). The run folder and its checkpoint folder exist afterwards.
+fn settle_config(cfg: TrainConfig, paths: &RunPaths, start: &Start) -> Result<TrainConfig> {
+    if *start == Start::New {
+        refuse_to_overwrite(paths)?;
+    }
+    std::fs::create_dir_all(paths.checkpoint()).with_context(|| format!("creating {}", paths.0.display()))?;
+    let cfg = match start {
+        Start::New => cfg,
+        Start::Resume { epochs, typed } => {
+            let saved = std::fs::read(paths.config()).context("--resume: no train_config.json in the run folder")?;
+            let saved: TrainConfig = serde_json::from_slice(&saved)?;
+            check_typed_settings(&cfg, &saved, typed, &paths.0)?;
+            TrainConfig { epochs: epochs.map_or(saved.epochs, |e| e.max(saved.epochs)), ..saved }
+        }
+    };
+    cfg.check_low_res()?;
+    Ok(cfg)
+}
+
+/// The network, optimiser and progress the epochs start from: the last checkpoint when
+/// `resuming`, else seeded new weights, or `--init-from`'s, and a fresh optimiser.
+fn starting_point(cfg: &TrainConfig, net_cfg: &NetConfig, paths: &RunPaths, resuming: bool, device: &Device) -> Result<(Net, ModuleOptimizer, TrainState)> {
+    device.seed(cfg.seed);
+    let net = net_cfg.init(device);
+    let optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
+    if resuming {
+        return load_checkpoint(paths, net, optim, device);
+    }
+    let net = match &cfg.init_from {
+        Some(from) => load_initial_weights(from, net, device)?,
+        None => net,
+    };
+    Ok((net, optim, TrainState::default()))
 }
 
 /// The shipped artefacts: f16 weights and `model.json` with the high-risk threshold chosen on

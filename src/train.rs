@@ -927,20 +927,9 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         context: None,
     };
     let shipped = Classifier::from_parts(meta.clone(), weights.clone(), taxonomy.clone(), Device::flex())?;
-    let f32_weights = classifier::weights_to_bytes(net, false)?;
-    let mut meta32 = meta.clone();
-    meta32.weights = weights_info("<f32 in memory>", &f32_weights, "f32");
-    let full = Classifier::from_parts(meta32, f32_weights, taxonomy.clone(), Device::flex())?;
     let probs = validation_probs(&shipped, &data.val_inputs)?;
-    let probs32 = validation_probs(&full, &data.val_inputs)?;
-    let max_diff = probs
-        .iter()
-        .flatten()
-        .zip(probs32.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let (summary32, max_diff) = f32_validation(net, &meta, trainer, &probs)?;
     let summary = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs)?;
-    let summary32 = report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs32)?;
     // What every shipped model carries: calibration, the flag's threshold on the calibrated
     // scale, and the gate, fitted on photos this run never trained on.
     let photos = crate::fit::export_photos(&cfg.data, &paths.file("val_labels.csv"))?;
@@ -976,6 +965,19 @@ fn ship(paths: &RunPaths, trainer: &Trainer, architecture: NetConfig, net: &Net,
         paths.0.display()
     );
     Ok(())
+}
+
+/// Validation through the same classifier with f32 weights, against the shipped f16 one's
+/// probabilities `probs16`: its summary, and the largest difference in any probability.
+fn f32_validation(net: &Net, meta: &ModelMeta, trainer: &Trainer, probs16: &[Vec<f32>]) -> Result<(report::Summary, f32)> {
+    let (data, taxonomy) = (trainer.data, trainer.taxonomy);
+    let f32_weights = classifier::weights_to_bytes(net, false)?;
+    let mut meta32 = meta.clone();
+    meta32.weights = weights_info("<f32 in memory>", &f32_weights, "f32");
+    let full = Classifier::from_parts(meta32, f32_weights, taxonomy.clone(), Device::flex())?;
+    let probs32 = validation_probs(&full, &data.val_inputs)?;
+    let max_diff = probs16.iter().flatten().zip(probs32.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    Ok((report::summarise(&data.training_classes, taxonomy, &data.val_labels, &probs32)?, max_diff))
 }
 
 /// How the photos were split: in `metrics.json`, and in `split.json` from the start of a run

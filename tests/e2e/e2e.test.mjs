@@ -888,12 +888,19 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       canvas.getContext('2d').drawImage(bitmap, 0, 0);
       await navigator.clipboard.write([new ClipboardItem({ 'image/png': await canvas.convertToBlob({ type: 'image/png' }) })]);
     }, file);
-    // The bytes the next paste delivers, read as the page receives them.
-    const pastedBytes = (page) => page.evaluate(() => new Promise((resolve) => {
-      document.addEventListener('paste', (e) => {
-        e.clipboardData.files[0].arrayBuffer().then((b) => resolve([...new Uint8Array(b)]));
-      }, { capture: true, once: true });
-    }));
+    // The bytes the next paste delivers, read as the page receives them. The listener is in
+    // place when this resolves (a key press can reach the page before a pending evaluate runs);
+    // what it resolves to reads the bytes once pasted.
+    const pastedBytes = async (page) => {
+      await page.evaluate(() => {
+        window.__pasted = new Promise((resolve) => {
+          document.addEventListener('paste', (e) => {
+            e.clipboardData.files[0].arrayBuffer().then((b) => resolve([...new Uint8Array(b)]));
+          }, { capture: true, once: true });
+        });
+      });
+      return () => page.evaluate(() => window.__pasted);
+    };
     const cliOn = (bytes, name) => {
       const path = join(OUT, name);
       writeFileSync(path, Buffer.from(bytes));
@@ -905,11 +912,11 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const [first, second] = samples;
     await copyPhoto(page, first.file);
     await page.click('h1');
-    let [bytes, outcome] = [pastedBytes(page), nextOutcome(page)];
+    let [bytes, outcome] = [await pastedBytes(page), nextOutcome(page)];
     await page.keyboard.press('Control+V');
     let got = await outcome;
     assert.equal(got.error, undefined);
-    assert.ok(maxDiff(got.result, cliOn(await bytes, 'pasted-app.png')) <= PARITY_TOLERANCE, 'the pasted photo is judged as the CLI judges the same file');
+    assert.ok(maxDiff(got.result, cliOn(await bytes(), 'pasted-app.png')) <= PARITY_TOLERANCE, 'the pasted photo is judged as the CLI judges the same file');
     assert.match(await page.locator('derm-screen .status-text').innerText(), /^Done in/);
 
     // Embedded: a paste on the host's own page is the host's; one with the focus in the element is checked.
@@ -922,10 +929,10 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await embed.keyboard.press('Control+V');
     await copyPhoto(embed, second.file);
     await embed.locator('derm-screen .pick').focus();
-    [bytes, outcome] = [pastedBytes(embed), nextOutcome(embed)];
+    [bytes, outcome] = [await pastedBytes(embed), nextOutcome(embed)];
     await embed.keyboard.press('Control+V');
     got = await outcome;
-    assert.ok(maxDiff(got.result, cliOn(await bytes, 'pasted-embed.png')) <= PARITY_TOLERANCE);
+    assert.ok(maxDiff(got.result, cliOn(await bytes(), 'pasted-embed.png')) <= PARITY_TOLERANCE);
     assert.equal(await embed.evaluate(() => window.__results), 1, 'the paste on the host page was left to the host');
 
     // Text: into the context form's age field it is the field's; elsewhere in the element it gets what to copy.

@@ -578,8 +578,8 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     let thresholds = high_risk_thresholds(&photos, &p_mal, &is_malignant, target_sensitivity)?;
     let domain = DomainConfig { head: domain_head, high_risk_thresholds: thresholds.clone() };
     // Each photo is flagged as the page would: with the threshold of the kind it is taken for.
-    let predicted_kind: Vec<Kind> = scores.iter().map(|s| domain.kind(&s.embedding)).collect();
-    let flagged: Vec<bool> = (0..photos.len()).map(|i| p_mal[i] >= thresholds[&predicted_kind[i]]).collect();
+    let threshold: Vec<f32> = scores.iter().map(|s| thresholds[&domain.kind(&s.embedding)]).collect();
+    let flagged: Vec<bool> = p_mal.iter().zip(&threshold).map(|(p, t)| p >= t).collect();
     let (gate, gate_report, gated_by_source) = fit_gate_reported(&photos, &scores);
     let report = ExportReport {
         population: POPULATION.into(),
@@ -597,7 +597,7 @@ pub fn fit_export(classifier: &Classifier, photos: &[LabelledPhoto], target_sens
     let calibrated: Vec<Vec<f32>> = z.iter().map(|z| calibration.logits(z)).collect();
     let contexts: Vec<Context> = labelled.iter().map(|&i| photos[i].context.clone()).collect();
     let sources: Vec<&str> = labelled.iter().map(|&i| photos[i].source.as_str()).collect();
-    let photo_thresholds: Vec<f32> = labelled.iter().map(|&i| thresholds[&predicted_kind[i]]).collect();
+    let photo_thresholds: Vec<f32> = labelled.iter().map(|&i| threshold[i]).collect();
     let (context, context_report) = crate::fit_context::fit_and_measure(&calibrated, &y, &contexts, &groups, &sources, &photo_thresholds, classes, taxonomy)?;
     let report = ExportReport { context: context_report, ..report };
     Ok((Fitted { calibration, domain, context, gate }, report))

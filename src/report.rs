@@ -319,8 +319,9 @@ fn write_reliability(summary: &Summary, path: &std::path::Path) -> anyhow::Resul
 /// per confusion matrix; returns their paths.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_plots(summary: &Summary, dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let mut written = vec![dir.join("reliability_malignant.svg")];
-    write_reliability(summary, &written[0])?;
+    let reliability = dir.join("reliability_malignant.svg");
+    write_reliability(summary, &reliability)?;
+    let mut written = vec![reliability];
     for task in &summary.binary_tasks {
         let path = dir.join(format!("roc_{}.svg", task.name));
         write_roc(task, &path)?;

@@ -218,7 +218,8 @@ cmd_bench() {
     cargo run --release --quiet --features train,onnx --example bench -- "$DATA" "${1:-10}" | tee target/bench/native.jsonl
     cargo build --release --quiet --features train,onnx
     bench_cli_phone_photos | tee -a target/bench/native.jsonl
-    bench_training | tee -a target/bench/native.jsonl
+    bench_training train_cpu ./target/release/dermscreen | tee -a target/bench/native.jsonl
+    bench_training_tch | tee -a target/bench/native.jsonl
     ./target/release/dermscreen export-onnx --model model --out target/bench/model.onnx >&2
     cmd_site >&2
     need_e2e >&2
@@ -247,21 +248,51 @@ EOF
 # epochs that stop at their checkpoint (no export), the second one warm. From it, the hours the
 # recipe's epochs take on this machine (training only; validation and export add minutes).
 bench_training() {
-    local run=target/bench/train steps=20
+    local name="$1" dermscreen="$2" run=target/bench/train steps=20
     rm -rf "$run"
-    ./target/release/dermscreen train --data "$(dirname "$DATA")" --out "$run" "${RECIPE_SHAPE[@]}" \
+    "$dermscreen" train --data "$(dirname "$DATA")" --out "$run" "${RECIPE_SHAPE[@]}" \
         --epochs 2 --max-steps-per-epoch "$steps" --no-export >&2
-    python3 - "$run" "$RECIPE_EPOCHS" "$steps" <<'EOF'
+    python3 - "$name" "$run" "$RECIPE_EPOCHS" "$steps" <<'EOF'
 import json, sys
-run, recipe_epochs, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+name, run, recipe_epochs, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 read = lambda name: json.load(open(f"{run}/{name}"))
 warm = read("history.json")[-1]
 batch = read("train_config.json")["batch_size"]
 images = recipe_epochs * (read("split.json")["train_images"] // batch) * batch
-print(json.dumps({"bench": "train_cpu", "unit": "images/s", "value": round(warm["images_per_second"], 1),
+print(json.dumps({"bench": name, "unit": "images/s", "value": round(warm["images_per_second"], 1),
                   "input_size": warm["input_size"], "batch_size": batch, "steps": steps,
                   "recipe_images": images, "recipe_training_hours": round(images / warm["images_per_second"] / 3600, 2)}))
 EOF
+}
+
+# The same through libtorch (feature `tch`), where `DERMSCREEN_TRAIN_FEATURES=tch ./build.sh
+# train` has installed it: not installed by the bench, as it is a 4 GB download.
+bench_training_tch() {
+    if ! [ -d target/torch-venv ]; then
+        echo "train_cpu_tch: skipped, no target/torch-venv (DERMSCREEN_TRAIN_FEATURES=tch ./build.sh train NAME installs it)" >&2
+        return
+    fi
+    (
+        need_torch
+        CARGO_TARGET_DIR=target/tch cargo build --release --quiet --features tch
+        bench_training train_cpu_tch target/tch/release/dermscreen
+    )
+}
+
+# The `tch` trainer links the libtorch inside PyTorch's wheel from PyPI (torch-sys 0.22 wants
+# exactly 2.9.0; the wheel pulls about 4 GB of CUDA libraries it does not use here), kept in
+# target/torch-venv. The binary finds libtorch through LD_LIBRARY_PATH.
+need_torch() {
+    need_python
+    local venv="$PWD/target/torch-venv"
+    if ! "$venv/bin/python" -c 'import torch' >/dev/null 2>&1; then
+        python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+        "$venv/bin/pip" install --quiet torch==2.9.0
+    fi
+    local lib
+    lib="$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+    export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
+    export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 }
 
 cmd_train() {
@@ -271,7 +302,10 @@ cmd_train() {
     local name="${1:?usage: ./build.sh train NAME [dermscreen train options]}"
     shift
     # The trainer reads every source under the data root, HAM10000's parent folder. On a GPU
-    # machine, DERMSCREEN_TRAIN_FEATURES=vulkan trains through wgpu's Vulkan backend.
+    # machine, DERMSCREEN_TRAIN_FEATURES=vulkan trains through wgpu's Vulkan backend; on a CPU,
+    # DERMSCREEN_TRAIN_FEATURES=tch through libtorch, about 2.3x the default's images/s.
+    # Its own target folder, so switching trainers does not rebuild the other's crates.
+    case ",${DERMSCREEN_TRAIN_FEATURES:-}," in *,tch,*) need_torch; export CARGO_TARGET_DIR=target/tch ;; esac
     local train=(cargo run --release --features "${DERMSCREEN_TRAIN_FEATURES:-train}" -- train
         --data "$(dirname "$DATA")" --out "runs/$name")
     if [ $# -gt 0 ]; then

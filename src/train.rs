@@ -511,7 +511,12 @@ pub fn training_device() -> Device {
     {
         Device::vulkan(burn::tensor::DeviceKind::DefaultDevice).autodiff()
     }
-    #[cfg(not(feature = "vulkan"))]
+    #[cfg(all(feature = "tch", not(feature = "vulkan")))]
+    #[allow(deprecated)]
+    {
+        Device::libtorch().autodiff()
+    }
+    #[cfg(not(any(feature = "vulkan", feature = "tch")))]
     {
         Device::flex().autodiff()
     }

@@ -7,7 +7,8 @@
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
 #   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (3-6 h on 2 cores,
-#                                9.4 min on an H200; run again to resume); with args, one
+#                                about 1 h with DERMSCREEN_TRAIN_FEATURES=tch, 9.4 min on an
+#                                H200; run again to resume); with args, one
 #                                `dermscreen train` run into runs/NAME
 #   ./build.sh evaluate          score the shipped model on its validation split into report/
 set -euo pipefail

@@ -8,10 +8,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// libtorch allocates each activation (up to ~250 MB at batch 64) with C's malloc. glibc serves
-/// blocks that size by mmap and unmaps them on free, so every step faulted in and zeroed fresh
+/// libtorch allocates each activation (~170 MB at batch 64 and 144 px) with C's malloc. glibc
+/// serves blocks over 32 MB by mmap and unmaps them on free, so every step faulted in and zeroed fresh
 /// pages: 22% of the CPU in the kernel's `clear_page`. jemalloc, exporting malloc itself, keeps
-/// freed pages for the next step: 115 -> 173 images/s (model card, Training).
+/// freed pages for the next step: 113-115 -> 166-170 images/s (model card, Training).
 #[cfg(feature = "tch")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -505,7 +505,8 @@ fn lr_at(cfg: &TrainConfig, step: usize, steps_per_epoch: usize) -> f64 {
     cfg.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
 }
 
-/// The training device: a Vulkan GPU with the `vulkan` feature, else Burn's CPU backend (flex).
+/// The training device: a Vulkan GPU with the `vulkan` feature, libtorch on the CPU with `tch`,
+/// else Burn's CPU backend (flex).
 pub fn training_device() -> Device {
     #[cfg(feature = "vulkan")]
     {

@@ -275,14 +275,15 @@ bench_training_tch() {
     fi
     (
         need_torch
-        CARGO_TARGET_DIR=target/tch cargo build --release --quiet --features tch
-        bench_training train_cpu_tch target/tch/release/dermscreen
+        cargo build --release --quiet --features tch
+        bench_training train_cpu_tch "$CARGO_TARGET_DIR/release/dermscreen"
     )
 }
 
 # The `tch` trainer links the libtorch inside PyTorch's wheel from PyPI (torch-sys 0.22 wants
 # exactly 2.9.0; the wheel pulls about 4 GB of CUDA libraries it does not use here), kept in
-# target/torch-venv. The binary finds libtorch through LD_LIBRARY_PATH.
+# target/torch-venv. The binary finds libtorch through LD_LIBRARY_PATH. It builds into its own
+# target folder, so switching trainers does not rebuild the other's crates.
 need_torch() {
     need_python
     local venv="$PWD/target/torch-venv"
@@ -291,9 +292,9 @@ need_torch() {
         "$venv/bin/pip" install --quiet torch==2.9.0
     fi
     local lib
-    lib="$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+    lib="$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
     export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
-    export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" CARGO_TARGET_DIR=target/tch
 }
 
 cmd_train() {
@@ -304,9 +305,8 @@ cmd_train() {
     shift
     # The trainer reads every source under the data root, HAM10000's parent folder. On a GPU
     # machine, DERMSCREEN_TRAIN_FEATURES=vulkan trains through wgpu's Vulkan backend; on a CPU,
-    # DERMSCREEN_TRAIN_FEATURES=tch through libtorch, about 2.3x the default's images/s.
-    # Its own target folder, so switching trainers does not rebuild the other's crates.
-    case ",${DERMSCREEN_TRAIN_FEATURES:-}," in *,tch,*) need_torch; export CARGO_TARGET_DIR=target/tch ;; esac
+    # DERMSCREEN_TRAIN_FEATURES=tch through libtorch, about 2.1x the default's images/s.
+    case ",${DERMSCREEN_TRAIN_FEATURES:-}," in *,tch,*) need_torch ;; esac
     local train=(cargo run --release --features "${DERMSCREEN_TRAIN_FEATURES:-train}" -- train
         --data "$(dirname "$DATA")" --out "runs/$name")
     if [ $# -gt 0 ]; then

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { crc32, deflateSync } from 'node:zlib';
 import { basename, dirname, extname, join } from 'node:path';
 import {
-  CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, classifyInPage, cliResults, countGpuCalls, gpuCallsFor, launch, maxDiff, nextOutcome,
-  nextResult, openApp, sampleImages, serveSite, validationPhoto,
+  CLI, DATA, OUT, PARITY_TOLERANCE, ROOT, SITE, armEvents, armOutcome, armResult, classifyInPage, cliResults, countGpuCalls, gpuCallsFor,
+  launch, maxDiff, openApp, sampleImages, serveSite, validationPhoto,
 } from './harness.mjs';
 import { openComparison, parity } from './onnx_compare.mjs';
 
@@ -161,9 +161,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await page.locator('derm-screen .status').getByText('WebGPU').waitFor();
     }
     const s = samples.find((x) => x.dx === 'mel');
-    const event = nextResult(page);
+    const event = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
-    const { detail, at } = await event;
+    const { detail, at } = await event();
     const shown = await resultText(page);
     assert.match(shown, /(Higher|Lower) risk: \d+(\.\d)?% chance this is malignant/);
     assert.match(shown, new RegExp(`${Math.round(100 * detail.malignant)}%`));
@@ -405,19 +405,18 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const s = samples.find((x) => x.dx === 'bcc') ?? samples[0];
     const dir = mkdtempSync(join(tmpdir(), 'dermscreen-saliency-'));
     execFileSync(CLI, ['classify', '--model', join(ROOT, 'model'), '--saliency', dir, join(DATA, 'images', s.file)]);
-    const result = nextResult(page);
+    const result = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
-    await result;
+    await result();
     // The result comes first; the map only when asked.
     assert.equal(await page.locator('derm-screen figure.saliency').count(), 0);
     const toggle = page.locator('derm-screen .saliency-toggle');
     assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
-    const event = page.evaluate(() => new Promise((resolve) => document.querySelector('derm-screen')
-      .addEventListener('dermscreen:saliency', (e) => resolve(e.detail), { once: true })));
+    const event = await armEvents(page, ['dermscreen:saliency']);
     await toggle.focus();
     await watchPaint(page, '.saliency-toggle', /Finding where the model looked/);
     await page.keyboard.press('Enter');
-    const detail = await event;
+    const { detail } = await event();
     const figure = page.locator('derm-screen figure.saliency');
     await figure.waitFor();
     // The map takes about half a second on the CPU path, holding the page's thread: the button
@@ -483,9 +482,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const context = await browser.newContext({ viewport: { width: 320, height: 700 } });
     const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
     await page.evaluate(() => { document.documentElement.style.fontSize = '200%'; });
-    const result = nextResult(page);
+    const result = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples.find((x) => x.dx === 'vasc')?.file ?? samples[0].file));
-    await result;
+    await result();
     await page.locator('derm-screen .saliency-toggle').click();
     await page.locator('derm-screen figure.saliency').waitFor();
     await page.locator('derm-screen details.tree summary').click();
@@ -512,9 +511,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     // Everything the element shows at once: a result with the map, the tree and the form open, a
     // refused file, the camera's notice; then a gated photo's answer.
     const showAll = async (p) => {
-      let result = nextResult(p);
+      let result = await armResult(p);
       await fileInput(p).setInputFiles(join(DATA, 'images', s.file));
-      await result;
+      await result();
       await p.locator('derm-screen .saliency-toggle').click();
       await p.locator('derm-screen figure.saliency').waitFor();
       await p.evaluate(() => { for (const d of document.querySelector('derm-screen').shadowRoot.querySelectorAll('details')) d.open = true; });
@@ -523,9 +522,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await p.locator('derm-screen .start-camera').click();
       await p.locator('derm-screen .camera-notice').waitFor();
       const first = await p.evaluate(lowContrast);
-      result = nextResult(p);
+      result = await armResult(p);
       await fileInput(p).setInputFiles({ name: 'grey.png', mimeType: 'image/png', buffer: gated });
-      await result;
+      await result();
       return [...first, ...await p.evaluate(lowContrast)];
     };
     const background = (p) => p.evaluate(() => [document.body, document.querySelector('derm-screen')]
@@ -558,9 +557,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
   test('printed to show a doctor, from light or dark: the answer with its date in dark text on white, without the controls', async () => {
     const context = await browser.newContext({ viewport: { width: 800, height: 900 } });
     const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
-    const result = nextResult(page);
+    const result = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
-    await result;
+    await result();
     assert.match(await page.locator('derm-screen .meta').innerText(), /· checked \S.* · model /, 'the result says when it was checked');
     for (const colorScheme of ['light', 'dark']) {
       await page.emulateMedia({ media: 'print', colorScheme });
@@ -598,9 +597,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     writeFileSync(join(dir, 'black.png'), solidPng(300, 300, [0, 0, 0]));
     writeFileSync(join(dir, 'white.png'), solidPng(300, 300, [255, 255, 255]));
     const check = async (path) => {
-      const event = nextResult(page);
+      const event = await armResult(page);
       await fileInput(page).setInputFiles(path);
-      const { detail } = await event;
+      const { detail } = await event();
       return { detail, shown: await resultText(page) };
     };
     for (const [path, gate] of [
@@ -662,9 +661,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.ok(ready.model.context_fields.includes('bled'), 'the model takes context');
     const photo = join(DATA, 'images', samples[0].file);
     const check = async () => {
-      const event = nextResult(page);
+      const event = await armResult(page);
       await fileInput(page).setInputFiles(photo);
-      return { detail: (await event).detail, shown: await resultText(page) };
+      return { detail: (await event()).detail, shown: await resultText(page) };
     };
     const plain = await check();
     assert.deepEqual(plain.detail.context_used, []);
@@ -718,9 +717,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
     const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
     const offer = page.locator('derm-screen .result .recheck');
-    const first = nextResult(page);
+    const first = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
-    const plain = (await first).detail;
+    const plain = (await first()).detail;
     assert.deepEqual(plain.context_used, []);
     assert.equal(await offer.isVisible(), false, 'no offer before any answer');
     // The person reads the result, then opens the form and answers.
@@ -729,10 +728,10 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await offer.waitFor();
     assert.match(await offer.innerText(), /Your answers changed since this photo was checked/);
     assert.doesNotMatch(await resultText(page), /Your answers used/, 'the result shown is still the one without answers');
-    const again = nextResult(page);
+    const again = await armResult(page);
     await offer.getByRole('button', { name: 'Check this photo again with your answers' }).focus();
     await page.keyboard.press('Enter');
-    const answered = (await again).detail;
+    const answered = (await again()).detail;
     assert.deepEqual(answered.context_used, ['bled']);
     assert.equal(answered.image, plain.image, 'the same photo');
     assert.notEqual(answered.malignant, plain.malignant, 'judged with the answer');
@@ -748,9 +747,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await page.evaluate(() => document.querySelector('derm-screen').setContext({ bled: true, age: 60 }));
     await offer.waitFor();
     // A photo that got no risk has nothing the answers change.
-    const grey = nextResult(page);
+    const grey = await armResult(page);
     await fileInput(page).setInputFiles({ name: 'grey.png', mimeType: 'image/png', buffer: solidPng(300, 300, [128, 128, 128]) });
-    assert.notEqual((await grey).detail.gate, 'ok');
+    assert.notEqual((await grey()).detail.gate, 'ok');
     await page.locator('derm-screen input[name=grew][value=true]').check();
     assert.equal(await offer.isVisible(), false, 'no offer for a gated photo');
     await page.screenshot({ path: join(OUT, 'phone-360-recheck.png'), fullPage: true });
@@ -912,9 +911,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const [first, second] = samples;
     await copyPhoto(page, first.file);
     await page.click('h1');
-    let [bytes, outcome] = [await pastedBytes(page), nextOutcome(page)];
+    let [bytes, outcome] = [await pastedBytes(page), await armOutcome(page)];
     await page.keyboard.press('Control+V');
-    let got = await outcome;
+    let got = await outcome();
     assert.equal(got.error, undefined);
     assert.ok(maxDiff(got.result, cliOn(await bytes(), 'pasted-app.png')) <= PARITY_TOLERANCE, 'the pasted photo is judged as the CLI judges the same file');
     assert.match(await page.locator('derm-screen .status-text').innerText(), /^Done in/);
@@ -929,9 +928,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await embed.keyboard.press('Control+V');
     await copyPhoto(embed, second.file);
     await embed.locator('derm-screen .pick').focus();
-    [bytes, outcome] = [await pastedBytes(embed), nextOutcome(embed)];
+    [bytes, outcome] = [await pastedBytes(embed), await armOutcome(embed)];
     await embed.keyboard.press('Control+V');
-    got = await outcome;
+    got = await outcome();
     assert.ok(maxDiff(got.result, cliOn(await bytes(), 'pasted-embed.png')) <= PARITY_TOLERANCE);
     assert.equal(await embed.evaluate(() => window.__results), 1, 'the paste on the host page was left to the host');
 
@@ -944,9 +943,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.equal(await embed.locator('derm-screen .error').isHidden(), true);
     await embed.evaluate(() => navigator.clipboard.writeText('https://example.com/spot.jpg'));
     await embed.locator('derm-screen .drop').focus();
-    outcome = nextOutcome(embed);
+    outcome = await armOutcome(embed);
     await embed.keyboard.press('Control+V');
-    assert.match((await outcome).error, /text, not a photo\. Copy the photo itself .* or save it and choose the file/);
+    assert.match((await outcome()).error, /text, not a photo\. Copy the photo itself .* or save it and choose the file/);
     assert.match(await resultText(embed), /malignant/, 'the last result stays');
     assert.deepEqual(problems, []);
     await context.close();
@@ -968,9 +967,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.setOffline(true);
     await page.reload();
     assert.ok(await page.evaluate(async () => (await document.querySelector('derm-screen').ready).backend));
-    const event = nextResult(page).then((r) => r.detail);
+    const event = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples[3].file));
-    assert.ok(maxDiff(await event, cli.get(samples[3].image)) <= PARITY_TOLERANCE);
+    assert.ok(maxDiff((await event()).detail, cli.get(samples[3].image)) <= PARITY_TOLERANCE);
     await context.close();
   });
 
@@ -1130,9 +1129,9 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.deepEqual(other, { name: `${meta.name}-other`, backend: 'cpu' });
       assert.equal(await page.locator('derm-screen .error').isVisible(), false);
       const s = samples.find((x) => x.dx === 'mel');
-      const event = nextResult(page).then((r) => r.detail);
+      const event = await armResult(page);
       await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
-      assert.ok(maxDiff(await event, cli.get(s.image)) <= PARITY_TOLERANCE);
+      assert.ok(maxDiff((await event()).detail, cli.get(s.image)) <= PARITY_TOLERANCE);
       assert.equal(await page.locator('derm-screen .result').isVisible(), true);
 
       // A new model takes the last result away (it came from the model before) and keeps the
@@ -1257,9 +1256,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await page.locator('derm-screen .status').getByText('processor (CPU)').waitFor();
     assert.match(await page.locator('derm-screen .status').innerText(), /WebGPU was asked for, but/);
     const s = samples.find((x) => x.dx === 'mel');
-    const event = nextResult(page).then((r) => r.detail);
+    const event = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
-    assert.ok(maxDiff(await event, cli.get(s.image)) <= PARITY_TOLERANCE);
+    assert.ok(maxDiff((await event()).detail, cli.get(s.image)) <= PARITY_TOLERANCE);
     assert.deepEqual(problems, []);
     await context.close();
   });
@@ -1274,9 +1273,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
     // The fake camera has no torch, so no torch button is offered.
     assert.equal(await page.locator('derm-screen .torch').isVisible(), false);
     await page.screenshot({ path: join(OUT, 'phone-360-camera.png') });
-    const event = nextResult(page).then((r) => r.detail);
+    const event = await armResult(page);
     await page.locator('derm-screen .capture').click();
-    const detail = await event;
+    const { detail } = await event();
     assert.match(detail.image, /^camera-/);
     // Chromium's fake camera films a test pattern, not a skin spot: the gate says so.
     assert.equal(detail.gate, 'not_a_skin_spot');
@@ -1320,20 +1319,20 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await page.waitForFunction(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth > 0);
     assert.equal(await onScreen('.camera'), true, 'upright, the whole preview is on screen');
     assert.equal(await onScreen('.capture'), true, 'upright, Take photo is on screen');
-    let event = nextResult(page);
+    let event = await armResult(page);
     await page.locator('derm-screen .capture').click();
-    await event;
+    await event();
     assert.equal(await onScreen(answer), true, 'the answer to the camera photo, below the preview, is scrolled into view');
     await page.screenshot({ path: join(OUT, 'phone-390-camera-answer.png') });
     await page.evaluate(() => scrollTo(0, 0));
-    event = nextResult(page);
+    event = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples.find((x) => x.dx === 'mel').file));
-    assert.equal((await event).detail.gate, 'ok');
+    assert.equal((await event()).detail.gate, 'ok');
     assert.equal(await onScreen(answer), true, 'the answer to a chosen photo is in view');
     await page.evaluate(() => scrollTo(0, 0));
-    const refused = nextOutcome(page);
+    const refused = await armOutcome(page);
     await fileInput(page).setInputFiles({ name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a photo') });
-    assert.match((await refused).error ?? '', /not a supported image/);
+    assert.match((await refused()).error ?? '', /not a supported image/);
     assert.equal(await onScreen('.error'), true, 'why a file was refused is in view');
     assert.deepEqual(problems, []);
     await context.close();
@@ -1444,9 +1443,9 @@ describe('without WebGPU, with a camera (fake device)', () => {
         for (let k = 0; k < n; k++) await el.classify(window.soakPhotos[k % window.soakPhotos.length], `soak-${k}.jpg`);
       }, filesPerRound);
       for (let k = 0; k < framesPerRound; k++) {
-        const result = nextResult(page);
+        const result = await armResult(page);
         await page.locator('derm-screen .capture').click();
-        await result;
+        await result();
       }
       await cdp.send('HeapProfiler.collectGarbage');
       const { usedSize } = await cdp.send('Runtime.getHeapUsage');

@@ -164,24 +164,55 @@ export function classifyInPage(page, file) {
   }, file);
 }
 
-/** Resolves to the `detail` (and page time) of the element's next `dermscreen:result` event. */
-export function nextResult(page) {
-  return page.evaluate(() => new Promise((resolve) => {
-    document.querySelector('derm-screen').addEventListener('dermscreen:result',
-      (e) => resolve({ detail: e.detail, at: performance.now() }), { once: true });
-  }));
+/**
+ * Listens for the element's next event of one of `types` (`dermscreen:result`, ...). Resolves
+ * once the listener is on the page, to a function that resolves to `{ type, detail, at }` (`at`:
+ * the page's clock). Await it before the action that causes the event: Playwright can deliver
+ * the action's input before a pending evaluate has run, and the element answers some input
+ * (text pasted, a refusal) within the input's own task, so a listener added alongside the action
+ * can miss its event and wait forever.
+ */
+export async function armEvents(page, types) {
+  const key = await page.evaluate((types) => {
+    const el = document.querySelector('derm-screen');
+    const armed = (window.__armed ??= { next: 0, waiting: new Map() });
+    const key = armed.next++;
+    armed.waiting.set(key, new Promise((resolve) => {
+      const listener = (e) => {
+        for (const t of types) el.removeEventListener(t, listener);
+        resolve({ type: e.type, detail: e.detail, at: performance.now() });
+      };
+      for (const t of types) el.addEventListener(t, listener);
+    }));
+    return key;
+  }, types);
+  return () => page.evaluate((key) => {
+    const event = window.__armed.waiting.get(key);
+    window.__armed.waiting.delete(key);
+    return event;
+  }, key);
 }
 
 /**
- * Resolves to what the element's next check ends in: `{ result }` (a `dermscreen:result`
- * event's detail) or `{ error }` (a `dermscreen:error` event's message).
+ * Listens for the element's next `dermscreen:result` event (see `armEvents`); resolves to a
+ * function that resolves to the event's `detail` and page time, `{ detail, at }`.
  */
-export function nextOutcome(page) {
-  return page.evaluate(() => new Promise((resolve) => {
-    const el = document.querySelector('derm-screen');
-    el.addEventListener('dermscreen:result', (e) => resolve({ result: e.detail }), { once: true });
-    el.addEventListener('dermscreen:error', (e) => resolve({ error: e.detail.message }), { once: true });
-  }));
+export async function armResult(page) {
+  const next = await armEvents(page, ['dermscreen:result']);
+  return async () => { const { detail, at } = await next(); return { detail, at }; };
+}
+
+/**
+ * Listens for what the element's next check ends in (see `armEvents`); resolves to a function
+ * that resolves to `{ result }` (a `dermscreen:result` event's detail) or `{ error }` (a
+ * `dermscreen:error` event's message).
+ */
+export async function armOutcome(page) {
+  const next = await armEvents(page, ['dermscreen:result', 'dermscreen:error']);
+  return async () => {
+    const { type, detail } = await next();
+    return type === 'dermscreen:result' ? { result: detail } : { error: detail.message };
+  };
 }
 
 /**

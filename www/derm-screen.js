@@ -7,7 +7,8 @@
 //               WebGPU cannot start), "cpu"
 //   All three may change at any time: a new model-url or backend loads that model or backend
 //   (the last result is cleared, as it came from the one before) and `ready` follows it. What
-//   one script sets together, adding the element included, is loaded once.
+//   one script sets together, adding the element included, is loaded once. A load that fails
+//   shows why with "Try again", which loads again the same way.
 // Events (bubbling, composed)
 //   dermscreen:result    detail: the CLI's `classify --format json` object for the image: `gate`
 //                        ("ok" or why no risk is given, with `gate_message`), `lesion_score`,
@@ -38,7 +39,7 @@
 // Everything runs in this browser: no image leaves the device. The engine (engine.js) and the
 // result view (result-view.js) are separate modules; this file is the element around them.
 
-import { guarded, isSupported, loadEngine } from './engine.js';
+import { guarded, hasCrashed, isSupported, loadEngine } from './engine.js';
 import { backendLabel, el, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
 
@@ -115,6 +116,7 @@ button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px 
 progress { width: 100%; height: 0.75rem; }
 .notice { border-left: 4px solid #b35900; background: var(--ds-notice); padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
 .error { border-left: 4px solid var(--ds-high); background: var(--ds-error); padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
+.error button { display: block; margin-top: 0.5rem; }
 .result { border: 1px solid var(--ds-line); border-radius: 0.75rem; padding: 1rem; margin-top: 0.75rem; }
 /* The words go under the photo where they would not fit beside it (large text on a phone). */
 .result-head { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
@@ -287,8 +289,9 @@ export class DermScreen extends HTMLElement {
   /**
    * Resolves when the model is loaded: { backend, backendReason (why this backend, for "auto"),
    * fallbackReason (why not WebGPU, when on the CPU), model, loadMs, warmUpMs }. After the
-   * model-url or backend attribute changes, the promise read from then on is the new load's
-   * (one read while a load was still under way follows to the newest).
+   * model-url or backend attribute changes, or "Try again" under a failed load, the promise read
+   * from then on is the new load's (one read while a load was still under way follows to the
+   * newest).
    */
   get ready() { return this.#ready; }
 
@@ -550,9 +553,25 @@ export class DermScreen extends HTMLElement {
       if (!current()) return;
       progress.hidden = true;
       this.#setStatus('The classifier could not be loaded.');
-      this.#showError('model', `${e.message} Reload the page to try again.`);
+      this.#showError('model', e.message);
+      this.#offerLoadAgain();
       this.#settleReady(this.#rejectReady, e);
     }
+  }
+
+  /**
+   * "Try again" under a load's error, unless the engine crashed (its message says to reload).
+   * A dropped connection is the usual cause, and reloading instead would also lose what the
+   * host page around the element holds (a half-filled form).
+   */
+  #offerLoadAgain() {
+    if (hasCrashed()) return;
+    const again = el('button', { type: 'button', class: 'secondary', text: 'Try again' });
+    again.addEventListener('click', () => {
+      this.#queueLoad();
+      this.#$('.pick').focus(); // the button goes with the error; the photo picker is next
+    });
+    this.#$('.error').append(again);
   }
 
   /** What the model before a new model-url or backend showed, taken away. */

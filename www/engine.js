@@ -27,6 +27,9 @@ export function guarded(promise) {
   return Promise.race([promise, crash]).finally(() => crashListeners.delete(reject));
 }
 
+/** Whether the engine has crashed on this page: then only a reload brings it back. */
+export const hasCrashed = () => crashed !== null;
+
 /** Whether this browser can run the classifier: WebAssembly with SIMD, and fetch. */
 export function isSupported() {
   try {
@@ -62,11 +65,17 @@ async function fetchOk(url, what) {
     const origin = new URL(url, location.href).origin;
     const embedded = origin === location.origin ? ''
       : ` If the connection works, ${origin} does not let this site load it: it must send Access-Control-Allow-Origin.`;
-    throw new Error(`Could not download ${what} (${e.message}). Check the connection and reload.${embedded}`);
+    throw new Error(`Could not download ${what} (${e.message}). Check the connection and try again.${embedded}`);
   }
   if (!response.ok) throw new Error(`Could not download ${what}: the server answered ${response.status} for ${url}.`);
   return response;
 }
+
+const mb = (bytes) => (bytes / 1e6).toFixed(1);
+
+/** The error for a download that broke off after it began (`got`: how far it had come). */
+const brokeOff = (what, e, got = '') =>
+  new Error(`Could not download ${what}: the connection broke${got} (${e.message}). Check the connection and try again.`);
 
 /** Downloads the weights, reporting progress, and returns their bytes. */
 async function fetchWeights(url, expectedBytes, onProgress) {
@@ -76,12 +85,20 @@ async function fetchWeights(url, expectedBytes, onProgress) {
   const reader = response.body.getReader();
   const chunks = [];
   let received = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    received += value.length;
-    onProgress({ phase: 'download', received, total });
+  const part = () => `${mb(received)}${total ? ` of ${mb(total)}` : ''} MB`;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      onProgress({ phase: 'download', received, total });
+    }
+  } catch (e) {
+    throw brokeOff('the model weights', e, ` after ${part()}`);
+  }
+  if (total && received < total) {
+    throw new Error(`Could not download the model weights: the download ended after ${part()}. Check the connection and try again.`);
   }
   const bytes = new Uint8Array(received);
   let at = 0;
@@ -151,10 +168,14 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
   const started = performance.now();
   onProgress({ phase: 'engine' });
   const wasm = await loadWasm().catch((e) => {
-    throw new Error(`The classifier engine could not start (${e.message}). This browser may be too old.`);
+    // A download that failed or broke off is a TypeError (of the module's import or of the
+    // wasm's streaming compile); a browser that cannot compile or link the engine throws others.
+    throw new Error(e instanceof TypeError
+      ? `Could not download the classifier engine (${e.message}). Check the connection and try again.`
+      : `The classifier engine could not start (${e.message}). This browser may be too old.`);
   });
   const metaResponse = await fetchOk(modelUrl, 'the model description');
-  const metaText = await metaResponse.text();
+  const metaText = await metaResponse.text().catch((e) => { throw brokeOff('the model description', e); });
   let meta;
   try { meta = JSON.parse(metaText); } catch { throw new Error(`${modelUrl} is not a model description (not JSON).`); }
   const weightsUrl = new URL(meta?.weights?.file ?? 'model.bpk', metaResponse.url);

@@ -1263,6 +1263,77 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  // A phone's connection drops during the first visit's 20 MB. The page must say that, not blame
+  // the browser, and load again on a tap: a reload would also lose the host page's own state.
+  test('a download cut off midway: the page says the connection broke, and Try again loads without a reload', async () => {
+    // The site, with the engine's wasm, the model's description and its weights each cut off
+    // halfway, once, in the order the page asks for them; then the weights' server ends early
+    // without an error (half the bytes, no length given).
+    const faults = [['/pkg/dermscreen_bg.wasm', 'cut'], ['/model/model.json', 'cut'], ['/model/model.bpk', 'cut'], ['/model/model.bpk', 'short']];
+    const flaky = createServer(async (req, res) => {
+      const upstream = await fetch(site.url + req.url);
+      const body = Buffer.from(await upstream.arrayBuffer());
+      const type = { 'content-type': upstream.headers.get('content-type') };
+      const [path, how] = faults[0] ?? [];
+      if (new URL(req.url, 'http://x').pathname !== path) {
+        res.writeHead(upstream.status, { ...type, 'content-length': body.length });
+        res.end(body);
+        return;
+      }
+      faults.shift();
+      const half = body.subarray(0, body.length >> 1);
+      if (how === 'short') {
+        res.writeHead(200, type);
+        res.end(half);
+      } else {
+        res.writeHead(200, { ...type, 'content-length': body.length });
+        res.write(half, () => res.destroy());
+      }
+    });
+    await new Promise((r) => flaky.listen(0, '127.0.0.1', r));
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await context.newPage();
+      const problems = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`http://127.0.0.1:${flaky.address().port}/embed.html`);
+      const outcome = () => page.evaluate(() => document.querySelector('derm-screen').ready.then((r) => `loaded ${r.model.name}`, (e) => e.message));
+      const tryAgain = page.locator('derm-screen .error button', { hasText: 'Try again' });
+
+      const engine = await outcome();
+      assert.match(engine, /^Could not download the classifier engine \(.+\)\. Check the connection and try again\.$/);
+      assert.match(await page.locator('derm-screen .error').innerText(), /Check the connection and try again/);
+      await page.screenshot({ path: join(OUT, 'load-failed.png') });
+      await tryAgain.click();
+      assert.equal(await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className), 'pick',
+        'the focus waits on "Choose a photo", not lost with the button');
+
+      const description = await outcome();
+      assert.match(description, /^Could not download the model description: the connection broke \(.+\)\. Check the connection and try again\.$/);
+      await tryAgain.click();
+
+      const weights = await outcome();
+      assert.match(weights, /^Could not download the model weights: the connection broke after [\d.]+ of [\d.]+ MB \(.+\)\. Check the connection and try again\.$/);
+      await tryAgain.click();
+      const short = await outcome();
+      assert.match(short, /^Could not download the model weights: the download ended after [\d.]+ of [\d.]+ MB\. Check the connection and try again\.$/);
+      await tryAgain.click();
+
+      const meta = JSON.parse(readFileSync(join(SITE, 'model/model.json'), 'utf8'));
+      assert.equal(await outcome(), `loaded ${meta.name}`);
+      assert.equal(await page.locator('derm-screen .error').isVisible(), false);
+      assert.deepEqual(faults, [], 'every fault happened');
+      const s = samples.find((x) => x.dx === 'bcc');
+      const event = await armResult(page);
+      await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+      assert.ok(maxDiff((await event()).detail, cli.get(s.image)) <= PARITY_TOLERANCE);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      flaky.close();
+    }
+  });
+
   test('camera: live preview with the square guide, capture classifies the frame', async () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 780 }, permissions: ['camera'] });
     const { page } = await openApp(context, site.url);

@@ -44,7 +44,9 @@ import { backendLabel, el, resultView, riskText, saliencyView } from './result-v
 import { contextForm } from './context-form.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
-const MAX_FILE_BYTES = 60 * 1024 * 1024;
+// Files are refused above this many bytes before they are read (in MB as the page writes MB:
+// 1e6 bytes, so that "under 60 MB" is what it says).
+const MAX_FILE_BYTES = 60e6;
 // Where age and sex are kept when the person asks to remember them (nothing else is stored).
 const REMEMBERED = 'dermscreen:context';
 // Side of the capture square as a fraction of the shorter side of the camera frame; the
@@ -421,7 +423,7 @@ export class DermScreen extends HTMLElement {
     // by every element on the page, so each call carries its element's own context.
     const context = this.#context;
     if (blob.size > MAX_FILE_BYTES) {
-      throw new Error(`The file is ${(blob.size / 1e6).toFixed(0)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
+      throw new Error(`The file is ${(blob.size / 1e6).toFixed(1)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
     return this.#run((engine, c) => engine.classifyFile(bytes, name, c), context, blob, (engine) => engine.saliencyFile(bytes));
@@ -713,7 +715,7 @@ export class DermScreen extends HTMLElement {
 
   #classifyFromUi(blob, name, note = '') {
     return this.#fromUi(name, () => this.classify(blob, name),
-      (e) => `${name}: ${e.message}. Try a different photo: a sharp JPEG, PNG or WebP.`, note);
+      (e) => `${name}: ${e.message.replace(/\.$/, '')}. Try a different photo: a sharp JPEG, PNG or WebP.`, note);
   }
 
   /**

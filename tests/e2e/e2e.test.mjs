@@ -306,6 +306,8 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await page.locator('derm-screen .result').waitFor();
     const before = await resultText(page);
     const errors = [];
+    const bigFile = join(mkdtempSync(join(tmpdir(), 'dermscreen-big-')), 'scan-64mb.jpg');
+    writeFileSync(bigFile, Buffer.concat([readFileSync(join(DATA, 'images', samples[0].file)), Buffer.alloc(64e6)]));
     await page.exposeFunction('recordError', (d) => errors.push(d));
     await page.evaluate(() => document.querySelector('derm-screen').addEventListener('dermscreen:error', (e) => window.recordError(e.detail)));
     const cases = [
@@ -319,18 +321,22 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       { name: 'deep.png', mimeType: 'image/png', buffer: pngHeader(6324, 6324, { bitDepth: 16, colourType: 6 }), expect: /6324x6324 px needs 320 MB to decode/ },
       { name: 'anim.gif', mimeType: 'image/gif', buffer: Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(64)]), expect: /GIF is not supported: save it as JPEG or PNG/ },
       { name: 'dot.png', mimeType: 'image/png', buffer: Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64'), expect: /too small: 1x1/ },
+      // Refused by its size before it is read (a file over 50 MB goes to the page by its path).
+      { path: bigFile, expect: /scan-64mb\.jpg: The file is 64\.0 MB; choose a photo under 60 MB\. Try/ },
     ];
     for (const c of cases) {
-      await fileInput(page).setInputFiles({ name: c.name, mimeType: c.mimeType, buffer: c.buffer });
+      await fileInput(page).setInputFiles(c.path ?? { name: c.name, mimeType: c.mimeType, buffer: c.buffer });
       const alert = page.locator('derm-screen .error');
-      await alert.getByText(c.name).waitFor();
+      await alert.getByText(basename(c.path ?? c.name)).waitFor();
       assert.match(await alert.innerText(), c.expect);
+      assert.doesNotMatch(await alert.innerText(), /\.\./, 'one sentence ends once');
       assert.equal(await resultText(page), before, 'the previous result is still shown');
     }
     assert.equal(errors.length, cases.length);
     assert.ok(errors.every((e) => e.kind === 'input'));
     await page.screenshot({ path: join(OUT, 'phone-360-bad-file.png'), fullPage: true });
     await context.close();
+    rmSync(dirname(bigFile), { recursive: true, force: true });
   });
 
   test('the WebGPU backend, chosen explicitly, runs through the UI', async () => {

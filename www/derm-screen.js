@@ -251,6 +251,8 @@ export class DermScreen extends HTMLElement {
   #loadQueued = false;
   // What the last load gave, while it is the one the attributes name (null while one is pending).
   #loaded = null;
+  // Why the last load failed, until the next: a photo that waited for it is not blamed.
+  #loadError = null;
   #lastTiming = null;
   #stream = null;
   // Bumped by every start and stop of the camera: a camera granted to a request that is no
@@ -409,6 +411,7 @@ export class DermScreen extends HTMLElement {
   #queueLoad() {
     if (!this.#resolveReady) this.#newReady(); // `ready` read from now on is this load's
     this.#loaded = null;
+    this.#loadError = null;
     if (this.#loadQueued) return;
     this.#loadQueued = true;
     queueMicrotask(() => { this.#loadQueued = false; this.#load(); });
@@ -534,7 +537,8 @@ export class DermScreen extends HTMLElement {
       const message = 'This browser cannot run the classifier (it needs WebAssembly with SIMD: a current Chrome, Edge, Firefox or Safari).';
       this.#setStatus('Not available in this browser.');
       this.#showError('engine', message);
-      this.#settleReady(this.#rejectReady, new Error(message));
+      this.#loadError = new Error(message);
+      this.#settleReady(this.#rejectReady, this.#loadError);
       return;
     }
     const modelUrl = new URL(this.getAttribute('model-url') || DEFAULT_MODEL, document.baseURI).href;
@@ -557,6 +561,7 @@ export class DermScreen extends HTMLElement {
       this.#setStatus('The classifier could not be loaded.');
       this.#showError('model', e.message);
       this.#offerLoadAgain();
+      this.#loadError = e;
       this.#settleReady(this.#rejectReady, e);
     }
   }
@@ -735,8 +740,14 @@ export class DermScreen extends HTMLElement {
       this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#lastTiming.backend)}).${note ? ` Checked ${note}` : ''}`);
       this.#reveal(this.#$('.result').firstElementChild);
     } catch (e) {
-      this.#setStatus('That photo could not be checked.');
-      this.#showError('input', explain(e));
+      if (e === this.#loadError) {
+        // A photo dropped or pasted during the load waited for it: the load's error (with its
+        // "Try again") is what to read, not advice to try another photo.
+        this.#setStatus(`The classifier could not be loaded, so ${label} was not checked.`);
+      } else {
+        this.#setStatus('That photo could not be checked.');
+        this.#showError('input', explain(e));
+      }
       this.#reveal(this.#$('.error'));
     } finally {
       this.#busy = false;

@@ -259,6 +259,9 @@ export class DermScreen extends HTMLElement {
   // longer the latest (a second tap, or a stop during the permission prompt) is turned off.
   #cameraRequest = 0;
   #busy = false;
+  // While a check runs: what it checks (for the status line), and the check asked for next.
+  #checking = '';
+  #next = null;
   #started = false;
   // The sentence for screen readers waiting to be set (#say).
   #sayTimer = 0;
@@ -725,11 +728,18 @@ export class DermScreen extends HTMLElement {
 
   /**
    * Runs one check started from the page: one at a time, with its status and any error shown;
-   * `note` is added to the status line when it is done.
+   * `note` is added to the status line when it is done. One asked for during a check runs after
+   * it (the latest only): ignored, it would leave the answer before on screen, to be read as
+   * this photo's.
    */
   async #fromUi(label, work, explain, note = '') {
-    if (this.#busy) return;
+    if (this.#busy) {
+      this.#next = () => this.#fromUi(label, work, explain, note);
+      this.#setStatus(`Checking ${this.#checking}, then ${label}…`);
+      return;
+    }
     this.#busy = true;
+    this.#checking = label;
     this.#$('.error').hidden = true;
     this.#setStatus(`Checking ${label}…`);
     try {
@@ -751,6 +761,9 @@ export class DermScreen extends HTMLElement {
       this.#reveal(this.#$('.error'));
     } finally {
       this.#busy = false;
+      const next = this.#next;
+      this.#next = null;
+      next?.();
     }
   }
 

@@ -879,6 +879,31 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.match(several.status, new RegExp(`${samples[1].file}, the first of 3 photos dropped: drop one at a time`));
     const link = await drop([], 'https://example.com/spot.jpg');
     assert.match(link.got, /not a file.*Save the photo, then drop or choose the file/);
+
+    // A second photo dropped while the first is being checked is checked next, not ignored:
+    // else the answer left on screen, the first photo's, would be read as the second's.
+    const [first, second] = [samples[4], samples[5]];
+    const inTurn = await page.evaluate(async (files) => {
+      const el = document.querySelector('derm-screen');
+      const photos = await Promise.all(files.map(async (f) => new File([await (await fetch(`/__samples/${f}`)).blob()], f, { type: 'image/jpeg' })));
+      const seen = [];
+      const statuses = [];
+      const both = new Promise((resolve) => {
+        setTimeout(resolve, 20_000);
+        el.addEventListener('dermscreen:result', (e) => { seen.push(e.detail.image); if (seen.length === 2) resolve(); });
+      });
+      for (const photo of photos) {
+        const data = new DataTransfer();
+        data.items.add(photo);
+        el.shadowRoot.querySelector('.drop').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+        statuses.push(el.shadowRoot.querySelector('.status-text').textContent);
+      }
+      await both;
+      return { seen, statuses, shown: el.shadowRoot.querySelector('.result .meta').textContent };
+    }, [first.file, second.file]);
+    assert.deepEqual(inTurn.seen, [first.image, second.image]);
+    assert.deepEqual(inTurn.statuses, [`Checking ${first.file}…`, `Checking ${first.file}, then ${second.file}…`]);
+    assert.match(inTurn.shown, new RegExp(`^${second.file} · `));
     await context.close();
   });
 

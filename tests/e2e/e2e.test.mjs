@@ -1294,6 +1294,30 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  test('a browser that cannot run the engine, or runs no scripts, is told so', async () => {
+    const noScripts = await browser.newContext({ javaScriptEnabled: false });
+    const bare = await noScripts.newPage();
+    await bare.goto(site.url);
+    // (getByText skips what is inside <noscript>, even where it is shown.)
+    assert.equal(await bare.locator('p.warning', { hasText: 'This page needs JavaScript' }).isVisible(), true);
+    await noScripts.close();
+
+    // No WebAssembly SIMD (an old browser): said at once, with nothing to try again.
+    const context = await browser.newContext();
+    await context.addInitScript(() => { WebAssembly.validate = () => false; });
+    const page = await context.newPage();
+    await page.goto(site.url);
+    const refused = await page.evaluate(async () => {
+      await customElements.whenDefined('derm-screen');
+      return document.querySelector('derm-screen').ready.then(() => 'loaded', (e) => e.message);
+    });
+    assert.match(refused, /^This browser cannot run the classifier \(it needs WebAssembly with SIMD/);
+    await page.locator('derm-screen .error').getByText('cannot run the classifier').waitFor();
+    assert.equal(await page.locator('derm-screen .error button').count(), 0);
+    assert.equal(await page.locator('derm-screen .status-text').innerText(), 'Not available in this browser.');
+    await context.close();
+  });
+
   // A phone's connection drops during the first visit's 20 MB. The page must say that, not blame
   // the browser, and load again on a tap: a reload would also lose the host page's own state.
   test('a download cut off midway: the page says the connection broke, and Try again loads without a reload', async () => {

@@ -157,6 +157,11 @@ figure.saliency canvas { display: block; width: 100%; height: auto; border-radiu
   :host { color-scheme: light; } /* paper is white: dark mode's light text would barely show */
   .drop, .camera, .camera-buttons, .camera-notice, .status, .context-slot, .recheck, button { display: none !important; }
   .bar, .bar > span { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+  /* On paper no one can open the tree: it is printed whole, closed or not (browsers without
+     ::details-content, before 2025, print its summary line only). */
+  details.tree::details-content { content-visibility: visible; display: block; }
+  details.tree > summary { list-style: none; font-weight: 600; }
+  details.tree > summary::-webkit-details-marker { display: none; }
 }
 figure.saliency figcaption { font-size: 0.9rem; margin-top: 0.25rem; }
 details.context { margin-top: 0.75rem; border: 1px solid var(--ds-line); border-radius: 0.75rem; padding: 0.5rem 0.75rem; }

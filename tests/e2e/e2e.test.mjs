@@ -574,7 +574,8 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
         const on = (sel) => root.querySelector(sel)?.checkVisibility() ?? false;
         return {
           controls: ['.drop', '.pick', '.saliency-toggle', '.context-slot', '.status'].filter(on),
-          answer: ['.result', '.risk', '.top', '.meta'].filter(on).length,
+          answer: ['.result', '.risk', '.top', '.meta', '.tree li'].filter(on).length,
+          treeOpen: root.querySelector('details.tree').open,
           text: [document.body, document.querySelector('h1'), root.querySelector('.population'), root.querySelector('.meta')]
             .map((e) => getComputedStyle(e).color),
           risk: getComputedStyle(root.querySelector('.risk')).color,
@@ -582,7 +583,8 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
         };
       });
       assert.deepEqual(shown.controls, [], `${colorScheme}: no buttons or drop zone on paper`);
-      assert.equal(shown.answer, 4, `${colorScheme}: the answer is printed`);
+      assert.equal(shown.answer, 5, `${colorScheme}: the answer is printed, every group and diagnosis included`);
+      assert.equal(shown.treeOpen, false, 'the tree is printed whole though it is closed on screen');
       // The light colours, whichever the screen showed: dark mode's light text would barely show on paper.
       assert.deepEqual(shown.text, ['rgb(26, 26, 26)', 'rgb(29, 79, 145)', 'rgb(61, 74, 92)', 'rgb(61, 74, 92)'], colorScheme);
       assert.ok(['rgb(163, 21, 21)', 'rgb(27, 94, 32)'].includes(shown.risk), `${colorScheme}: the risk in its light colour, not ${shown.risk}`);

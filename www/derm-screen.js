@@ -85,6 +85,9 @@ const CSS = `
    color-scheme, and --dermscreen-accent (buttons, bars) with --dermscreen-accent-on-dark. */
 :host { display: block; font: 1rem/1.5 system-ui, sans-serif; max-width: 40rem; overflow-wrap: anywhere;
   --accent: var(--dermscreen-accent, #1d4f91);
+  /* Inner spacing: 1rem, less where large text meets a narrow screen (200% text on 320 px),
+     so that the lines keep room for words such as "dermatologist." whole. */
+  --ds-gap: min(1rem, 4vw);
   ${palette((light) => light)}
   color: var(--ds-text); background: var(--ds-surface); }
 @supports (color: light-dark(#000, #fff)) {
@@ -96,12 +99,12 @@ const CSS = `
 [hidden] { display: none !important; }
 /* Heard by screen readers, not shown: the answer is on screen in the result below. */
 .answer-said { position: absolute; width: 1px; height: 1px; margin: 0; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
-button { font: inherit; min-height: 44px; padding: 0.5rem 1rem; border-radius: 0.5rem; border: 2px solid var(--accent);
+button { font: inherit; min-height: 44px; padding: 0.5rem var(--ds-gap); border-radius: 0.5rem; border: 2px solid var(--accent);
   background: var(--accent); color: #fff; cursor: pointer; }
 button.secondary { background: var(--ds-surface); color: var(--ds-accent-text); border-color: var(--ds-accent-text); }
 button[aria-disabled=true] { opacity: 0.55; cursor: not-allowed; }
 button:focus-visible, .drop:focus-visible, summary:focus-visible { outline: 3px solid var(--ds-focus); outline-offset: 2px; }
-.drop { border: 2px dashed var(--ds-dashed); border-radius: 0.75rem; padding: 1rem; text-align: center; background: var(--ds-subtle); }
+.drop { border: 2px dashed var(--ds-dashed); border-radius: 0.75rem; padding: var(--ds-gap); text-align: center; background: var(--ds-subtle); }
 .drop.over { background: var(--ds-over); border-color: var(--ds-accent-text); }
 .buttons { display: flex; flex-wrap: wrap; gap: 0.5rem; justify-content: center; margin-top: 0.5rem; }
 /* On a phone on its side the square preview would be taller than the screen: it shrinks so the
@@ -119,7 +122,7 @@ progress { width: 100%; height: 0.75rem; }
 .notice { border-left: 4px solid #b35900; background: var(--ds-notice); padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
 .error { border-left: 4px solid var(--ds-high); background: var(--ds-error); padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
 .error button { display: block; margin-top: 0.5rem; }
-.result { border: 1px solid var(--ds-line); border-radius: 0.75rem; padding: 1rem; margin-top: 0.75rem; }
+.result { border: 1px solid var(--ds-line); border-radius: 0.75rem; padding: var(--ds-gap); margin-top: 0.75rem; }
 /* The words go under the photo where they would not fit beside it (large text on a phone). */
 .result-head { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 .result-head > div { flex: 1 1 8rem; }
@@ -134,7 +137,7 @@ progress { width: 100%; height: 0.75rem; }
 ol.top { padding-left: 1.25rem; }
 .bar { display: block; height: 0.5rem; background: var(--ds-track); border-radius: 0.25rem; overflow: hidden; margin: 0.15rem 0 0.4rem; }
 .bar > span { display: block; height: 100%; background: var(--ds-accent-text); }
-.tree ul { list-style: none; padding-left: 1rem; margin: 0.25rem 0; border-left: 1px solid var(--ds-line); }
+.tree ul { list-style: none; padding-left: var(--ds-gap); margin: 0.25rem 0; border-left: 1px solid var(--ds-line); }
 .tree > ul { padding-left: 0; border-left: 0; }
 .pct { font-variant-numeric: tabular-nums; font-weight: 600; }
 .meta { font-size: 0.85rem; color: var(--ds-muted); margin-top: 0.75rem; }
@@ -173,7 +176,8 @@ details.context summary { min-height: 44px; display: flex; align-items: center; 
 .context-form legend { font-weight: 600; padding: 0; }
 .context-form .choices label, .context-form .remember { display: inline-flex; align-items: center; min-height: 44px;
   padding: 0 0.75rem 0 0; cursor: pointer; }
-.context-form input[type=radio], .context-form input[type=checkbox] { width: 1.25rem; height: 1.25rem; margin-right: 0.35rem; }
+.context-form input[type=radio], .context-form input[type=checkbox] { width: 1.25rem; height: 1.25rem; margin-right: 0.35rem; flex: none; }
+.context-form .remember { padding-right: 0; } /* alone on its line: the room is its words' */
 .context-form .field { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem; min-height: 44px; margin: 0.25rem 0; }
 .context-form input[type=number], .context-form select { font: inherit; min-height: 44px; padding: 0 0.5rem; max-width: 100%; }
 .context-form input[type=number] { width: 6rem; }

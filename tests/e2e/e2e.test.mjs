@@ -504,6 +504,36 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     assert.deepEqual(over, [], 'nothing in the element runs past the 320 px screen');
     assert.equal(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), true,
       'the page does not scroll sideways');
+    // Nor are words broken inside ("maligna nt."): a word drawn on two lines has two boxes.
+    // Only one wider than the line it is in has to be (a long diagnosis deep in the tree); the
+    // answer, what to do and the buttons keep every word whole.
+    const broken = await page.evaluate(() => {
+      const root = document.querySelector('derm-screen').shadowRoot;
+      const lineOf = (e) => {
+        while (getComputedStyle(e).display.startsWith('inline')) e = e.parentElement;
+        const s = getComputedStyle(e);
+        return e.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+      };
+      const words = [];
+      const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        if (!n.parentElement?.checkVisibility()) continue;
+        const whole = n.parentElement.closest('.risk, .advice, button');
+        for (const m of n.textContent.matchAll(/[^\s-]+-?/g)) { // (a break after a hyphen is no break inside)
+          const range = document.createRange();
+          range.setStart(n, m.index);
+          range.setEnd(n, m.index + m[0].length);
+          const boxes = [...range.getClientRects()].filter((r) => r.width > 0);
+          const width = boxes.reduce((w, r) => w + r.width, 0);
+          if (boxes.length > 1 && (whole || width <= lineOf(n.parentElement))) words.push(`${m[0]} (${Math.round(width)} of ${Math.round(lineOf(n.parentElement))} px)`);
+        }
+      }
+      return words;
+    });
+    assert.deepEqual(broken, [], 'no word broken inside');
+    const ticks = await page.evaluate(() => [...document.querySelector('derm-screen').shadowRoot
+      .querySelectorAll('.context-form input[type=radio], .context-form input[type=checkbox]')].map((i) => Math.round(i.getBoundingClientRect().width)));
+    assert.ok(ticks.length > 0 && ticks.every((w) => w >= 24), `every radio button and check box keeps its size beside a long label: ${ticks}`);
     await page.screenshot({ path: join(OUT, 'phone-320-text-200.png'), fullPage: true });
     assert.deepEqual(problems, []);
     await context.close();

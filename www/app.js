@@ -18,7 +18,10 @@ if ('serviceWorker' in navigator) {
   const note = document.querySelector('.offline');
   // Only a page that an older version already controlled has an update to announce.
   const updating = navigator.serviceWorker.controller !== null;
-  navigator.serviceWorker.register('sw.js').then(
+  // Registered once the classifier has loaded (or failed to): the worker saves the same files,
+  // and started beside the page's own downloads it fetched the engine a second time, sharing the
+  // connection with the first. After them it takes them from the browser's cache.
+  screen.ready.catch(() => {}).then(() => navigator.serviceWorker.register('sw.js')).then(
     (reg) => {
       reg.addEventListener('updatefound', () => {
         const next = reg.installing;

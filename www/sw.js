@@ -5,8 +5,12 @@ const BUILD = 'dev';
 const FILES = [/* build.sh */];
 const CACHE = `dermscreen-${BUILD}`;
 
+// Each file is checked with the server before it is saved ('no-cache'): one the page has just
+// downloaded comes from the browser's cache when the server says it is unchanged, and an old copy
+// there is never saved as this build's.
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()));
+  const fresh = FILES.map((f) => new Request(f, { cache: 'no-cache' }));
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(fresh)).then(() => self.skipWaiting()));
 });
 
 self.addEventListener('activate', (event) => {

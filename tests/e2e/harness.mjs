@@ -32,14 +32,20 @@ const TYPES = {
  * Serves the site on an ephemeral localhost port (a secure context, as service workers and the
  * camera need). `/__samples/NAME` serves HAM10000 images to the tests only; the site never sees
  * them. `routes` maps further URL prefixes (`/__ort/`) to folders, for the bench. Like
- * `./build.sh serve`, it lets pages on other origins load what it serves (`cors`), so the
- * element can be embedded from it.
+ * `./build.sh serve` and most static hosts, it lets pages on other origins load what it serves
+ * (`cors`), so the element can be embedded from it, and sends validators (ETag,
+ * Last-Modified), answering a request that names the current one with 304 and no body.
+ * `asked` lists the paths requested, in order; `sent` counts, per path, the responses that
+ * carried the file.
  */
 export async function serveSite(root = SITE, routes = {}, { cors = true } = {}) {
   const allow = cors ? { 'access-control-allow-origin': '*' } : {};
   const folders = { '/__samples/': join(DATA, 'images'), ...routes };
+  const sent = {};
+  const asked = [];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    asked.push(path);
     // normalize() keeps a leading ../ only; dropping it keeps every request inside its folder.
     const inside = (dir, rel) => join(dir, normalize(rel).replace(/^(\.\.[/\\])+/, ''));
     const prefix = Object.keys(folders).find((p) => path.startsWith(p));
@@ -47,9 +53,18 @@ export async function serveSite(root = SITE, routes = {}, { cors = true } = {}) 
       ? inside(folders[prefix], path.slice(prefix.length))
       : join(inside(root, path), path.endsWith('/') ? 'index.html' : '');
     try {
-      if (!(await stat(file)).isFile()) throw new Error('not a file');
+      const info = await stat(file);
+      if (!info.isFile()) throw new Error('not a file');
+      // (The ETag changes with a rewrite within the same second, which Last-Modified cannot show.)
+      const validators = { etag: `"${info.size.toString(16)}-${info.mtimeMs.toString(16)}"`, 'last-modified': info.mtime.toUTCString() };
+      if (req.headers['if-none-match'] === validators.etag) {
+        res.writeHead(304, { ...validators, ...allow });
+        res.end();
+        return;
+      }
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...allow });
+      sent[path] = (sent[path] ?? 0) + 1;
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...validators, ...allow });
       res.end(body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain', ...allow });
@@ -57,7 +72,7 @@ export async function serveSite(root = SITE, routes = {}, { cors = true } = {}) 
     }
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
+  return { server, url: `http://127.0.0.1:${server.address().port}`, asked, sent };
 }
 
 const QUIET = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',

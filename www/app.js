@@ -20,7 +20,9 @@ if ('serviceWorker' in navigator) {
   const updating = navigator.serviceWorker.controller !== null;
   // Registered once the classifier has loaded (or failed to): the worker saves the same files,
   // and started beside the page's own downloads it fetched the engine a second time, sharing the
-  // connection with the first. After them it takes them from the browser's cache.
+  // connection with the first. After them it revalidates each file (sw.js): one the browser's
+  // cache kept comes back as a 304, not a second download; one it did not keep (some browsers
+  // keep no 17 MB entry) is downloaded again, but no longer alongside the page's own.
   screen.ready.catch(() => {}).then(() => navigator.serviceWorker.register('sw.js')).then(
     (reg) => {
       reg.addEventListener('updatefound', () => {

@@ -39,7 +39,7 @@
 // Everything runs in this browser: no image leaves the device. The engine (engine.js) and the
 // result view (result-view.js) are separate modules; this file is the element around them.
 
-import { guarded, hasCrashed, isSupported, loadEngine } from './engine.js';
+import { guarded, hasCrashed, isSupported, loadEngine, mb, progressText } from './engine.js';
 import { backendLabel, el, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
 
@@ -267,9 +267,9 @@ export class DermScreen extends HTMLElement {
   // Bumped by every start and stop of the camera: a camera granted to a request that is no
   // longer the latest (a second tap, or a stop during the permission prompt) is turned off.
   #cameraRequest = 0;
-  #busy = false;
-  // While a check runs: what it checks (for the status line), and the check asked for next.
-  #checking = '';
+  // While a check runs, what it checks (for the status line; null when none runs), and the
+  // check asked for next.
+  #checking = null;
   #next = null;
   #started = false;
   // The sentence for screen readers waiting to be set (#say).
@@ -438,7 +438,7 @@ export class DermScreen extends HTMLElement {
     // by every element on the page, so each call carries its element's own context.
     const context = this.#context;
     if (blob.size > MAX_FILE_BYTES) {
-      throw new Error(`The file is ${(blob.size / 1e6).toFixed(1)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
+      throw new Error(`The file is ${mb(blob.size)} MB; choose a photo under ${MAX_FILE_BYTES / 1e6} MB.`);
     }
     const bytes = new Uint8Array(await blob.arrayBuffer());
     return this.#run((engine, c) => engine.classifyFile(bytes, name, c), context, blob, (engine) => engine.saliencyFile(bytes));
@@ -656,7 +656,7 @@ export class DermScreen extends HTMLElement {
     if (p.phase === 'download') {
       progress.hidden = false;
       progress.value = p.total ? p.received / p.total : 0;
-      this.#setStatus(`Downloading the model: ${(p.received / 1e6).toFixed(1)} of ${(p.total / 1e6).toFixed(1)} MB…`);
+      this.#setStatus(`Downloading the model: ${progressText(p.received, p.total)}…`);
       return undefined;
     }
     const step = {
@@ -742,12 +742,11 @@ export class DermScreen extends HTMLElement {
    * this photo's.
    */
   async #fromUi(label, work, explain, note = '') {
-    if (this.#busy) {
+    if (this.#checking !== null) {
       this.#next = () => this.#fromUi(label, work, explain, note);
       this.#setStatus(`Checking ${this.#checking}, then ${label}…`);
       return;
     }
-    this.#busy = true;
     this.#checking = label;
     this.#$('.error').hidden = true;
     this.#setStatus(`Checking ${label}…`);
@@ -769,7 +768,7 @@ export class DermScreen extends HTMLElement {
       }
       this.#reveal(this.#$('.error'));
     } finally {
-      this.#busy = false;
+      this.#checking = null;
       const next = this.#next;
       this.#next = null;
       next?.();
@@ -879,7 +878,7 @@ export class DermScreen extends HTMLElement {
   /** Classifies the square under the guide in the current camera frame. */
   async #capture() {
     const video = this.#$('video');
-    if (!this.#stream || this.#busy) return;
+    if (!this.#stream || this.#checking !== null) return;
     if (this.#stream.getVideoTracks()[0]?.readyState !== 'live') {
       this.#cameraEnded();
       return;

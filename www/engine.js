@@ -71,11 +71,18 @@ async function fetchOk(url, what) {
   return response;
 }
 
-const mb = (bytes) => (bytes / 1e6).toFixed(1);
+/** A size in (decimal) MB to a tenth, as every message on the page gives it: `mb(3079440)` is "3.1". */
+export const mb = (bytes) => (bytes / 1e6).toFixed(1);
+
+/** How far a download has come: "1.5 of 3.1 MB", or "1.5 MB" when the size is not known (`total` 0). */
+export const progressText = (received, total) => `${mb(received)}${total ? ` of ${mb(total)}` : ''} MB`;
+
+/** The error for a download that failed after it began: `why` says how. */
+const downloadFailed = (what, why) =>
+  new Error(`Could not download ${what}: ${why}. Check the connection and try again.`);
 
 /** The error for a download that broke off after it began (`got`: how far it had come). */
-const brokeOff = (what, e, got = '') =>
-  new Error(`Could not download ${what}: the connection broke${got} (${e.message}). Check the connection and try again.`);
+const brokeOff = (what, e, got = '') => downloadFailed(what, `the connection broke${got} (${e.message})`);
 
 /** Downloads the weights, reporting progress, and returns their bytes. */
 async function fetchWeights(url, expectedBytes, onProgress) {
@@ -85,7 +92,6 @@ async function fetchWeights(url, expectedBytes, onProgress) {
   const reader = response.body.getReader();
   const chunks = [];
   let received = 0;
-  const part = () => `${mb(received)}${total ? ` of ${mb(total)}` : ''} MB`;
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -95,10 +101,10 @@ async function fetchWeights(url, expectedBytes, onProgress) {
       onProgress({ phase: 'download', received, total });
     }
   } catch (e) {
-    throw brokeOff('the model weights', e, ` after ${part()}`);
+    throw brokeOff('the model weights', e, ` after ${progressText(received, total)}`);
   }
   if (total && received < total) {
-    throw new Error(`Could not download the model weights: the download ended after ${part()}. Check the connection and try again.`);
+    throw downloadFailed('the model weights', `the download ended after ${progressText(received, total)}`);
   }
   const bytes = new Uint8Array(received);
   let at = 0;

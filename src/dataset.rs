@@ -197,9 +197,23 @@ pub enum DatasetError {
 pub fn csv_reader(path: &Path) -> csv::Result<csv::Reader<std::fs::File>> {
     use std::io::BufRead;
     let mut header = String::new();
-    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut header)?;
+    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut header).map_err(|e| explain_csv(e.into()))?;
     let delimiter = [b',', b';', b'\t'].into_iter().find(|&d| header.contains(char::from(d))).unwrap_or(b',');
     csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)
+}
+
+/// `e`, or where the bytes were not UTF-8 (a photo given as a table, a spreadsheet saved as
+/// "CSV" in a Windows code page) an error saying what was expected, and on which line: the
+/// decoder's own words ("stream did not contain valid UTF-8") do not.
+pub fn explain_csv(e: csv::Error) -> csv::Error {
+    let line = match e.kind() {
+        csv::ErrorKind::Utf8 { pos, .. } => pos.as_ref().map(csv::Position::line),
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => None,
+        _ => return e,
+    };
+    let at = line.map_or(String::new(), |l| format!("line {l} is "));
+    let why = format!("{at}not UTF-8 text: a CSV file is expected (a spreadsheet saves one as \"CSV UTF-8\")");
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why).into()
 }
 
 /// A CSV file read once: its header and its rows, for picking columns by name.
@@ -212,7 +226,7 @@ pub struct Table {
 impl Table {
     /// Reads the whole file at `path`.
     pub fn read(path: &Path) -> Result<Self, DatasetError> {
-        let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source };
+        let csv_err = |source| DatasetError::Csv { path: path.to_path_buf(), source: explain_csv(source) };
         let mut rdr = csv_reader(path).map_err(csv_err)?;
         let headers = rdr.headers().map_err(csv_err)?.clone();
         let rows = rdr.records().collect::<Result<_, _>>().map_err(csv_err)?;

@@ -405,14 +405,14 @@ mod native {
         /// Per row, the `image` column and the answers in the columns named as [`FIELDS`].
         fn read_fields(path: &Path) -> Result<Vec<(String, PatientContext)>> {
             let mut rdr = dataset::csv_reader(path).with_context(|| path.display().to_string())?;
-            let headers = rdr.headers()?.clone();
+            let headers = rdr.headers().map_err(dataset::explain_csv).with_context(|| path.display().to_string())?.clone();
             let image = headers.iter().position(|h| h == "image").with_context(|| {
                 format!("{}: no `image` column (nor the columns of HAM10000's or PAD-UFES-20's own metadata.csv)", path.display())
             })?;
             let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
             let mut answers = Vec::new();
             for (row, rec) in rdr.records().enumerate() {
-                let rec = rec?;
+                let rec = rec.map_err(dataset::explain_csv).with_context(|| path.display().to_string())?;
                 let named = rec.get(image).unwrap_or_default().to_string();
                 let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
                     .with_context(|| format!("{}: row {} ({named})", path.display(), row + 2))?;

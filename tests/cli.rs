@@ -1198,6 +1198,33 @@ fn context_file_is_used_and_bad_values_name_the_field() {
     assert!(err.contains("row 2") && err.contains("context field 'site': 'elbow' is not a body site"), "{err}");
 }
 
+/// A table that is not UTF-8 text (a photo given by mistake, a spreadsheet saved as
+/// "CSV" in a Windows code page) is refused saying what was expected, not with the decoder's
+/// "stream did not contain valid UTF-8".
+#[test]
+fn a_table_that_is_not_utf8_text_says_what_was_expected() {
+    let dir = common::temp_dir("context-binary");
+    let ids = held_out(1);
+    let files = copy_images(&dir, &ids);
+    let photo = files[0].to_str().unwrap();
+    let latin1 = dir.join("latin1.csv");
+    let mut bytes = format!("image,age,site\n{},40,back\n", ids[0].0).into_bytes();
+    bytes.extend(b"caf\xe9,50,back\n");
+    std::fs::write(&latin1, bytes).unwrap();
+    for (table, row) in [(photo, None), (latin1.to_str().unwrap(), Some("line 3"))] {
+        let out = dermscreen(&["classify", "--context", table, photo]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(table) && err.contains("not UTF-8 text") && err.contains("CSV UTF-8"), "{err}");
+        assert!(!err.contains("stream did not contain"), "{err}");
+        assert!(row.is_none_or(|r| err.contains(r)), "the line is named: {err}");
+    }
+    let out = dermscreen(&["evaluate", "--images", dir.to_str().unwrap(), "--labels", photo, "--out", dir.join("report").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not UTF-8 text") && err.contains("CSV UTF-8"), "{err}");
+}
+
 /// A data set's own table as `--context`: HAM10000's and PAD-UFES-20's `metadata.csv` give a
 /// validation photo exactly the answers the trainer read from them (as written into
 /// `model/validation_split.csv`), so the same row as that file gives.

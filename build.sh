@@ -128,10 +128,18 @@ cmd_site() {
         local files build
         files="$(find . -type f ! -name sw.js | sed 's|^\./||' | LC_ALL=C sort)"
         build="$(echo "$files" | xargs cat | sha256sum | cut -c1-16)"
-        # The app's own pages and code; not embed.html's host-page code.
+        # The app's own pages and code (not embed.html's host-page code). The engine's wasm and
+        # the model carry their SHA-256, which the worker checks before it saves them: they are
+        # the large files a cut connection shortens, and no host rewrites them. Pages, scripts
+        # and styles (null) some hosts minify or add to, so a digest would never match there.
         local list
-        list="$(echo "$files" | grep -v '^embed\.' | sed 's|.*|"&"|' | paste -sd, -)"
-        sed -i "s|^const BUILD = .*|const BUILD = '$build';|; s|^const FILES = .*|const FILES = ['./', $list];|" sw.js
+        list="$(echo "$files" | grep -v '^embed\.' | while read -r f; do
+            case "$f" in
+                *.wasm | model/*) printf '"%s": "%s",' "$f" "$(sha256sum "$f" | cut -c1-64)" ;;
+                *) printf '"%s": null,' "$f" ;;
+            esac
+        done)"
+        sed -i "s|^const BUILD = .*|const BUILD = '$build';|; s|^const FILES = .*|const FILES = { \"./\": null, ${list%,} };|" sw.js
     )
     echo "build.sh: web app in $site/ ($(du -sh "$site" | cut -f1)); wasm $(stat -c %s "$site/pkg/dermscreen_bg.wasm") bytes"
 }

@@ -2,15 +2,41 @@
 // build.sh stamps BUILD (a hash of every shipped file, model included) and FILES into the
 // copy it serves; a new build, a new model among them, gets a new cache and the old one goes.
 const BUILD = 'dev';
-const FILES = [/* build.sh */];
+const FILES = {/* build.sh: path -> SHA-256 of the engine's wasm and the model, else null */};
 const CACHE = `dermscreen-${BUILD}`;
 
-// Each file is checked with the server before it is saved ('no-cache'): one the page has just
-// downloaded comes from the browser's cache when the server says it is unchanged, and an old copy
-// there is never saved as this build's.
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * `path`'s response, checked with the server ('no-cache': one the page has just downloaded comes
+ * from the browser's cache when the server says it is unchanged, and an old copy there is never
+ * taken for this build's) and, given its `sha256`, refused unless its bytes are this build's.
+ * Files are served from the saved copies first, so an engine or model cut short (a deploy
+ * caught halfway, a proxy that closed early) would break the page, online too, until the next
+ * build.
+ */
+async function fetchChecked(path, sha256) {
+  const response = await fetch(new Request(path, { cache: 'no-cache' }));
+  if (!response.ok) throw new Error(`${path}: the server answered ${response.status}`);
+  if (sha256 === null) return response;
+  const digest = await crypto.subtle.digest('SHA-256', await response.clone().arrayBuffer());
+  if (hex(digest) !== sha256) throw new Error(`${path} is not this build's (cut short, or a deploy in progress)`);
+  return response;
+}
+
+// All or nothing: a failed install saves nothing, and the next visit's registration tries again.
 self.addEventListener('install', (event) => {
-  const fresh = FILES.map((f) => new Request(f, { cache: 'no-cache' }));
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(fresh)).then(() => self.skipWaiting()));
+  event.waitUntil((async () => {
+    const checked = await Promise.all(Object.entries(FILES).map(async ([path, sha256]) => [path, await fetchChecked(path, sha256)]));
+    const cache = await caches.open(CACHE);
+    try {
+      await Promise.all(checked.map(([path, response]) => cache.put(path, response)));
+    } catch (e) {
+      await caches.delete(CACHE); // out of space midway: no half-saved build is left behind
+      throw e;
+    }
+    await self.skipWaiting();
+  })());
 });
 
 self.addEventListener('activate', (event) => {

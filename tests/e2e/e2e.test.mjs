@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -1057,11 +1058,16 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await page.evaluate(() => navigator.serviceWorker.ready);
       const first = await page.evaluate(() => caches.keys());
       assert.equal(first.length, 1);
-      // Publish a "new model" (same weights, renamed) and a service worker stamped for it.
-      const meta = JSON.parse(readFileSync(join(dir, 'model/model.json'), 'utf8'));
-      writeFileSync(join(dir, 'model/model.json'), JSON.stringify({ ...meta, name: `${meta.name}-next` }));
+      // Publish a "new model" (same weights, renamed) and a service worker stamped for it, as
+      // build.sh stamps it: the build's name, and the new file's SHA-256.
+      const metaPath = join(dir, 'model/model.json');
+      const meta = JSON.parse(readFileSync(metaPath, 'utf8'));
+      const sha256 = (path) => createHash('sha256').update(readFileSync(path)).digest('hex');
+      const before = sha256(metaPath);
+      writeFileSync(metaPath, JSON.stringify({ ...meta, name: `${meta.name}-next` }));
       const sw = readFileSync(join(dir, 'sw.js'), 'utf8').replace(/^const BUILD = .*$/m, "const BUILD = 'next-build';");
-      writeFileSync(join(dir, 'sw.js'), sw);
+      assert.ok(sw.includes(`"model/model.json": "${before}"`));
+      writeFileSync(join(dir, 'sw.js'), sw.replace(before, sha256(metaPath)));
       await page.evaluate(async () => {
         const reg = await navigator.serviceWorker.getRegistration();
         await reg.update();
@@ -1076,6 +1082,65 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.deepEqual(await page.evaluate(() => caches.keys()), ['dermscreen-next-build']);
       await context.close();
     } finally {
+      own.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // A deploy caught halfway, or a proxy that cut a file and closed the connection, hands the
+  // first visit a short file that looks whole. The worker serves its saved files first, so one
+  // saved short would break the page, online too, until the next build.
+  test('a file cut short on the first visit is not saved for offline use, and Try again loads once the server has it whole', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dermscreen-site-'));
+    cpSync(SITE, dir, { recursive: true });
+    const bpk = join(dir, 'model/model.bpk');
+    const whole = readFileSync(bpk);
+    writeFileSync(bpk, whole.subarray(0, whole.length >> 1));
+    const own = await serveSite(dir);
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      // On each page load, the outcome of the worker's install that app.js starts: 'activated',
+      // or 'redundant' for one that was refused.
+      await page.addInitScript(() => {
+        const container = navigator.serviceWorker;
+        const register = container.register.bind(container);
+        window.installed = new Promise((resolve) => {
+          const watch = (w) => {
+            const end = () => ['activated', 'redundant'].includes(w.state) && resolve(w.state);
+            if (!end()) w.addEventListener('statechange', end);
+          };
+          container.register = async (...args) => {
+            const reg = await register(...args);
+            const w = reg.installing ?? reg.waiting ?? reg.active;
+            if (w) watch(w);
+            else reg.addEventListener('updatefound', () => watch(reg.installing), { once: true });
+            return reg;
+          };
+        });
+      });
+      await page.goto(`${own.url}/`);
+      const outcome = () => page.evaluate(async () => {
+        await customElements.whenDefined('derm-screen');
+        return document.querySelector('derm-screen').ready.then((r) => `loaded ${r.model.name}`, (e) => e.message);
+      });
+      const installed = () => page.evaluate(() => window.installed);
+      assert.match(await outcome(), /^Could not download the model weights: the download ended after 1\.5 of 3\.1 MB\./);
+      assert.equal(await installed(), 'redundant', 'a build with a short file is not installed');
+      assert.deepEqual(await page.evaluate(() => caches.keys()), [], 'nothing is saved');
+      writeFileSync(bpk, whole);
+      await page.locator('derm-screen .error button', { hasText: 'Try again' }).click();
+      const meta = JSON.parse(readFileSync(join(dir, 'model/model.json'), 'utf8'));
+      assert.equal(await outcome(), `loaded ${meta.name}`);
+      // The next visit saves the whole build, and the one after works offline.
+      await page.reload();
+      assert.equal(await outcome(), `loaded ${meta.name}`);
+      assert.equal(await installed(), 'activated');
+      await context.setOffline(true);
+      await page.reload();
+      assert.equal(await outcome(), `loaded ${meta.name}`);
+    } finally {
+      await context.close();
       own.server.close();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -54,6 +54,8 @@ const REMEMBERED = 'dermscreen:context';
 const GUIDE_FRACTION = 0.7;
 // Camera crops are scaled to at most this side before they go to the classifier.
 const CAPTURE_MAX_SIDE = 448;
+// How long "Take photo" waits for a camera that has not sent its first picture yet.
+const FIRST_PICTURE_MS = 5000;
 
 // The element's colours: [light, dark]. It takes the colour scheme the page around it names
 // (`color-scheme`; the app page names `light dark`, so it follows the phone's setting) and a page
@@ -233,6 +235,38 @@ const stopTracks = (stream) => { for (const track of stream.getTracks()) track.s
  * run before it is drawn; a task queued from them runs after), or after 100 ms where the page
  * is not drawn (hidden).
  */
+/**
+ * Resolves once `video` has a picture to draw (true), or false after `ms` or once its source is
+ * taken away (the camera closed): a phone's camera can take a second or more after it is
+ * granted to send its first.
+ */
+const firstPicture = (video, ms) => new Promise((resolve) => {
+  if (video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA) {
+    resolve(true);
+    return;
+  }
+  const done = (came) => {
+    clearTimeout(timer);
+    video.removeEventListener('loadeddata', onData);
+    video.removeEventListener('emptied', onGone);
+    resolve(came);
+  };
+  const onData = () => done(true);
+  const onGone = () => done(false);
+  const timer = setTimeout(onGone, ms);
+  video.addEventListener('loadeddata', onData);
+  video.addEventListener('emptied', onGone);
+});
+
+/**
+ * `canvas` as a JPEG Blob, encoded now. toBlob() waits for the page to be idle, which during a
+ * check it seldom is: in Chromium up to its one-second timeout, a second on every camera photo.
+ */
+function jpegNow(canvas) {
+  const base64 = canvas.toDataURL('image/jpeg', 0.9).split(',')[1];
+  return new Blob([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], { type: 'image/jpeg' });
+}
+
 const afterPaint = () => new Promise((resolve) => {
   const timer = setTimeout(resolve, 100);
   requestAnimationFrame(() => setTimeout(() => { clearTimeout(timer); resolve(); }));
@@ -875,29 +909,45 @@ export class DermScreen extends HTMLElement {
     }
   }
 
-  /** Classifies the square under the guide in the current camera frame. */
+  /**
+   * Classifies the square under the guide in the current camera frame; tapped before the camera's
+   * first picture, in the first one. A tap during a check is ignored: the frame aimed at is
+   * being checked, and a double tap would check two alike.
+   */
   async #capture() {
     const video = this.#$('video');
-    if (!this.#stream || this.#checking !== null) return;
-    if (this.#stream.getVideoTracks()[0]?.readyState !== 'live') {
+    const stream = this.#stream;
+    if (!stream || this.#checking !== null) return;
+    if (stream.getVideoTracks()[0]?.readyState !== 'live') {
       this.#cameraEnded();
       return;
     }
-    if (!video.videoWidth) return;
-    const side = Math.round(Math.min(video.videoWidth, video.videoHeight) * GUIDE_FRACTION);
-    const out = Math.min(side, CAPTURE_MAX_SIDE);
-    const canvas = document.createElement('canvas');
-    canvas.width = canvas.height = out;
-    const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    ctx.drawImage(video, (video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side, 0, 0, out, out);
-    const frame = ctx.getImageData(0, 0, out, out);
-    const preview = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.9));
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const context = this.#context;
     await this.#fromUi('the camera photo', async () => {
-      const rgba = new Uint8Array(frame.data.buffer);
-      await this.#run((engine, c) => engine.classifyRgba(rgba, out, out, name, c), context, preview, (engine) => engine.saliencyRgba(rgba, out, out));
+      if (!(await firstPicture(video, FIRST_PICTURE_MS))) {
+        throw new Error(this.#stream !== stream ? 'the camera was closed before its first picture.'
+          : 'the camera has sent no picture. Tap "Close camera", then "Use the camera" to start it again, or choose a photo.');
+      }
+      const { frame, side } = this.#guideSquare(video);
+      const preview = jpegNow(frame.canvas);
+      const rgba = new Uint8Array(frame.image.data.buffer);
+      await this.#run((engine, c) => engine.classifyRgba(rgba, side, side, name, c), context, preview, (engine) => engine.saliencyRgba(rgba, side, side));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
+  }
+
+  /**
+   * The square under the guide in `video`'s current picture, at most CAPTURE_MAX_SIDE px a side:
+   * `frame.canvas` holds it, `frame.image` its pixels (ImageData), `side` its size.
+   */
+  #guideSquare(video) {
+    const taken = Math.round(Math.min(video.videoWidth, video.videoHeight) * GUIDE_FRACTION);
+    const side = Math.min(taken, CAPTURE_MAX_SIDE);
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = side;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(video, (video.videoWidth - taken) / 2, (video.videoHeight - taken) / 2, taken, taken, 0, 0, side, side);
+    return { frame: { canvas, image: ctx.getImageData(0, 0, side, side) }, side };
   }
 }
 

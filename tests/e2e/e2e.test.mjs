@@ -1541,6 +1541,45 @@ describe('without WebGPU, with a camera (fake device)', () => {
     await context.close();
   });
 
+  // A phone's camera can take a second or more to send its first picture after the page shows
+  // the preview and "Take photo". A tap then was dropped without a word.
+  test('Take photo tapped before the camera\'s first picture takes that picture, and a camera that sends none is named', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 }, permissions: ['camera'] });
+    // A camera whose first picture comes `window.pictureAfter` ms after it is granted (never: -1).
+    await context.addInitScript(() => {
+      window.pictureAfter = 1500;
+      navigator.mediaDevices.getUserMedia = async () => {
+        const canvas = Object.assign(document.createElement('canvas'), { width: 480, height: 480 });
+        const stream = canvas.captureStream(10);
+        if (window.pictureAfter >= 0) {
+          setTimeout(() => {
+            const g = canvas.getContext('2d');
+            setInterval(() => { g.fillStyle = '#c9a38f'; g.fillRect(0, 0, 480, 480); }, 100);
+          }, window.pictureAfter);
+        }
+        return stream;
+      };
+    });
+    const { page, problems } = await openApp(context, site.url);
+    const pictures = () => page.evaluate(() => document.querySelector('derm-screen').shadowRoot.querySelector('video').videoWidth);
+    const event = await armResult(page);
+    await page.locator('derm-screen .start-camera').click();
+    await page.locator('derm-screen .capture').click();
+    assert.equal(await pictures(), 0, 'tapped before the first picture');
+    const { detail } = await event();
+    assert.match(detail.image, /^camera-/);
+    assert.ok(detail.lesion_score !== undefined);
+
+    await page.locator('derm-screen .stop-camera').click();
+    await page.evaluate(() => { window.pictureAfter = -1; });
+    const outcome = await armOutcome(page);
+    await page.locator('derm-screen .start-camera').click();
+    await page.locator('derm-screen .capture').click();
+    assert.match((await outcome()).error, /^The camera photo could not be checked: the camera has sent no picture\. Tap "Close camera", then "Use the camera" to start it again, or choose a photo\.$/);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('on a phone\'s screen the camera\'s square and Take photo fit, upright or on its side, and the answer comes into view: to a photo taken, to one chosen, and to a file refused', async () => {
     const context = await browser.newContext({
       viewport: { width: 844, height: 390 }, isMobile: true, hasTouch: true, permissions: ['camera'], reducedMotion: 'reduce',

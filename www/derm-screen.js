@@ -231,11 +231,6 @@ const CAMERA_ERRORS = {
 const stopTracks = (stream) => { for (const track of stream.getTracks()) track.stop(); };
 
 /**
- * Resolves once the browser has drawn what was just changed on the page (a frame's callbacks
- * run before it is drawn; a task queued from them runs after), or after 100 ms where the page
- * is not drawn (hidden).
- */
-/**
  * Resolves once `video` has a picture to draw (true), or false after `ms` or once its source is
  * taken away (the camera closed): a phone's camera can take a second or more after it is
  * granted to send its first.
@@ -267,6 +262,11 @@ function jpegNow(canvas) {
   return new Blob([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], { type: 'image/jpeg' });
 }
 
+/**
+ * Resolves once the browser has drawn what was just changed on the page (a frame's callbacks
+ * run before it is drawn; a task queued from them runs after), or after 100 ms where the page
+ * is not drawn (hidden).
+ */
 const afterPaint = () => new Promise((resolve) => {
   const timer = setTimeout(resolve, 100);
   requestAnimationFrame(() => setTimeout(() => { clearTimeout(timer); resolve(); }));

@@ -24,17 +24,15 @@ async function fetchChecked(path, sha256) {
   return response;
 }
 
-// All or nothing: a failed install saves nothing, and the next visit's registration tries again.
+// Every file is checked before any is saved: a refused build saves nothing, and the next visit's
+// registration tries again. (A build that runs out of space midway leaves what it saved, unused,
+// until a later build's activation deletes it; deleting it here could take the running worker's
+// cache with it, as a new sw.js alone keeps the build's name.)
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
     const checked = await Promise.all(Object.entries(FILES).map(async ([path, sha256]) => [path, await fetchChecked(path, sha256)]));
     const cache = await caches.open(CACHE);
-    try {
-      await Promise.all(checked.map(([path, response]) => cache.put(path, response)));
-    } catch (e) {
-      await caches.delete(CACHE); // out of space midway: no half-saved build is left behind
-      throw e;
-    }
+    await Promise.all(checked.map(([path, response]) => cache.put(path, response)));
     await self.skipWaiting();
   })());
 });

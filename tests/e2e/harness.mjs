@@ -179,6 +179,10 @@ export function classifyInPage(page, file) {
   }, file);
 }
 
+// How long a test waits for an element's event: far beyond any check here, which take seconds
+// at most on CI's two cores.
+const EVENT_WAIT_MS = 120_000;
+
 /**
  * Listens for the element's next event of one of `types` (`dermscreen:result`, ...). Resolves
  * once the listener is on the page, to a function that resolves to `{ type, detail, at }` (`at`:
@@ -201,11 +205,23 @@ export async function armEvents(page, types) {
     }));
     return key;
   }, types);
-  return () => page.evaluate((key) => {
-    const event = window.__armed.waiting.get(key);
+  const event = () => page.evaluate((key) => {
+    const waiting = window.__armed.waiting.get(key);
     window.__armed.waiting.delete(key);
-    return event;
+    return waiting;
   }, key);
+  // An event that never comes fails the test, rather than holding the run until CI's limit.
+  return async () => {
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no ${types.join(' or ')} event within ${EVENT_WAIT_MS / 1000} s`)), EVENT_WAIT_MS);
+    });
+    try {
+      return await Promise.race([event(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 }
 
 /**

@@ -30,6 +30,11 @@ if ('serviceWorker' in navigator) {
         next?.addEventListener('statechange', () => {
           if (next.state === 'activated' && updating) {
             note.textContent = 'A new version was downloaded; it is used from the next visit.';
+          } else if (next.state === 'redundant' && !reg.active) {
+            // The worker refused a file that was not the build's (sw.js): say so, rather than
+            // let the person count on a copy that is not there. (With a version already
+            // saved, that one goes on working offline, and its line stands.)
+            note.textContent = 'Not saved for offline use this time: a download did not arrive whole. The next visit tries again.';
           }
         });
       });

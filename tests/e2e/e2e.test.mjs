@@ -1128,6 +1128,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       assert.match(await outcome(), /^Could not download the model weights: the download ended after 1\.5 of 3\.1 MB\./);
       assert.equal(await installed(), 'redundant', 'a build with a short file is not installed');
       assert.deepEqual(await page.evaluate(() => caches.keys()), [], 'nothing is saved');
+      await page.locator('.offline', { hasText: 'Not saved for offline use this time: a download did not arrive whole. The next visit tries again.' }).waitFor();
       writeFileSync(bpk, whole);
       await page.locator('derm-screen .error button', { hasText: 'Try again' }).click();
       const meta = JSON.parse(readFileSync(join(dir, 'model/model.json'), 'utf8'));
@@ -1136,6 +1137,7 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
       await page.reload();
       assert.equal(await outcome(), `loaded ${meta.name}`);
       assert.equal(await installed(), 'activated');
+      await page.locator('.offline', { hasText: 'Saved on this device: works offline from now on.' }).waitFor();
       await context.setOffline(true);
       await page.reload();
       assert.equal(await outcome(), `loaded ${meta.name}`);

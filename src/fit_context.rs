@@ -58,7 +58,7 @@ impl Smooth for ContextLoss<'_> {
 
 /// The photo's context with each field kept with probability 1/2, by a stable hash (copy `r`).
 fn masked(context: &Context, key: &str, r: u64) -> Context {
-    context.only(|field| fnv1a(&format!("{key}/{r}/{field}")) % 2 == 0)
+    context.only(|field| fnv1a(&format!("{key}/{r}/{field}")).is_multiple_of(2))
 }
 
 /// Fits the head on the photos `idx`.

@@ -67,6 +67,7 @@ mod native {
     }
 
     #[derive(Subcommand)]
+    #[expect(clippy::large_enum_variant, reason = "one per run, parsed once: boxing the training options would buy nothing")]
     enum Command {
         /// Classify image files and folders (walked recursively) with the shipped model.
         Classify {
@@ -528,6 +529,7 @@ mod native {
 
     /// Where `classify` writes its results, a chunk of images at a time: they appear as they
     /// are ready, and nothing about an image is kept once it is written.
+    #[expect(clippy::large_enum_variant, reason = "one per run: boxing the CSV writer would buy nothing")]
     enum Results<W: Write> {
         Text { out: W, any: bool },
         Csv(csv::Writer<W>),

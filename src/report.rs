@@ -550,6 +550,10 @@ pub fn write_html(summary: &Summary, groups: &[GroupRow], title: &str, plots: &[
     std::fs::write(dir.join("index.html"), h)
 }
 
+/// A binary task's name, its AUC and the AUC's 95% interval (`None` where the group lacks
+/// either side).
+pub type TaskAuc = (String, Option<f64>, Option<(f64, f64)>);
+
 /// One source's or kind's headline numbers: what `evaluate` prints per group and the model card
 /// tabulates.
 #[derive(Debug, Clone, Serialize)]
@@ -560,9 +564,8 @@ pub struct GroupRow {
     /// Balanced accuracy of the class-balanced call (the `diagnosis` column), over the images
     /// labelled with a training class (`None` without any).
     pub balanced_accuracy: Option<f64>,
-    /// `(task, AUC, 95% interval)` for melanoma vs nevus, carcinoma vs keratosis and malignant
-    /// vs benign.
-    pub aucs: Vec<(String, Option<f64>, Option<(f64, f64)>)>,
+    /// Melanoma vs nevus, carcinoma vs keratosis and malignant vs benign, in that order.
+    pub aucs: Vec<TaskAuc>,
     pub malignant: usize,
     pub benign: usize,
     /// Share of malignant images the high-risk flag catches, and of benign ones it leaves alone.
@@ -642,7 +645,7 @@ impl GroupRow {
     /// The row as printed, under [`GROUP_COLUMNS`]: AUCs with their 95% interval, shares in
     /// whole percent, "n/a" where nothing was measured.
     pub fn cells(&self) -> [String; 10] {
-        let auc = |v: &(String, Option<f64>, Option<(f64, f64)>)| match (v.1, v.2) {
+        let auc = |v: &TaskAuc| match (v.1, v.2) {
             (Some(a), Some((lo, hi))) => format!("{a:.3} ({lo:.3}-{hi:.3})"),
             (a, _) => fmt_opt(a),
         };

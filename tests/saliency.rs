@@ -76,7 +76,7 @@ fn map_explains_the_predicted_class() {
     let s = c.saliency_of(&input, &OcclusionConfig::default()).unwrap();
     assert_eq!(s.map.len(), s.size * s.size);
     assert!(s.map.iter().all(|v| (0.0..=1.0).contains(v)));
-    assert!(s.map.iter().any(|&v| v == 1.0), "scaled so the most salient pixel is 1");
+    assert!(s.map.contains(&1.0), "scaled so the most salient pixel is 1");
     // One view, no flips: the top class of the unflipped logits.
     assert!(c.meta().training_classes.contains(&s.class));
     assert!(s.probability > 1.0 / c.meta().training_classes.len() as f32);

@@ -131,7 +131,7 @@ cmd_site() {
         # The app's own pages and code (not embed.html's host-page code). The engine's wasm and
         # the model carry their SHA-256, which the worker checks before it saves them: they are
         # the large files a cut connection shortens, and no host rewrites them. Pages, scripts
-        # and styles (null) some hosts minify or add to, so a digest would never match there.
+        # and styles get null: some hosts minify or add to them, and a digest would never match.
         local list
         list="$(echo "$files" | grep -v '^embed\.' | while read -r f; do
             case "$f" in

@@ -1148,6 +1148,47 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     }
   });
 
+  // A clinic's tablet passes from one person to the next: the host starts over by putting a new
+  // element in place of the old one. Nothing of the last person may show, and the ~20 MB the
+  // page already holds must not come again.
+  test('a host starts over for the next person by replacing the element: nothing of the last stays, nothing is downloaded again', async () => {
+    const own = await serveSite();
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${own.url}/embed.html`);
+      await page.evaluate(() => document.querySelector('derm-screen').ready);
+      await page.evaluate(() => document.querySelector('derm-screen').setContext({ age: 70, sex: 'female' }));
+      const result = await armResult(page);
+      await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
+      assert.deepEqual((await result()).detail.context_used.sort(), ['age', 'sex']);
+      const last = new RegExp(`${samples[0].image}|malignant\\.`);
+      assert.match(await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.textContent), last);
+      const fetched = { ...own.sent };
+      const fresh = await page.evaluate(async () => {
+        const old = document.querySelector('derm-screen');
+        const next = document.createElement('derm-screen');
+        for (const a of old.attributes) next.setAttribute(a.name, a.value);
+        old.replaceWith(next);
+        const loaded = await next.ready;
+        const root = next.shadowRoot;
+        return { model: loaded.model.name, context: next.context, result: root.querySelector('.result').hidden, shown: root.textContent };
+      });
+      assert.deepEqual(own.sent, fetched, 'the engine and the model are not downloaded again');
+      assert.deepEqual(fresh.context, {});
+      assert.equal(fresh.result, true, 'no result shown');
+      assert.doesNotMatch(fresh.shown, last, 'nothing of the last photo');
+      const next = await armResult(page);
+      await fileInput(page).setInputFiles(join(DATA, 'images', samples[1].file));
+      const { detail } = await next();
+      assert.deepEqual(detail.context_used, [], 'the next person\'s photo is judged without the last one\'s answers');
+      assert.ok(maxDiff(detail, cli.get(samples[1].image)) <= PARITY_TOLERANCE);
+    } finally {
+      await context.close();
+      own.server.close();
+    }
+  });
+
   test('embedded in a host page with a strict CSP: events carry the CLI JSON', async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();

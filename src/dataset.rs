@@ -143,13 +143,12 @@ pub fn read_source(root: &Path, spec: &SourceSpec) -> Result<Vec<Sample>, Datase
 /// A source's own table (HAM10000's or PAD-UFES-20's `metadata.csv`, by its column of image
 /// names and all its context columns) read as patient context as the trainer reads it:
 /// per row its image name and answers. `None` for any other table.
-pub fn source_contexts(path: &Path) -> Result<Option<Vec<(String, Context)>>, DatasetError> {
-    let table = Table::read(path)?;
+pub fn source_contexts(table: &Table) -> Result<Option<Vec<(String, Context)>>, DatasetError> {
     let own = |s: &SourceSpec| !s.context_columns.is_empty() && table.has(&s.image_column) && s.context_columns.values().all(|c| table.has(c));
     let Some(spec) = built_in_sources().into_iter().find(own) else {
         return Ok(None);
     };
-    Ok(Some(table.column(&spec.image_column)?.into_iter().zip(read_contexts(&table, &spec)?).collect()))
+    Ok(Some(table.column(&spec.image_column)?.into_iter().zip(read_contexts(table, &spec)?).collect()))
 }
 
 /// Each row's context, from the columns and value maps `spec` names.
@@ -194,10 +193,10 @@ pub enum DatasetError {
 
 /// Opens a CSV file, comma-separated or, as spreadsheets save CSV in many locales, separated
 /// by semicolons (or tabs): its header line says which.
-pub fn csv_reader(path: &Path) -> csv::Result<csv::Reader<std::fs::File>> {
+fn csv_reader(path: &Path) -> csv::Result<csv::Reader<std::fs::File>> {
     use std::io::BufRead;
     let mut header = String::new();
-    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut header).map_err(|e| explain_csv(e.into()))?;
+    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut header)?;
     let delimiter = [b',', b';', b'\t'].into_iter().find(|&d| header.contains(char::from(d))).unwrap_or(b',');
     csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)
 }
@@ -205,7 +204,7 @@ pub fn csv_reader(path: &Path) -> csv::Result<csv::Reader<std::fs::File>> {
 /// `e`, or where the bytes were not UTF-8 (a photo given as a table, a spreadsheet saved as
 /// "CSV" in a Windows code page) an error saying what was expected, and on which line: the
 /// decoder's own words ("stream did not contain valid UTF-8") do not.
-pub fn explain_csv(e: csv::Error) -> csv::Error {
+fn explain_csv(e: csv::Error) -> csv::Error {
     let line = match e.kind() {
         csv::ErrorKind::Utf8 { pos, .. } => pos.as_ref().map(csv::Position::line),
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => None,
@@ -231,6 +230,16 @@ impl Table {
         let headers = rdr.headers().map_err(csv_err)?.clone();
         let rows = rdr.records().collect::<Result<_, _>>().map_err(csv_err)?;
         Ok(Self { path: path.to_path_buf(), headers, rows })
+    }
+
+    /// The header's column names.
+    pub fn headers(&self) -> &csv::StringRecord {
+        &self.headers
+    }
+
+    /// Every row, in the file's order.
+    pub fn rows(&self) -> &[csv::StringRecord] {
+        &self.rows
     }
 
     /// Whether the header names `column`.

@@ -384,9 +384,10 @@ mod native {
         /// A table with an `image` column and any of [`FIELDS`], or a data set's own table
         /// ([`dataset::source_contexts`]).
         fn read(path: &Path) -> Result<Self> {
-            let answers = match dataset::source_contexts(path)? {
+            let table = dataset::Table::read(path)?;
+            let answers = match dataset::source_contexts(&table)? {
                 Some(answers) => answers,
-                None => Self::read_fields(path)?,
+                None => Self::read_fields(&table, path)?,
             };
             let mut rows = Self { file: path.to_path_buf(), ..Self::default() };
             for (row, (named, context)) in answers.into_iter().enumerate() {
@@ -405,16 +406,14 @@ mod native {
         }
 
         /// Per row, the `image` column and the answers in the columns named as [`FIELDS`].
-        fn read_fields(path: &Path) -> Result<Vec<(String, PatientContext)>> {
-            let mut rdr = dataset::csv_reader(path).with_context(|| path.display().to_string())?;
-            let headers = rdr.headers().map_err(dataset::explain_csv).with_context(|| path.display().to_string())?.clone();
+        fn read_fields(table: &dataset::Table, path: &Path) -> Result<Vec<(String, PatientContext)>> {
+            let headers = table.headers();
             let image = headers.iter().position(|h| h == "image").with_context(|| {
                 format!("{}: no `image` column (nor the columns of HAM10000's or PAD-UFES-20's own metadata.csv)", path.display())
             })?;
             let fields: Vec<(usize, &str)> = headers.iter().enumerate().filter_map(|(i, h)| FIELDS.iter().find(|f| **f == h).map(|f| (i, *f))).collect();
             let mut answers = Vec::new();
-            for (row, rec) in rdr.records().enumerate() {
-                let rec = rec.map_err(dataset::explain_csv).with_context(|| path.display().to_string())?;
+            for (row, rec) in table.rows().iter().enumerate() {
                 let named = rec.get(image).unwrap_or_default().to_string();
                 let context = PatientContext::from_pairs(fields.iter().map(|&(i, f)| (f, rec.get(i).unwrap_or_default())))
                     .with_context(|| format!("{}: row {} ({named})", path.display(), row + 2))?;

@@ -929,16 +929,15 @@ export class DermScreen extends HTMLElement {
         throw new Error(this.#stream !== stream ? 'the camera was closed before its first picture.'
           : 'the camera has sent no picture. Tap "Close camera", then "Use the camera" to start it again, or choose a photo.');
       }
-      const { frame, side } = this.#guideSquare(video);
-      const preview = jpegNow(frame.canvas);
-      const rgba = new Uint8Array(frame.image.data.buffer);
+      const { canvas, rgba, side } = this.#guideSquare(video);
+      const preview = jpegNow(canvas);
       await this.#run((engine, c) => engine.classifyRgba(rgba, side, side, name, c), context, preview, (engine) => engine.saliencyRgba(rgba, side, side));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
   }
 
   /**
    * The square under the guide in `video`'s current picture, at most CAPTURE_MAX_SIDE px a side:
-   * `frame.canvas` holds it, `frame.image` its pixels (ImageData), `side` its size.
+   * `canvas` holds it, `rgba` its pixels (Uint8Array, side * side * 4), `side` its size.
    */
   #guideSquare(video) {
     const taken = Math.round(Math.min(video.videoWidth, video.videoHeight) * GUIDE_FRACTION);
@@ -947,7 +946,7 @@ export class DermScreen extends HTMLElement {
     canvas.width = canvas.height = side;
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
     ctx.drawImage(video, (video.videoWidth - taken) / 2, (video.videoHeight - taken) / 2, taken, taken, 0, 0, side, side);
-    return { frame: { canvas, image: ctx.getImageData(0, 0, side, side) }, side };
+    return { canvas, rgba: new Uint8Array(ctx.getImageData(0, 0, side, side).data.buffer), side };
   }
 }
 

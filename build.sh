@@ -16,12 +16,6 @@ cd "$(dirname "$0")"
 
 DATA="${DERMSCREEN_DATA:-../shared/data/ham10000}"
 
-# The shipped model's recipe (see model/MODEL_CARD.md), written once for `train` and `bench`:
-# its input side and batch, then its schedule.
-RECIPE_SHAPE=(--input-size 144 --batch-size 64)
-RECIPE_EPOCHS=30
-RECIPE_SCHEDULE=(--epochs "$RECIPE_EPOCHS" --lr 2.8e-3 --validate-every "$RECIPE_EPOCHS")
-
 # Rust through rustup when cargo is not found (Debian's own rustc is older than Cargo.toml's
 # rust-version, and rustup then adds the wasm target the same way). Rust links with the system's
 # C compiler, which a fresh Debian may lack too.
@@ -253,17 +247,19 @@ print(json.dumps({"bench": "classify_cli_12mp_jpeg", "unit": "ms/photo", "value"
 EOF
 }
 
-# The trainer's speed at the recipe's input side and batch on every training photo: two short
-# epochs that stop at their checkpoint (no export), the second one warm. From it, the hours the
-# recipe's epochs take on this machine (training only; validation and export add minutes).
+# The trainer's speed at the recipe's input side and batch (the trainer's defaults) on every
+# training photo: two short epochs that stop at their checkpoint (no export), the second one
+# warm. From it, the hours the recipe's epochs (the default of --epochs, read from the trainer's
+# help) take on this machine (training only; validation and export add minutes).
 bench_training() {
     local name="$1" dermscreen="$2" run=target/bench/train steps=20
     rm -rf "$run"
-    "$dermscreen" train --data "$(dirname "$DATA")" --out "$run" "${RECIPE_SHAPE[@]}" \
+    "$dermscreen" train --data "$(dirname "$DATA")" --out "$run" \
         --epochs 2 --max-steps-per-epoch "$steps" --no-export >&2
-    python3 - "$name" "$run" "$RECIPE_EPOCHS" "$steps" <<'EOF'
-import json, sys
-name, run, recipe_epochs, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    python3 - "$name" "$run" "$steps" "$("$dermscreen" train --help)" <<'EOF'
+import json, re, sys
+name, run, steps, help_text = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+recipe_epochs = int(re.search(r"--epochs <EPOCHS>[^\[]*\[default: (\d+)\]", help_text).group(1))
 read = lambda name: json.load(open(f"{run}/{name}"))
 warm = read("history.json")[-1]
 batch = read("train_config.json")["batch_size"]
@@ -321,13 +317,14 @@ cmd_train() {
         "${train[@]}" "$@"
         return
     fi
-    # The shipped model: 30 epochs at 144 px from scratch, batches of 64 (see MODEL_CARD.md).
-    # 3-6 h on 2 cores, by machine (`./build.sh bench`, train_cpu), so a run cut short by the
-    # end of a session is picked up again from its last epoch by the same command.
+    # The shipped model's recipe is the trainer's defaults: 30 epochs at 144 px from scratch,
+    # batches of 64 (see MODEL_CARD.md). 3-6 h on 2 cores, by machine (`./build.sh bench`,
+    # train_cpu), so a run cut short by the end of a session is picked up again from its last
+    # epoch by the same command.
     if [ -f "runs/$name/checkpoint/state.json" ]; then
         "${train[@]}" --resume
     else
-        "${train[@]}" "${RECIPE_SHAPE[@]}" "${RECIPE_SCHEDULE[@]}"
+        "${train[@]}"
     fi
 }
 

@@ -416,6 +416,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// `dermscreen train --out DIR` alone trains the shipped model's recipe: its network and
+    /// input side are the shipped model.json's (its schedule, not recorded there, is the model
+    /// card's).
+    #[test]
+    fn the_defaults_train_the_shipped_models_network_at_its_input_side() {
+        let cfg = TrainConfig::default();
+        let meta = read_model_meta(Path::new("model")).unwrap();
+        assert_eq!(cfg.input_size, meta.preprocess.input_size);
+        assert_eq!(cfg.low_res_size, None, "one input side throughout");
+        assert_eq!(cfg.network(meta.training_classes.len()), meta.architecture);
+    }
+
     #[test]
     fn init_from_the_shipped_model_folder_takes_its_f16_weights_and_refuses_another_split_or_network() {
         let model = Path::new("model");

@@ -36,12 +36,14 @@
 // Photos come from the file picker, a drop, a paste with the focus in the element (a host
 // passes on other pastes by re-dispatching them on it), or the camera.
 //
-// Everything runs in this browser: no image leaves the device. The engine (engine.js) and the
-// result view (result-view.js) are separate modules; this file is the element around them.
+// Everything runs in this browser: no image leaves the device. The engine (engine.js), the
+// result view (result-view.js), the context form (context-form.js) and the camera (camera.js)
+// are separate modules; this file is the element around them.
 
 import { guarded, hasCrashed, isSupported, loadEngine, mb, progressText } from './engine.js';
 import { backendLabel, el, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
+import { firstPicture, guideSquare, GUIDE_FRACTION, hasTorch, openCamera, setTorch, stopTracks } from './camera.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
 // Files are refused above this many bytes before they are read (in MB as the page writes MB:
@@ -49,13 +51,6 @@ const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
 const MAX_FILE_BYTES = 60e6;
 // Where age and sex are kept when the person asks to remember them (nothing else is stored).
 const REMEMBERED = 'dermscreen:context';
-// Side of the capture square as a fraction of the shorter side of the camera frame; the
-// on-screen guide shows the same square.
-const GUIDE_FRACTION = 0.7;
-// Camera crops are scaled to at most this side before they go to the classifier.
-const CAPTURE_MAX_SIDE = 448;
-// How long "Take photo" waits for a camera that has not sent its first picture yet.
-const FIRST_PICTURE_MS = 5000;
 
 // The element's colours: [light, dark]. It takes the colour scheme the page around it names
 // (`color-scheme`; the app page names `light dark`, so it follows the phone's setting) and a page
@@ -218,49 +213,6 @@ const TEMPLATE = `
 images of pigmented spots and some phone photos, and can be wrong, more so for phone photos. If a
 spot is new, changing, bleeding or worrying you, see a dermatologist whatever this says.</p>
 `;
-
-const CAMERA_ERRORS = {
-  NotAllowedError: 'Camera access was denied. Allow it in the browser\'s site settings, or choose a photo instead.',
-  SecurityError: 'Camera access is blocked on this page. Choose a photo instead.',
-  NotFoundError: 'No camera was found on this device. Choose a photo instead.',
-  OverconstrainedError: 'No suitable camera was found on this device. Choose a photo instead.',
-  NotReadableError: 'The camera is in use by another app. Close it and try again, or choose a photo instead.',
-};
-
-/** Turns a camera stream off (its light too). */
-const stopTracks = (stream) => { for (const track of stream.getTracks()) track.stop(); };
-
-/**
- * Resolves once `video` has a picture to draw (true), or false after `ms` or once its source is
- * taken away (the camera closed): a phone's camera can take a second or more after it is
- * granted to send its first.
- */
-const firstPicture = (video, ms) => new Promise((resolve) => {
-  if (video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA) {
-    resolve(true);
-    return;
-  }
-  const done = (came) => {
-    clearTimeout(timer);
-    video.removeEventListener('loadeddata', onData);
-    video.removeEventListener('emptied', onGone);
-    resolve(came);
-  };
-  const onData = () => done(true);
-  const onGone = () => done(false);
-  const timer = setTimeout(onGone, ms);
-  video.addEventListener('loadeddata', onData);
-  video.addEventListener('emptied', onGone);
-});
-
-/**
- * `canvas` as a JPEG Blob, encoded now. toBlob() waits for the page to be idle, which during a
- * check it seldom is: in Chromium up to its one-second timeout, a second on every camera photo.
- */
-function jpegNow(canvas) {
-  const base64 = canvas.toDataURL('image/jpeg', 0.9).split(',')[1];
-  return new Blob([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], { type: 'image/jpeg' });
-}
 
 /**
  * Resolves once the browser has drawn what was just changed on the page (a frame's callbacks
@@ -820,21 +772,12 @@ export class DermScreen extends HTMLElement {
 
   async #startCamera() {
     this.#$('.camera-notice').hidden = true;
-    if (!navigator.mediaDevices?.getUserMedia) {
-      this.#cameraProblem('This browser cannot use a camera on this page (it needs a secure https:// address). Choose a photo instead.');
-      return;
-    }
     const request = ++this.#cameraRequest;
     let stream;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({
-        video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 1280 } },
-        audio: false,
-      });
+      stream = await openCamera();
     } catch (e) {
-      if (request === this.#cameraRequest) {
-        this.#cameraProblem(CAMERA_ERRORS[e.name] ?? `The camera could not be started (${e.message}). Choose a photo instead.`);
-      }
+      if (request === this.#cameraRequest) this.#cameraProblem(e.message);
       return;
     }
     if (request !== this.#cameraRequest) {
@@ -850,8 +793,7 @@ export class DermScreen extends HTMLElement {
     this.#$('.camera-buttons').hidden = false;
     const track = this.#stream.getVideoTracks()[0];
     track.addEventListener('ended', () => { if (this.#stream === stream) this.#cameraEnded(); }, { once: true });
-    const caps = track.getCapabilities ? track.getCapabilities() : {};
-    this.#$('.torch').hidden = !caps.torch;
+    this.#$('.torch').hidden = !hasTorch(track);
     try { await video.play(); } catch { /* autoplay of a muted inline video is allowed; play() may race with srcObject */ }
     this.#showCamera();
   }
@@ -902,7 +844,7 @@ export class DermScreen extends HTMLElement {
     const button = this.#$('.torch');
     const on = button.getAttribute('aria-pressed') !== 'true';
     try {
-      await track.applyConstraints({ advanced: [{ torch: on }] });
+      await setTorch(track, on);
       button.setAttribute('aria-pressed', String(on));
     } catch {
       button.hidden = true;
@@ -925,28 +867,13 @@ export class DermScreen extends HTMLElement {
     const name = `camera-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const context = this.#context;
     await this.#fromUi('the camera photo', async () => {
-      if (!(await firstPicture(video, FIRST_PICTURE_MS))) {
+      if (!(await firstPicture(video))) {
         throw new Error(this.#stream !== stream ? 'the camera was closed before its first picture.'
           : 'the camera has sent no picture. Tap "Close camera", then "Use the camera" to start it again, or choose a photo.');
       }
-      const { canvas, rgba, side } = this.#guideSquare(video);
-      const preview = jpegNow(canvas);
+      const { rgba, side, preview } = guideSquare(video);
       await this.#run((engine, c) => engine.classifyRgba(rgba, side, side, name, c), context, preview, (engine) => engine.saliencyRgba(rgba, side, side));
     }, (e) => `The camera photo could not be checked: ${e.message}`);
-  }
-
-  /**
-   * The square under the guide in `video`'s current picture, at most CAPTURE_MAX_SIDE px a side:
-   * `canvas` holds it, `rgba` its pixels (Uint8Array, side * side * 4), `side` its size.
-   */
-  #guideSquare(video) {
-    const taken = Math.round(Math.min(video.videoWidth, video.videoHeight) * GUIDE_FRACTION);
-    const side = Math.min(taken, CAPTURE_MAX_SIDE);
-    const canvas = document.createElement('canvas');
-    canvas.width = canvas.height = side;
-    const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    ctx.drawImage(video, (video.videoWidth - taken) / 2, (video.videoHeight - taken) / 2, taken, taken, 0, 0, side, side);
-    return { canvas, rgba: new Uint8Array(ctx.getImageData(0, 0, side, side).data.buffer), side };
   }
 }
 

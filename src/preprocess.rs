@@ -1,7 +1,7 @@
 //! Bytes or camera frames -> a square RGB image -> a normalised CHW float tensor.
 //!
 //! One path for the trainer, the CLI and the browser: decode (JPEG/PNG/WebP, with limits;
-//! [`decode`]), apply the EXIF orientation, take the centre square, resize, normalise.
+//! [`decode()`]), apply the EXIF orientation, take the centre square, resize, normalise.
 
 mod decode;
 

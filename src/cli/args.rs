@@ -29,7 +29,7 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Also write, per image given a risk, a PNG of where the model looked (DIR/<image>.png): the
+        /// Also write, per image given a risk, a PNG of where the model looked (`DIR/<image>.png`): the
         /// photo's centre square with the occlusion saliency of the diagnosis it leans to over it.
         /// DIR is not read as input, and an overlay never replaces a photo being classified.
         #[arg(long, value_name = "DIR")]

@@ -32,8 +32,8 @@ pub const IMAGE_COLUMNS: [&str; 7] = ["image", "image_id", "img_id", "isic_id", 
 /// `model/validation_split.csv` or HAM10000's `metadata.csv`. A table without `dx` may be an
 /// ISIC challenge's ground truth (one-hot, [`ONE_HOT_CODES`]), a table of diagnoses in words
 /// with their outcome ([`WORD_TABLES`]: ISIC 2020, DDI, Fitzpatrick17k), derm7pt's table of
-/// paired photos ([`PAIRED_IMAGE_COLUMNS`]) or a known source's own ([`known_source`]): these
-/// are read as they come.
+/// paired photos ([`PAIRED_IMAGE_COLUMNS`]) or a known source's own (its diagnosis column as
+/// `taxonomy/sources.json` names it): these are read as they come.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>, DatasetError> {
     Ok(read_label_table(path)?.0)
 }
@@ -63,7 +63,7 @@ pub struct WordTable {
     pub name: &'static str,
     /// Its column of diagnoses in words ([`DIAGNOSIS_WORDS`]).
     pub words: &'static str,
-    /// Its column of outcomes ([`outcome_node`]).
+    /// Its column of outcomes: benign or malignant (or non-neoplastic), or True/False.
     pub outcome: &'static str,
     /// The kind of its photos.
     pub kind: Kind,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// Reads and preprocesses each file. Returns `(index into files, model input)` for the
 /// readable ones and reports the others.
-pub(crate) fn prepare(classifier: &Classifier, files: &[PathBuf], problems: &mut Problems) -> Vec<(usize, Vec<f32>)> {
+fn prepare(classifier: &Classifier, files: &[PathBuf], problems: &mut Problems) -> Vec<(usize, Vec<f32>)> {
     let input = |f: &PathBuf| -> Result<Vec<f32>> { Ok(classifier.input_from_bytes(&read_photo(f)?)?) };
     let mut ok = Vec::new();
     for (i, (f, input)) in files.iter().zip(in_parallel(files, input)).enumerate() {
@@ -25,10 +25,10 @@ pub(crate) fn prepare(classifier: &Classifier, files: &[PathBuf], problems: &mut
 /// its time in `classify` (measured: 64 such photos, 9.4 s on one core), so a batch's
 /// photos are decoded side by side; each may hold up to `preprocess::DECODE_BUDGET` (160 MB)
 /// while it is decoded, so not on every core of a big machine.
-pub(crate) const DECODE_THREADS: usize = 4;
+const DECODE_THREADS: usize = 4;
 
 /// `f` of each item, in order, on up to [`DECODE_THREADS`] threads.
-pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(DECODE_THREADS);
     let per_thread = items.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {

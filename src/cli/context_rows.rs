@@ -45,7 +45,7 @@ impl ContextRows {
     }
 
     /// Per row, the `image` column and the answers in the columns named as [`FIELDS`].
-    pub(crate) fn read_fields(table: &dataset::Table, path: &Path) -> Result<Vec<(String, PatientContext)>> {
+    fn read_fields(table: &dataset::Table, path: &Path) -> Result<Vec<(String, PatientContext)>> {
         let headers = table.headers();
         let image = headers.iter().position(|h| h == "image").with_context(|| {
             format!("{}: no `image` column (nor the columns of HAM10000's or PAD-UFES-20's own metadata.csv)", path.display())
@@ -62,7 +62,7 @@ impl ContextRows {
     }
 
     /// A path's folders and file stem, in order.
-    pub(crate) fn components(path: &str) -> Vec<String> {
+    fn components(path: &str) -> Vec<String> {
         let mut parts: Vec<String> = path.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").map(str::to_string).collect();
         if let Some(last) = parts.last_mut() {
             *last = image_stem(last);

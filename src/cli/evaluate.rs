@@ -11,7 +11,7 @@ use dermscreen::report;
 use std::path::{Path, PathBuf};
 
 /// What `evaluate` writes in `--out`, for the messages about that folder.
-pub(crate) const REPORT: &str = "metrics.json and the plots";
+const REPORT: &str = "metrics.json and the plots";
 
 /// Scores the labelled photos under `images` and writes the report into `out`; `Ok(false)`
 /// where some photo or label row was a problem.
@@ -61,7 +61,7 @@ pub(crate) fn run(images: &Path, table_path: Option<&Path>, by: &[String], out: 
 
 /// The photos `evaluate` scores, each found once: its file, the taxonomy node it is scored
 /// against, its label, and each `--by` column's values per row of the label table.
-pub(crate) struct LabelledPhotos {
+struct LabelledPhotos {
     files: Vec<PathBuf>,
     nodes: Vec<String>,
     labels: Vec<Label>,
@@ -71,7 +71,7 @@ pub(crate) struct LabelledPhotos {
 /// The label rows `evaluate` cannot score, each kind named in one line (a wrong --images or
 /// a table in another vocabulary would otherwise fill the screen with one line per row).
 #[derive(Default)]
-pub(crate) struct Unscored {
+struct Unscored {
     /// Images listed but not found under --images.
     missing: Vec<String>,
     /// Labels that are no taxonomy node: rows carrying each, and the first such image.
@@ -86,7 +86,7 @@ pub(crate) struct Unscored {
 impl LabelledPhotos {
     /// The label table's rows (or without one, the photos' folders) matched to the photos
     /// under `images`; the rows that cannot be scored are reported.
-    pub(crate) fn find(images: &Path, table_path: Option<&Path>, by: &[String], out: &Path, classifier: &Classifier, problems: &mut Problems) -> Result<Self> {
+    fn find(images: &Path, table_path: Option<&Path>, by: &[String], out: &Path, classifier: &Classifier, problems: &mut Problems) -> Result<Self> {
         let (classes, taxonomy) = (&classifier.meta().training_classes, classifier.taxonomy());
         let (table, own, by_values) = match table_path {
             Some(path) => {
@@ -146,7 +146,7 @@ impl LabelledPhotos {
 impl Unscored {
     /// One line per kind of row not scored; `home` is the label table, or the images folder
     /// whose folders' names are the labels (`from_table` false).
-    pub(crate) fn report(&self, home: &Path, images: &Path, from_table: bool, classes: &[String], problems: &mut Problems) {
+    fn report(&self, home: &Path, images: &Path, from_table: bool, classes: &[String], problems: &mut Problems) {
         if !self.missing.is_empty() {
             let more = if self.missing.len() > 3 { ", ..." } else { "" };
             let n = self.missing.len();
@@ -182,7 +182,7 @@ impl Unscored {
 }
 
 /// What `evaluate` measured on the photos it could read.
-pub(crate) struct Evaluation {
+struct Evaluation {
     summary: report::Summary,
     /// All photos first, then each source, kind and `--by` value.
     groups: Vec<report::GroupRow>,
@@ -196,7 +196,7 @@ pub(crate) struct Evaluation {
 
 impl Evaluation {
     /// Scores the photos read (`kept`: their indices into `photos`), with a spinner.
-    pub(crate) fn score(classifier: &Classifier, photos: &LabelledPhotos, kept: &[usize], predictions: &[Prediction], embeddings: &[Vec<f32>]) -> Result<Self> {
+    fn score(classifier: &Classifier, photos: &LabelledPhotos, kept: &[usize], predictions: &[Prediction], embeddings: &[Vec<f32>]) -> Result<Self> {
         let (classes, taxonomy) = (&classifier.meta().training_classes, classifier.taxonomy());
         let spinner = step_spinner(format!("scoring {} photos with 95% intervals", kept.len()), kept.len());
         let nodes: Vec<&str> = kept.iter().map(|i| photos.nodes[*i].as_str()).collect();
@@ -225,13 +225,13 @@ impl Evaluation {
     }
 
     /// Balanced accuracy of the class-balanced call over every photo (the first group).
-    pub(crate) fn call_balanced_accuracy(&self) -> Option<f64> {
+    fn call_balanced_accuracy(&self) -> Option<f64> {
         self.groups[0].balanced_accuracy
     }
 
     /// Writes `metrics`, the plots, the t-SNE map and its points, and index.html into `out`;
     /// returns the plots written.
-    pub(crate) fn write(&self, metrics: &serde_json::Value, classifier: &Classifier, files: &[PathBuf], kept: &[usize], out: &Path) -> Result<Vec<PathBuf>> {
+    fn write(&self, metrics: &serde_json::Value, classifier: &Classifier, files: &[PathBuf], kept: &[usize], out: &Path) -> Result<Vec<PathBuf>> {
         let metrics_path = out.join("metrics.json");
         std::fs::write(&metrics_path, serde_json::to_vec_pretty(metrics)?).with_context(|| format!("writing {}", metrics_path.display()))?;
         let classes = &classifier.meta().training_classes;
@@ -257,7 +257,7 @@ impl Evaluation {
     }
 
     /// The report in words on standard output.
-    pub(crate) fn print(&self, by: &[String], out: &Path, plots: Vec<PathBuf>) {
+    fn print(&self, by: &[String], out: &Path, plots: Vec<PathBuf>) {
         print!("{}", report::summary_text(&self.summary));
         println!("class-balanced call (the `diagnosis` column): balanced accuracy {}", report::fmt_opt(self.call_balanced_accuracy()));
         println!("gate (scored anyway): {}", self.gated.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
@@ -272,7 +272,7 @@ impl Evaluation {
 /// Without a label table: each photo under `images` (not under `out`) labelled by its folders
 /// ([`dataset::folder_diagnosis`]); the photos under no folder named for a diagnosis are
 /// counted in one line.
-pub(crate) fn folder_labels(images: &Path, out: &Path, taxonomy: &dermscreen::taxonomy::Taxonomy, problems: &mut Problems) -> Vec<Label> {
+fn folder_labels(images: &Path, out: &Path, taxonomy: &dermscreen::taxonomy::Taxonomy, problems: &mut Problems) -> Vec<Label> {
     let is_node = |id: &str| id != taxonomy.root() && taxonomy.is_within(id, taxonomy.root()).unwrap_or(false);
     let mut unlabelled = Vec::new();
     let mut labels = Vec::new();
@@ -298,7 +298,7 @@ pub(crate) fn folder_labels(images: &Path, out: &Path, taxonomy: &dermscreen::ta
 /// The headline numbers of all images, then of each source and each kind of photo the
 /// label table names (the kind as labelled, not as recognised), then of each value of each
 /// `by` column (`(column, value per scored image)`; an empty value is in no group).
-pub(crate) fn evaluate_groups(
+fn evaluate_groups(
     classifier: &Classifier,
     kept: &[usize],
     labels: &[Label],

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// Pictures people have that the app does not read: in a folder they are tried too, so each
 /// gets its own reason instead of being passed over in silence.
-pub(crate) const OTHER_IMAGE_EXTENSIONS: [&str; 8] = ["gif", "bmp", "tif", "tiff", "heic", "heif", "avif", "dng"];
+const OTHER_IMAGE_EXTENSIONS: [&str; 8] = ["gif", "bmp", "tif", "tiff", "heic", "heif", "avif", "dng"];
 
-pub(crate) fn extension_in(f: &Path, list: &[&str]) -> bool {
+fn extension_in(f: &Path, list: &[&str]) -> bool {
     f.extension()
         .and_then(|x| x.to_str())
         .is_some_and(|x| list.contains(&x.to_ascii_lowercase().as_str()))
@@ -64,7 +64,7 @@ pub(crate) fn collect_files(paths: &[PathBuf], output: Option<&Path>, problems: 
 
 /// A folder walk's problem, named by the path it is about rather than the folder given: a
 /// link to a photo since moved or deleted, a link back up the tree, a folder not readable.
-pub(crate) fn walk_error(root: &Path, err: &walkdir::Error) -> String {
+fn walk_error(root: &Path, err: &walkdir::Error) -> String {
     match (err.path(), err.loop_ancestor(), err.io_error()) {
         (Some(path), Some(ancestor), _) => {
             format!("{}: a link back to {}, which is being read already (passed over)", path.display(), ancestor.display())
@@ -79,7 +79,7 @@ pub(crate) fn walk_error(root: &Path, err: &walkdir::Error) -> String {
 
 /// The path that stands for standard input (`curl ... | dermscreen classify -`); a file of
 /// that name is `./-`.
-pub(crate) const STDIN: &str = "-";
+const STDIN: &str = "-";
 
 /// The bytes of the photo at `path`. Standard input is read once and kept: `--saliency`
 /// decodes a photo a second time.

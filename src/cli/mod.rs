@@ -113,7 +113,7 @@ const OPTIONAL_COMMANDS: [(&str, &str, bool); 3] = [
 
 /// What to say when `args` (the command line) names one of `optional` that this build
 /// lacks: clap alone would call it an unrecognized subcommand, as if it did not exist.
-pub(crate) fn not_built(args: &[String], optional: &[(&str, &str, bool)]) -> Option<String> {
+fn not_built(args: &[String], optional: &[(&str, &str, bool)]) -> Option<String> {
     let command = args.iter().skip(1).find(|a| !a.starts_with('-'))?;
     let (_, feature, _) = optional.iter().find(|(c, _, built)| c == command && !built)?;
     Some(format!(

@@ -30,7 +30,7 @@ impl<'a> Overlays<'a> {
     }
 
     /// The next free name for an overlay of a photo named `stem`.
-    pub(crate) fn path_for(&mut self, stem: String) -> PathBuf {
+    fn path_for(&mut self, stem: String) -> PathBuf {
         loop {
             let n = self.used.entry(stem.clone()).and_modify(|n| *n += 1).or_insert(1);
             let name = if *n == 1 { format!("{stem}.png") } else { format!("{stem}-{n}.png") };
@@ -66,7 +66,7 @@ impl<'a> Overlays<'a> {
         line
     }
 
-    pub(crate) fn write_one(&mut self, classifier: &Classifier, file: &Path, input: &[f32]) -> Result<()> {
+    fn write_one(&mut self, classifier: &Classifier, file: &Path, input: &[f32]) -> Result<()> {
         let saliency = classifier.saliency_of(input, &OcclusionConfig::default())?;
         // The file decoded a moment ago; decode again for the display-size photo.
         let photo = preprocess::decode(&read_photo(file)?)?;

@@ -51,7 +51,7 @@ pub(crate) fn photo_bar(n: usize, results_on_stdout: bool) -> ProgressBar {
 /// Whether progress over `n` photos is shown: someone watches stderr (a terminal, and
 /// stdout not one when results stream to it, where lines would tangle with the bar), and
 /// there is more than one batch.
-pub(crate) fn progress_shown(n: usize, results_on_stdout: bool) -> bool {
+fn progress_shown(n: usize, results_on_stdout: bool) -> bool {
     use std::io::IsTerminal;
     n > BATCH && std::io::stderr().is_terminal() && !(results_on_stdout && std::io::stdout().is_terminal())
 }

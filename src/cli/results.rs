@@ -5,9 +5,9 @@ use anyhow::Result;
 use dermscreen::classifier::{Classifier, ImageResult, UNSURE_BELOW};
 use std::io::Write;
 
-pub(crate) const REMINDER: &str = "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.";
+const REMINDER: &str = "Screening aid only, not a diagnosis. If a lesion changes, bleeds or worries you, see a dermatologist.";
 
-pub(crate) fn write_text(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
+fn write_text(out: &mut impl Write, rows: &[ImageResult]) -> Result<()> {
     for r in rows {
         let p = r.prediction;
         if let Some(message) = r.gate_message {
@@ -32,7 +32,7 @@ pub(crate) fn write_text(out: &mut impl Write, rows: &[ImageResult]) -> Result<(
 }
 
 /// How the text output names a kind of photo.
-pub(crate) fn kind_words(k: dermscreen::dataset::Kind) -> &'static str {
+fn kind_words(k: dermscreen::dataset::Kind) -> &'static str {
     match k {
         dermscreen::dataset::Kind::Dermoscopic => "dermoscopic",
         dermscreen::dataset::Kind::Clinical => "plain camera (clinical)",
@@ -45,7 +45,7 @@ pub(crate) fn kind_words(k: dermscreen::dataset::Kind) -> &'static str {
 /// given (two photos in different folders may share a name), and whether no diagnosis
 /// reaches [`UNSURE_BELOW`] (last, so the columns before it keep their places). A gated
 /// image's risk columns and `unsure` are empty.
-pub(crate) fn csv_header<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier) -> Result<()> {
+fn csv_header<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier) -> Result<()> {
     let ids = classifier.meta().training_classes.iter().chain(classifier.inference_nodes());
     let head = ["image", "gate", "lesion_score", "domain", "malignant", "high_risk", "diagnosis"];
     w.write_record(head.into_iter().chain(ids.map(String::as_str)).chain(["context_used", "path", "unsure"]))?;
@@ -53,7 +53,7 @@ pub(crate) fn csv_header<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifi
 }
 
 /// The rows under [`csv_header`].
-pub(crate) fn write_csv<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
+fn write_csv<W: Write>(w: &mut csv::Writer<W>, classifier: &Classifier, rows: &[ImageResult]) -> Result<()> {
     let width = classifier.meta().training_classes.len() + classifier.inference_nodes().len();
     for r in rows {
         let p = r.prediction;

@@ -39,6 +39,9 @@ pub enum PreprocessError {
     TooLarge { width: u32, height: u32 },
     #[error("image too large: {width}x{height} px needs {megabytes} MB to decode, over the {} MB limit; save it as an 8-bit JPEG or PNG", DECODE_BUDGET / 1_000_000)]
     TooLargeToDecode { width: u32, height: u32, megabytes: u64 },
+    /// A phone's "copy subject" cut-out: the skin around the spot is see-through.
+    #[error("cut-out picture: {percent}% of its middle is see-through, and the skin around the spot matters; choose the photo as it was taken")]
+    SeeThrough { percent: u32 },
     #[error("frame buffer holds {got} bytes, expected {expected} for {width}x{height} RGBA")]
     FrameSize {
         got: usize,

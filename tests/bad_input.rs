@@ -55,6 +55,24 @@ fn a_large_16_bit_png_is_refused_from_its_header_within_the_memory_budget() {
     assert!(e.to_string().contains("320 MB"), "{e}");
 }
 
+/// A cut-out (a phone's "copy subject", pasted or shared as a PNG) has transparent black where
+/// the skin was: read as black skin it got a cancer risk many times the photo's. It is refused
+/// with what to do; a picture with an alpha channel that is opaque, or transparent only outside
+/// the square the model sees (a wide picture's sides), is read as before.
+#[test]
+fn a_cut_out_with_a_transparent_background_is_refused() {
+    let img = picture(200, 150, 4);
+    let e = refusal(&png_cutout(&img, 0.8));
+    assert!(matches!(e, PreprocessError::SeeThrough { .. }), "{e}");
+    assert!(e.to_string().contains("choose the photo as it was taken"), "{e}");
+    let opaque = preprocess::decode(&png_cutout(&img, 2.0)).expect("an opaque alpha channel");
+    assert_eq!(opaque, preprocess::decode(&png(&img)).unwrap(), "read as the RGB picture");
+    let wide = picture(400, 150, 5);
+    // Transparent only at the left and right ends, outside the centre 150 px square.
+    let sides = png_cutout(&wide, 1.6);
+    assert!(preprocess::decode(&sides).is_ok(), "transparent outside the square the model sees");
+}
+
 #[test]
 fn other_formats_are_named_with_what_to_do() {
     let img = picture(64, 64, 4);

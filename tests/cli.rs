@@ -1098,7 +1098,7 @@ fn evaluate_writes_metrics_and_plots() {
     }
 }
 
-/// The four kinds of bad file that once got a cancer risk or the wrong words, each refused with
+/// The five kinds of bad file that once got a cancer risk or the wrong words, each refused with
 /// its own line, one line per file, while a good photo beside them is still classified.
 #[test]
 fn malformed_files_are_refused_each_with_its_own_reason() {
@@ -1109,6 +1109,7 @@ fn malformed_files_are_refused_each_with_its_own_reason() {
         ("canvas-6000.webp", malformed::webp_claiming(&malformed::webp(&small), 6000, 6000), "its header declares 6000x6000 px but its data ends"),
         ("deep.png", malformed::png_rgba16(6324), "image too large: 6324x6324 px needs 320 MB to decode"),
         ("absurd.png", malformed::png_claiming(&malformed::png(&small), 2_147_483_647, 2_147_483_647), "image too large: 2147483647x2147483647 px"),
+        ("cut-out.png", malformed::png_cutout(&small, 0.8), "cut-out picture"),
     ];
     let mut args = vec!["classify".to_string()];
     for (name, bytes, _) in &files {

@@ -163,6 +163,7 @@ async fn malformed_files_are_refused_with_the_sentence_the_page_shows() {
         (malformed::png_claiming(&malformed::png(&small), 2_147_483_647, 2_147_483_647), "image too large: 2147483647x2147483647 px"),
         (malformed::png_rgba16(6324), "image too large: 6324x6324 px needs 320 MB to decode"),
         ([&b"GIF89a"[..], &[0; 64]].concat(), "GIF is not supported: save it as JPEG or PNG"),
+        (malformed::png_cutout(&small, 0.8), "cut-out picture"),
     ];
     for (bytes, why) in cases {
         match engine.predict_file(&bytes, &Context::default()).await {

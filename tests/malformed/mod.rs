@@ -107,6 +107,23 @@ pub fn webp_animated(webp: &[u8], width: u32, height: u32) -> Vec<u8> {
     [&b"RIFF"[..], &(body.len() as u32).to_le_bytes(), &body].concat()
 }
 
+/// `img` as an RGBA PNG whose pixels outside the centred ellipse reaching `reach` of the way
+/// to each edge are transparent black, as a phone's "copy subject" cut-out writes them;
+/// `reach` 2.0 or more leaves every pixel opaque.
+pub fn png_cutout(img: &RgbImage, reach: f32) -> Vec<u8> {
+    let (cx, cy) = (img.width() as f32 / 2.0, img.height() as f32 / 2.0);
+    let rgba = image::RgbaImage::from_fn(img.width(), img.height(), |x, y| {
+        let r = ((x as f32 + 0.5 - cx) / (reach * cx)).powi(2) + ((y as f32 + 0.5 - cy) / (reach * cy)).powi(2);
+        let [red, green, blue] = img.get_pixel(x, y).0;
+        if r <= 1.0 { image::Rgba([red, green, blue, 255]) } else { image::Rgba([0, 0, 0, 0]) }
+    });
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(rgba.as_raw(), rgba.width(), rgba.height(), image::ExtendedColorType::Rgba8)
+        .unwrap();
+    out
+}
+
 /// A valid 16-bit RGBA PNG of `side` x `side` that is small on disk (every row the same
 /// gradient, so the Up filter leaves zeros) and large decoded (8 bytes a pixel), written row by row.
 pub fn png_rgba16(side: u32) -> Vec<u8> {

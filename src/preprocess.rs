@@ -109,10 +109,14 @@ fn centre_square_view(img: &RgbImage) -> image::SubImage<&RgbImage> {
 /// shown on a screen, has. Thinner ones stay: a dermatoscope's black frame (the validation
 /// split's BCN20000 photos often have a few such rows) is part of what the model learnt.
 const MIN_BARS: f64 = 0.2;
-/// How far a bar's pixels may stray from its colour, per channel (JPEG's rounding of a flat area).
+/// How far a bar's pixels may stray from its colour, per channel (a flat area in a JPEG).
 const BAR_TOLERANCE: u8 = 2;
-/// The share of a line's pixels that must be within [`BAR_TOLERANCE`] of the bar's colour.
+/// The share of a line's pixels that must be within the tolerance of the bar's colour.
 const BAR_SHARE: f64 = 0.99;
+/// A JPEG's blocks (up to 16 px) smear a bar's edge into the lines next to the picture: once
+/// bars are found, up to this many more lines within [`EDGE_TOLERANCE`] are bar too.
+const BAR_EDGE: u32 = 16;
+const EDGE_TOLERANCE: u8 = 32;
 
 /// The part of `img` inside its letterbox bars ([`MIN_BARS`]), as `(x, y, width, height)`; the
 /// whole image where there are none, or where what is left would be under [`MIN_SIDE`]. Read
@@ -120,24 +124,45 @@ const BAR_SHARE: f64 = 0.99;
 /// below took its risk from 1.4% to 9%, and another's from 6% to 26% and the high-risk flag.
 pub fn photo_region(img: &RgbImage) -> (u32, u32, u32, u32) {
     let (w, h) = img.dimensions();
-    let near = |p: &Rgb<u8>, colour: Rgb<u8>| p.0.iter().zip(colour.0).all(|(a, b)| a.abs_diff(b) <= BAR_TOLERANCE);
-    let flat = |pixels: &mut dyn Iterator<Item = &Rgb<u8>>, colour: Rgb<u8>, n: u32| {
-        pixels.filter(|p| near(p, colour)).count() as f64 >= BAR_SHARE * f64::from(n)
+    let within = |p: &Rgb<u8>, colour: Rgb<u8>, tolerance: u8| p.0.iter().zip(colour.0).all(|(a, b)| a.abs_diff(b) <= tolerance);
+    let flat = |pixels: &mut dyn Iterator<Item = &Rgb<u8>>, n: u32, colour: Rgb<u8>, tolerance: u8| {
+        pixels.filter(|p| within(p, colour, tolerance)).count() as f64 >= BAR_SHARE * f64::from(n)
     };
-    let row = |colour| move |y| flat(&mut (0..w).map(|x| img.get_pixel(x, y)), colour, w);
-    let column = |colour| move |x| flat(&mut (0..h).map(|y| img.get_pixel(x, y)), colour, h);
+    // The bars' colours: the top-left corner's at the top and left, the bottom-right's at the
+    // bottom and right.
     let (first, last) = (*img.get_pixel(0, 0), *img.get_pixel(w - 1, h - 1));
-    let run = |lines: &mut dyn Iterator<Item = u32>, is_bar: &dyn Fn(u32) -> bool| lines.take_while(|&i| is_bar(i)).count() as u32;
-    let (top, bottom) = (run(&mut (0..h), &row(first)), run(&mut (0..h).rev(), &row(last)));
-    let (left, right) = (run(&mut (0..w), &column(first)), run(&mut (0..w).rev(), &column(last)));
-    // (start, length) along one side, its bars taken away where they count as bars.
-    let inside = |start: u32, end: u32, side: u32| {
-        let bars = u64::from(start) + u64::from(end);
-        let kept = u64::from(side).saturating_sub(bars);
-        if bars as f64 >= MIN_BARS * f64::from(side) && kept >= u64::from(MIN_SIDE) { (start, kept as u32) } else { (0, side) }
-    };
-    let ((x, width), (y, height)) = (inside(left, right, w), inside(top, bottom, h));
+    let (y, height) = inside(h, |i, from_end, tolerance| {
+        let (y, colour) = if from_end { (h - 1 - i, last) } else { (i, first) };
+        flat(&mut (0..w).map(|x| img.get_pixel(x, y)), w, colour, tolerance)
+    });
+    let (x, width) = inside(w, |i, from_end, tolerance| {
+        let (x, colour) = if from_end { (w - 1 - i, last) } else { (i, first) };
+        flat(&mut (0..h).map(|y| img.get_pixel(x, y)), h, colour, tolerance)
+    });
     (x, y, width, height)
+}
+
+/// Along a side of `side` lines, `(start, length)` inside its bars, or `(0, side)` where they
+/// do not count as bars. `is_bar(i, from_end, tolerance)`: whether the `i`th line from the
+/// start (or from the end) is flat within `tolerance`.
+fn inside(side: u32, is_bar: impl Fn(u32, bool, u8) -> bool) -> (u32, u32) {
+    let run = |from_end: bool| (0..side).take_while(|&i| is_bar(i, from_end, BAR_TOLERANCE)).count() as u32;
+    let kept = |start: u32, end: u32| u64::from(side).checked_sub(u64::from(start) + u64::from(end)).filter(|&k| k >= u64::from(MIN_SIDE));
+    let (start, end) = (run(false), run(true));
+    if f64::from(start) + f64::from(end) < MIN_BARS * f64::from(side) || kept(start, end).is_none() {
+        return (0, side);
+    }
+    let edge = |from_end: bool, n: u32| {
+        if n == 0 {
+            return 0;
+        }
+        (n..side.min(n + BAR_EDGE)).take_while(|&i| is_bar(i, from_end, EDGE_TOLERANCE)).count() as u32
+    };
+    let (start, end) = match (start + edge(false, start), end + edge(true, end)) {
+        (s, e) if kept(s, e).is_some() => (s, e),
+        _ => (start, end),
+    };
+    (start, kept(start, end).map_or(side, |k| k as u32))
 }
 
 /// [`centre_square`] resized as [`resize_square`] resizes it, read through a view of the
@@ -299,6 +324,14 @@ mod tests {
         // What the model sees of a screenshot is the photo's centre square.
         let shot = on([0, 0, 0], 120, 260, &inner, 0, 85);
         assert_eq!(resize_centre_square(&shot, 64), resize_centre_square(&inner, 64));
+        // Saved as a JPEG, the lines next to the photo are smeared: they go with the bars.
+        let mut smeared = shot.clone();
+        for (y, level) in [(81, 6), (82, 12), (83, 20), (84, 28), (175, 25), (176, 9)] {
+            for x in 0..120 {
+                smeared.put_pixel(x, y, Rgb([level, level / 2, level]));
+            }
+        }
+        assert_eq!(photo_region(&smeared), (0, 85, 120, 90));
     }
 
     #[test]

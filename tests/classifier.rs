@@ -131,8 +131,15 @@ fn a_screenshot_of_a_photo_is_judged_as_the_photo() {
             image::imageops::replace(&mut screen, &photo, 0, i64::from((h - photo.height()) / 2));
             let mut png = Vec::new();
             screen.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
-            let shot = &c.classify_inputs(&c.input_from_bytes(&png).unwrap()).unwrap()[0];
-            assert!((shot.malignant - original.malignant).abs() < 0.005, "{id} with {bar:?} bars: {} vs {}", shot.malignant, original.malignant);
+            // Saved as a JPEG, the bars' edges blur into the photo's first rows; the photo itself
+            // is compressed again, so its risk moves a little.
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&screen).unwrap();
+            for (format, bytes, within) in [("PNG", png, 0.005), ("JPEG", jpeg, 0.03)] {
+                let shot = &c.classify_inputs(&c.input_from_bytes(&bytes).unwrap()).unwrap()[0];
+                let (got, want) = (shot.malignant, original.malignant);
+                assert!((got - want).abs() < within, "{id}, a {format} with {bar:?} bars: {got} vs {want}");
+            }
         }
     }
 }

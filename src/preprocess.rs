@@ -118,6 +118,13 @@ const MIN_BARS: f64 = 0.08;
 const BAR_TOLERANCE: u8 = 2;
 /// The share of a line's pixels that must be within the tolerance of the bar's colour.
 const BAR_SHARE: f64 = 0.99;
+/// A screenshot's bars hold the phone's own words and icons (the time, "Edit", a toolbar):
+/// lines that are at least this share flat carry a bar on...
+const CHROME_SHARE: f64 = 0.5;
+/// ...where most of the bar's lines (this share) are flat to [`BAR_SHARE`]. A dermatoscope's
+/// round field leaves lines that are partly black too, but few fully black ones: its frame is
+/// judged by the full lines alone, as the model saw it.
+const CHROME_FULL_LINES: f64 = 0.75;
 /// A JPEG's blocks (up to 16 px) smear a bar's edge into the lines next to the picture: once
 /// bars are found, up to this many more lines within [`EDGE_TOLERANCE`] are bar too.
 const BAR_EDGE: u32 = 16;
@@ -131,7 +138,7 @@ pub fn photo_region(img: &RgbImage) -> (u32, u32, u32, u32) {
     let (w, h) = img.dimensions();
     let within = |p: &Rgb<u8>, colour: Rgb<u8>, tolerance: u8| p.0.iter().zip(colour.0).all(|(a, b)| a.abs_diff(b) <= tolerance);
     let flat = |pixels: &mut dyn Iterator<Item = &Rgb<u8>>, n: u32, colour: Rgb<u8>, tolerance: u8| {
-        pixels.filter(|p| within(p, colour, tolerance)).count() as f64 >= BAR_SHARE * f64::from(n)
+        pixels.filter(|p| within(p, colour, tolerance)).count() as f64 / f64::from(n)
     };
     // The bars' colours: the top-left corner's at the top and left, the bottom-right's at the
     // bottom and right.
@@ -140,28 +147,42 @@ pub fn photo_region(img: &RgbImage) -> (u32, u32, u32, u32) {
         let (y, colour) = if from_end { (h - 1 - i, last) } else { (i, first) };
         flat(&mut (0..w).map(|x| img.get_pixel(x, y)), w, colour, tolerance)
     });
+    // The columns are read between the bars above and below: beside a photo narrower than the
+    // screen's half, a whole column through it would be mostly bar.
+    let (first, last) = (*img.get_pixel(0, y), *img.get_pixel(w - 1, y + height - 1));
     let (x, width) = inside(w, |i, from_end, tolerance| {
         let (x, colour) = if from_end { (w - 1 - i, last) } else { (i, first) };
-        flat(&mut (0..h).map(|y| img.get_pixel(x, y)), h, colour, tolerance)
+        flat(&mut (y..y + height).map(|y| img.get_pixel(x, y)), height, colour, tolerance)
     });
     (x, y, width, height)
 }
 
 /// Along a side of `side` lines, `(start, length)` inside its bars, or `(0, side)` where they
-/// do not count as bars. `is_bar(i, from_end, tolerance)`: whether the `i`th line from the
-/// start (or from the end) is flat within `tolerance`.
-fn inside(side: u32, is_bar: impl Fn(u32, bool, u8) -> bool) -> (u32, u32) {
-    let run = |from_end: bool| (0..side).take_while(|&i| is_bar(i, from_end, BAR_TOLERANCE)).count() as u32;
+/// do not count as bars. `flat(i, from_end, tolerance)`: the share of the `i`th line from the
+/// start (or from the end) within `tolerance` of the bar's colour.
+fn inside(side: u32, flat: impl Fn(u32, bool, u8) -> f64) -> (u32, u32) {
     let kept = |start: u32, end: u32| u64::from(side).checked_sub(u64::from(start) + u64::from(end)).filter(|&k| k >= u64::from(MIN_SIDE));
-    let (start, end) = (run(false), run(true));
-    if f64::from(start) + f64::from(end) < MIN_BARS * f64::from(side) || kept(start, end).is_none() {
+    // From one end: the bar of full lines, and the bar with the phone's words in it where most
+    // of its lines are full ([`CHROME_FULL_LINES`]; else the full lines' again).
+    let runs = |from_end: bool| {
+        let shares: Vec<f64> = (0..side).map(|i| flat(i, from_end, BAR_TOLERANCE)).take_while(|&s| s >= CHROME_SHARE).collect();
+        let full = shares.iter().take_while(|&&s| s >= BAR_SHARE).count() as u32;
+        let full_lines = shares.iter().filter(|&&s| s >= BAR_SHARE).count() as f64;
+        let with_words = if full_lines >= CHROME_FULL_LINES * shares.len() as f64 { shares.len() as u32 } else { full };
+        (with_words, full)
+    };
+    let ((words_start, full_start), (words_end, full_end)) = (runs(false), runs(true));
+    // The bars with words first; where they leave no photo (a photo under half the screen's
+    // width makes every line across it mostly bar), the full lines alone.
+    let counts = |s: u32, e: u32| f64::from(s) + f64::from(e) >= MIN_BARS * f64::from(side) && kept(s, e).is_some();
+    let Some((start, end)) = [(words_start, words_end), (full_start, full_end)].into_iter().find(|&(s, e)| counts(s, e)) else {
         return (0, side);
-    }
+    };
     let edge = |from_end: bool, n: u32| {
         if n == 0 {
             return 0;
         }
-        (n..side.min(n + BAR_EDGE)).take_while(|&i| is_bar(i, from_end, EDGE_TOLERANCE)).count() as u32
+        (n..side.min(n + BAR_EDGE)).take_while(|&i| flat(i, from_end, EDGE_TOLERANCE) >= BAR_SHARE).count() as u32
     };
     let (start, end) = match (start + edge(false, start), end + edge(true, end)) {
         (s, e) if kept(s, e).is_some() => (s, e),
@@ -321,8 +342,25 @@ mod tests {
         assert_eq!(photo_region(&on([0, 0, 0], 120, 260, &inner, 0, 85)), (0, 85, 120, 90));
         assert_eq!(photo_region(&on([255, 255, 255], 300, 90, &inner, 100, 0)), (100, 0, 120, 90));
         assert_eq!(photo_region(&on([28, 28, 30], 200, 200, &inner, 40, 55)), (40, 55, 120, 90));
+        // A photo under half the screen's width and height, bars all round.
+        assert_eq!(photo_region(&on([0, 0, 0], 400, 800, &inner, 140, 355)), (140, 355, 120, 90));
         // A frame all round, black or white (a dermatoscope's, a photo's border), goes too.
         assert_eq!(photo_region(&on([255, 255, 255], 140, 110, &inner, 10, 10)), (10, 10, 120, 90));
+        // A screenshot's bars with the phone's words in them: a few lines a fifth inked.
+        let mut chrome = on([0, 0, 0], 120, 260, &inner, 0, 85);
+        for y in [10, 11, 40, 41, 200, 201] {
+            for x in 0..24 {
+                chrome.put_pixel(x * 5, y, Rgb([255, 255, 255]));
+            }
+        }
+        assert_eq!(photo_region(&chrome), (0, 85, 120, 90));
+        // A dermatoscope's round field: above and below it, 9 lines each over half black but
+        // only 2 all black. Those 2 + 2 (under 8%) are all that count, so it stays whole.
+        let round = RgbImage::from_fn(120, 100, |x, y| {
+            let (dx, dy) = (x as f32 - 59.5, (y as f32 - 49.5) * 1.22);
+            if dx * dx + dy * dy < 58.0 * 58.0 { Rgb([150 + (x % 7) as u8 * 9, 90, 80]) } else { Rgb([0, 0, 0]) }
+        });
+        assert_eq!(photo_region(&round).1, 0, "{:?}", photo_region(&round));
         // A line or two at an edge (under 8% of the side in all) stays.
         assert_eq!(photo_region(&on([0, 0, 0], 120, 96, &inner, 0, 3)), (0, 0, 120, 96));
         // A flat picture, or bars that would leave under MIN_SIDE, leave the image whole.

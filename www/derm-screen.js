@@ -216,11 +216,13 @@ spot is new, changing, bleeding or worrying you, see a dermatologist whatever th
 
 /**
  * Resolves once the browser has drawn what was just changed on the page (a frame's callbacks
- * run before it is drawn; a task queued from them runs after), or after 100 ms where the page
- * is not drawn (hidden).
+ * run before it is drawn; a task queued from them runs after), or after 300 ms where the page
+ * is not drawn (hidden). A busy device can take over 100 ms to draw its next frame (a test run
+ * right after a 50 megapixel photo once did), and the status would then not be seen before
+ * the step that holds the page.
  */
 const afterPaint = () => new Promise((resolve) => {
-  const timer = setTimeout(resolve, 100);
+  const timer = setTimeout(resolve, 300);
   requestAnimationFrame(() => setTimeout(() => { clearTimeout(timer); resolve(); }));
 });
 

@@ -3,7 +3,8 @@
 # hidden in anyone's shell history.
 #
 #   ./build.sh serve [PORT]      build the web app and serve it on http://127.0.0.1:PORT/ (default 8000)
-#   ./build.sh test              run every test (what CI runs): native, wasm in Chromium, end to end
+#   ./build.sh test              run every test (what CI runs): clippy, native, wasm in Chromium, end to end
+#   ./build.sh lint              clippy on every target, native (with the trainer) and wasm; warnings fail
 #   ./build.sh site              build the web app into target/site/ (static files, host anywhere)
 #   ./build.sh bench             benchmarks (native and in the browser), one JSON object per line
 #   ./build.sh train NAME [...]  train the shipped model's recipe into runs/NAME (3-6 h on 2 cores,
@@ -144,6 +145,19 @@ need_e2e() {
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 }
 
+# Clippy's warnings fail, so a lint a change brings in is seen where it is made. Native with
+# the trainer's features (every binary, test and the trainer), and the wasm library with its
+# browser tests, which only compile for wasm32.
+cmd_lint() {
+    need_web_tools
+    if ! cargo clippy --version >/dev/null 2>&1; then
+        echo "build.sh: installing clippy (rustup component)" >&2
+        rustup component add clippy
+    fi
+    cargo clippy --features train,onnx --all-targets -- -D warnings &&
+        cargo clippy --target wasm32-unknown-unknown --lib --test web -- -D warnings
+}
+
 cmd_test() {
     need_rust
     need_data
@@ -153,6 +167,14 @@ cmd_test() {
     local log status=0
     log="$(mktemp)"
     set +e
+    # Lint first: it fails the run but stops nothing, so every test still reports.
+    cmd_lint 2>&1 | tee -a "$log"
+    if [ "${PIPESTATUS[0]}" = 0 ]; then
+        echo "build.sh: lint passed" | tee -a "$log"
+    else
+        status=1
+        echo "build.sh: lint failed (clippy, above)" | tee -a "$log"
+    fi
     # Native: one feature set for all tests (the trainer's smoke test included, and the ONNX
     # export the e2e tests run in onnxruntime-web), so the dependencies are compiled once. The
     # library has no doc tests.
@@ -176,6 +198,7 @@ cmd_test() {
     fi
     set -e
     awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         /^build.sh: lint passed/ { p += 1 } /^build.sh: lint failed/ { f += 1 }
          /^# pass / { p += $3 } /^# fail / { tf += $3 } /^not ok / { tn += 1 }
          END { f += (tn > tf ? tn : tf); printf "total: %d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
@@ -335,6 +358,7 @@ usage() {
 
 case "${1:-}" in
     test) shift; cmd_test "$@" ;;
+    lint) shift; cmd_lint "$@" ;;
     serve) shift; cmd_serve "$@" ;;
     site) shift; cmd_site "$@" ;;
     bench) shift; cmd_bench "$@" ;;

@@ -99,9 +99,15 @@ pub fn centre_square(img: &RgbImage) -> RgbImage {
 
 /// [`centre_square`] as a view into the photo, without copying its pixels.
 fn centre_square_view(img: &RgbImage) -> image::SubImage<&RgbImage> {
-    let (x, y, w, h) = photo_region(img);
+    let (x, y, side) = centred_square(photo_region(img));
+    image::imageops::crop_imm(img, x, y, side, side)
+}
+
+/// The largest square centred in the rectangle `(x, y, width, height)`: its corner and side.
+/// The part of a picture the model sees, and so the part the decoder checks for see-through.
+fn centred_square((x, y, w, h): (u32, u32, u32, u32)) -> (u32, u32, u32) {
     let side = w.min(h);
-    image::imageops::crop_imm(img, x + (w - side) / 2, y + (h - side) / 2, side, side)
+    (x + (w - side) / 2, y + (h - side) / 2, side)
 }
 
 /// Bars and frames taken away: flat rows (or columns) at the two opposite edges that together

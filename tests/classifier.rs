@@ -3,6 +3,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+mod malformed;
 
 use burn::prelude::Device;
 use dermscreen::classifier::{Classifier, ClassifierError, ModelMeta};
@@ -130,8 +131,7 @@ fn a_screenshot_of_a_photo_is_judged_as_the_photo() {
             let (w, h) = (photo.width(), photo.width() * 13 / 6);
             let mut screen = image::RgbImage::from_pixel(w, h, bar);
             image::imageops::replace(&mut screen, &photo, 0, i64::from((h - photo.height()) / 2));
-            let mut png = Vec::new();
-            screen.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+            let png = malformed::png(&screen);
             // Saved as a JPEG, the bars' edges blur into the photo's first rows; the photo itself
             // is compressed again, so its risk moves a little.
             let mut jpeg = Vec::new();
@@ -147,14 +147,12 @@ fn a_screenshot_of_a_photo_is_judged_as_the_photo() {
                     chrome.put_pixel(x, h - 1 - y, ink);
                 }
             }
-            let mut with_chrome = Vec::new();
-            chrome.write_to(&mut std::io::Cursor::new(&mut with_chrome), image::ImageFormat::Png).unwrap();
+            let with_chrome = malformed::png(&chrome);
             // A frame a tenth of the height wide all round.
             let border = photo.height() / 10;
             let mut framed = image::RgbImage::from_pixel(photo.width() + 2 * border, photo.height() + 2 * border, bar);
             image::imageops::replace(&mut framed, &photo, i64::from(border), i64::from(border));
-            let mut frame = Vec::new();
-            framed.write_to(&mut std::io::Cursor::new(&mut frame), image::ImageFormat::Png).unwrap();
+            let frame = malformed::png(&framed);
             let cases = [("PNG", png, 0.005), ("JPEG", jpeg, 0.03), ("PNG with the phone's words", with_chrome, 0.005), ("framed PNG", frame, 0.005)];
             for (format, bytes, within) in cases {
                 let shot = &c.classify_inputs(&c.input_from_bytes(&bytes).unwrap()).unwrap()[0];

@@ -10,7 +10,7 @@
 //! that does not fill its frame runs out of data and is refused. A WebP's canvas must be
 //! exactly its one frame.
 
-use super::{check_size, PreprocessError};
+use super::{centred_square, check_size, PreprocessError};
 use image::error::{DecodingError, ImageFormatHint};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
@@ -70,9 +70,8 @@ fn check_opaque(img: &DynamicImage) -> Result<(), PreprocessError> {
         return Ok(());
     }
     let (w, h) = img.dimensions();
-    let side = w.min(h);
+    let (x0, y0, side) = centred_square((0, 0, w, h));
     let step = (side / 256).max(1);
-    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
     let grid = || (0..side).step_by(step as usize);
     let (mut seen, mut clear) = (0u64, 0u64);
     for y in grid() {

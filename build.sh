@@ -78,11 +78,15 @@ apt_install() {
 
 # The wasm target, wasm-bindgen-cli at exactly the version Cargo.lock pins for the
 # wasm-bindgen crate (their formats must match), and Node.js for the browser tests.
-need_web_tools() {
+need_wasm_target() {
     need_rust
     if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
         rustup target add wasm32-unknown-unknown
     fi
+}
+
+need_web_tools() {
+    need_wasm_target
     local want have
     want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)"
     have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
@@ -149,7 +153,7 @@ need_e2e() {
 # the trainer's features (every binary, test and the trainer), and the wasm library with its
 # browser tests, which only compile for wasm32.
 cmd_lint() {
-    need_web_tools
+    need_wasm_target
     if ! cargo clippy --version >/dev/null 2>&1; then
         echo "build.sh: installing clippy (rustup component)" >&2
         rustup component add clippy

@@ -1,6 +1,7 @@
 // The <derm-screen> element's style sheet: its colours in light and dark, and the layout of its
 // parts (the camera's square, the drop zone, the result, the map, the tree, the context form).
-// A string for a constructed stylesheet, which hosts with a strict CSP (no inline styles) allow.
+// A constructed stylesheet, not a <style> element, so host pages with a strict CSP (no
+// 'unsafe-inline' styles) still style the element.
 
 import { GUIDE_FRACTION } from './camera.js';
 
@@ -29,7 +30,7 @@ const PALETTE = {
 };
 const palette = (pick) => Object.entries(PALETTE).map(([name, [light, dark]]) => `--ds-${name}: ${pick(light, dark)};`).join('\n  ');
 
-export const CSS = `
+const CSS = `
 /* A host restyles the element through its font, its color and background (set both), its
    color-scheme, and --dermscreen-accent (buttons, bars) with --dermscreen-accent-on-dark. */
 :host { display: block; font: 1rem/1.5 system-ui, sans-serif; max-width: 40rem; overflow-wrap: anywhere;
@@ -134,3 +135,14 @@ details.context summary { min-height: 44px; display: flex; align-items: center; 
 .recheck { margin: 0.75rem 0 0; }
 .recheck button { margin-top: 0.25rem; }
 `;
+
+let sheet = null;
+
+/** The element's stylesheet: parsed once on the page, shared by every element's shadow root. */
+export function styleSheet() {
+  if (!sheet) {
+    sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+  }
+  return sheet;
+}

@@ -45,7 +45,7 @@ import { guarded, hasCrashed, isSupported, loadEngine, mb, progressText } from '
 import { backendLabel, el, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
 import { firstPicture, guideSquare, hasTorch, openCamera, setTorch, stopTracks } from './camera.js';
-import { CSS } from './derm-screen-style.js';
+import { styleSheet } from './derm-screen-style.js';
 
 const DEFAULT_MODEL = new URL('./model/model.json', import.meta.url);
 // Files are refused above this many bytes before they are read (in MB as the page writes MB:
@@ -145,11 +145,7 @@ export class DermScreen extends HTMLElement {
   constructor() {
     super();
     this.#root = this.attachShadow({ mode: 'open' });
-    // A constructed stylesheet, not a <style> element, so host pages with a strict CSP
-    // (no 'unsafe-inline' styles) still style the element.
-    const sheet = new CSSStyleSheet();
-    sheet.replaceSync(CSS);
-    this.#root.adoptedStyleSheets = [sheet];
+    this.#root.adoptedStyleSheets = [styleSheet()];
     const tpl = document.createElement('template');
     tpl.innerHTML = TEMPLATE;
     this.#root.append(tpl.content.cloneNode(true));

@@ -198,36 +198,57 @@ pub fn summarise_nodes(
     labels: &[&str],
     probs: &[Vec<f32>],
 ) -> Result<Summary, TaxonomyError> {
-    let k = classes.len();
     let (fine, fine_labels): (Vec<usize>, Vec<usize>) = labels
         .iter()
         .enumerate()
         .filter_map(|(i, l)| classes.iter().position(|c| c == l).map(|c| (i, c)))
         .unzip();
-    let fine_probs: Vec<&[f32]> = fine.iter().map(|&i| probs[i].as_slice()).collect();
-    let predicted: Vec<usize> = fine_probs.iter().map(|p| eval::argmax(p)).collect();
-    let m = eval::confusion(&fine_labels, &predicted, k);
+    let predicted: Vec<usize> = fine.iter().map(|&i| eval::argmax(&probs[i])).collect();
+    let m = eval::confusion(&fine_labels, &predicted, classes.len());
     let correct = fine_labels.iter().zip(&predicted).filter(|(a, b)| a == b).count();
     let recall = eval::per_class_recall(&m);
     let mut confusion = vec![Confusion::new("training classes", classes.to_vec(), m.clone())];
-    let root = taxonomy.root().to_string();
-    let top: Vec<String> = taxonomy.children(&root)?.into_iter().map(str::to_string).collect();
+    confusion.extend(level_confusions(classes, taxonomy, labels, probs)?);
+    let binary_tasks = BINARY_TASKS
+        .iter()
+        .map(|&task| binary_task(classes, taxonomy, labels, probs, task))
+        .collect::<Result<_, _>>()?;
+    Ok(Summary {
+        calibration: calibration_summary(classes, taxonomy, labels, probs)?,
+        images: labels.len(),
+        above_classes: labels.len() - fine.len(),
+        accuracy: correct as f64 / fine.len().max(1) as f64,
+        balanced_accuracy: eval::balanced_accuracy(&m),
+        per_class_recall: classes.iter().cloned().zip(recall).collect(),
+        confusion,
+        binary_tasks,
+    })
+}
+
+/// The confusion matrices of the taxonomy's first and second levels (the paper's 3-way and
+/// 9-way partitions), each over the level's nodes that hold a training class. A level the
+/// training classes are coarser than is left out; so is an image labelled above the level.
+fn level_confusions(
+    classes: &[String],
+    taxonomy: &Taxonomy,
+    labels: &[&str],
+    probs: &[Vec<f32>],
+) -> Result<Vec<Confusion>, TaxonomyError> {
+    let top: Vec<String> = taxonomy.children(taxonomy.root())?.into_iter().map(str::to_string).collect();
     let second: Vec<String> = top
         .iter()
         .flat_map(|t| taxonomy.children(t).unwrap_or_default())
         .map(str::to_string)
         .collect();
+    let mut confusion = Vec::new();
     for (level, nodes) in [("first level", top), ("second level", second)] {
-        // Keep the nodes the model can score and that hold at least one training class.
         let nodes: Vec<String> = nodes
             .into_iter()
             .filter(|n| classes.iter().any(|c| taxonomy.is_within(c, n).unwrap_or(false)))
             .collect();
         let Ok(map) = taxonomy.aggregation_map(classes, &nodes) else {
-            continue; // training classes coarser than this level
+            continue;
         };
-        // Each image whose label lies within one of the level's nodes (a label above the
-        // level, such as `malignant` at the second, leaves its image out).
         let (mut truth, mut pred) = (Vec::new(), Vec::new());
         for (p, l) in probs.iter().zip(labels) {
             let Some(t) = nodes.iter().position(|n| taxonomy.is_within(l, n).unwrap_or(false)) else {
@@ -239,44 +260,61 @@ pub fn summarise_nodes(
         }
         confusion.push(Confusion::new(level, nodes.clone(), eval::confusion(&truth, &pred, nodes.len())));
     }
-    let mut binary_tasks = Vec::new();
-    for (name, pos, neg) in BINARY_TASKS {
-        let pos_members = taxonomy.aggregation_map(classes, &[pos.to_string()])?.remove(0);
-        let neg_members = taxonomy.aggregation_map(classes, &[neg.to_string()])?.remove(0);
-        let mut scores = Vec::new();
-        let mut truth = Vec::new();
-        for (p, l) in probs.iter().zip(labels) {
-            let (is_pos, is_neg) = (taxonomy.is_within(l, pos)?, taxonomy.is_within(l, neg)?);
-            if !is_pos && !is_neg {
-                continue;
-            }
-            let pp: f32 = pos_members.iter().map(|&c| p[c]).sum();
-            let pn: f32 = neg_members.iter().map(|&c| p[c]).sum();
-            scores.push(f64::from(pp) / (f64::from(pp + pn)).max(1e-12));
-            truth.push(is_pos);
+    Ok(confusion)
+}
+
+/// One of [`BINARY_TASKS`], `(name, pos, neg)`, over the images labelled within `pos` or
+/// `neg`: the score is P(pos) / (P(pos) + P(neg)), each the sum of the training classes below
+/// the node.
+fn binary_task(
+    classes: &[String],
+    taxonomy: &Taxonomy,
+    labels: &[&str],
+    probs: &[Vec<f32>],
+    (name, pos, neg): (&str, &str, &str),
+) -> Result<BinaryTask, TaxonomyError> {
+    let pos_members = taxonomy.aggregation_map(classes, &[pos.to_string()])?.remove(0);
+    let neg_members = taxonomy.aggregation_map(classes, &[neg.to_string()])?.remove(0);
+    let (mut scores, mut truth) = (Vec::new(), Vec::new());
+    for (p, l) in probs.iter().zip(labels) {
+        let (is_pos, is_neg) = (taxonomy.is_within(l, pos)?, taxonomy.is_within(l, neg)?);
+        if !is_pos && !is_neg {
+            continue;
         }
-        let roc = eval::roc_curve(&scores, &truth);
-        let auc = eval::auc(&scores, &truth);
-        // Without both classes a sensitivity at a specificity is undefined, not 0.
-        let defined = if auc.is_some() { SPECIFICITIES.as_slice() } else { &[] };
-        binary_tasks.push(BinaryTask {
-            name: name.into(),
-            positive: pos.into(),
-            negative: neg.into(),
-            positives: truth.iter().filter(|&&t| t).count(),
-            negatives: truth.iter().filter(|&&t| !t).count(),
-            auc,
-            auc_ci95: eval::auc_bootstrap_ci(&scores, &truth, 2000, 17),
-            sensitivity_at_specificity: defined
-                .iter()
-                .map(|&s| (s, eval::sensitivity_at_specificity(&roc, s)))
-                .collect(),
-            roc,
-        });
+        let pp: f32 = pos_members.iter().map(|&c| p[c]).sum();
+        let pn: f32 = neg_members.iter().map(|&c| p[c]).sum();
+        scores.push(f64::from(pp) / (f64::from(pp + pn)).max(1e-12));
+        truth.push(is_pos);
     }
+    let roc = eval::roc_curve(&scores, &truth);
+    let auc = eval::auc(&scores, &truth);
+    // Without both classes a sensitivity at a specificity is undefined, not 0.
+    let defined = if auc.is_some() { SPECIFICITIES.as_slice() } else { &[] };
+    Ok(BinaryTask {
+        name: name.into(),
+        positive: pos.into(),
+        negative: neg.into(),
+        positives: truth.iter().filter(|&&t| t).count(),
+        negatives: truth.iter().filter(|&&t| !t).count(),
+        auc,
+        auc_ci95: eval::auc_bootstrap_ci(&scores, &truth, 2000, 17),
+        sensitivity_at_specificity: defined
+            .iter()
+            .map(|&s| (s, eval::sensitivity_at_specificity(&roc, s)))
+            .collect(),
+        roc,
+    })
+}
+
+/// P(malignant)'s calibration against the images whose label says whether they are malignant
+/// (all but those labelled with a node above `malignant`, such as the root).
+fn calibration_summary(
+    classes: &[String],
+    taxonomy: &Taxonomy,
+    labels: &[&str],
+    probs: &[Vec<f32>],
+) -> Result<CalibrationSummary, TaxonomyError> {
     let malignant = taxonomy.aggregation_map(classes, &["malignant".to_string()])?.remove(0);
-    // P(malignant) against the images whose label says whether they are malignant (all but
-    // one labelled with a node above `malignant`, such as the root).
     let (mut p_mal, mut y_mal) = (Vec::new(), Vec::new());
     for (p, l) in probs.iter().zip(labels) {
         let is_malignant = taxonomy.is_within(l, "malignant")?;
@@ -286,20 +324,10 @@ pub fn summarise_nodes(
         }
     }
     let n = p_mal.len().max(1) as f64;
-    let calibration = CalibrationSummary {
+    Ok(CalibrationSummary {
         ece_malignant: crate::calibration::ece(&p_mal, &y_mal),
         mean_malignant: p_mal.iter().map(|&p| f64::from(p)).sum::<f64>() / n,
         share_malignant: y_mal.iter().filter(|&&m| m).count() as f64 / n,
         reliability: crate::calibration::reliability(&p_mal, &y_mal, 10),
-    };
-    Ok(Summary {
-        calibration,
-        images: labels.len(),
-        above_classes: labels.len() - fine.len(),
-        accuracy: correct as f64 / fine.len().max(1) as f64,
-        balanced_accuracy: eval::balanced_accuracy(&m),
-        per_class_recall: classes.iter().cloned().zip(recall).collect(),
-        confusion,
-        binary_tasks,
     })
 }

@@ -94,15 +94,8 @@ pub fn fit_and_measure(
     taxonomy: &Taxonomy,
 ) -> anyhow::Result<(ContextHead, serde_json::Value)> {
     let keys: Vec<String> = sources.iter().zip(groups).enumerate().map(|(i, (s, g))| format!("{s}/{g}/{i}")).collect();
-    let folds: Vec<usize> = groups.iter().map(|g| fold_of(g)).collect();
-    let mut with = vec![Vec::new(); s.len()];
-    for f in 0..2 {
-        let train: Vec<usize> = (0..s.len()).filter(|&i| folds[i] != f).collect();
-        let head = fit(s, y, contexts, &keys, &train);
-        for i in (0..s.len()).filter(|&i| folds[i] == f) {
-            with[i] = probs_with(&s[i], &head.offsets(&contexts[i]));
-        }
-    }
+    let photos = Photos { s, y, contexts, keys: &keys };
+    let with = photos.out_of_fold(groups);
     let without: Vec<Vec<f32>> = s.iter().map(|z| softmax(z)).collect();
     let malignant: Vec<usize> = (0..classes.len()).filter(|&k| taxonomy.is_within(&classes[k], "malignant").unwrap_or(false)).collect();
     let p_mal = |p: &[f32]| malignant.iter().map(|&k| p[k]).sum::<f32>();
@@ -136,23 +129,61 @@ pub fn fit_and_measure(
             "note": "[without, with] context; out of fold by lesion or patient",
         }));
     }
-    let all: Vec<usize> = (0..s.len()).collect();
-    let head = fit(s, y, contexts, &keys, &all);
-    let effects: Vec<serde_json::Value> = FIELDS
-        .iter()
-        .map(|field| {
-            let idx: Vec<usize> = (0..s.len()).filter(|&i| contexts[i].has(field)).collect();
-            let deltas: Vec<f32> = idx
-                .iter()
-                .map(|&i| p_mal(&probs_with(&s[i], &head.offsets(&contexts[i].only(|f| f == *field)))) - p_mal(&softmax(&s[i])))
-                .collect();
-            let n = deltas.len().max(1) as f32;
-            serde_json::json!({
-                "field": field, "photos_with_it": idx.len(),
-                "mean_abs_change_p_malignant": deltas.iter().map(|d| d.abs()).sum::<f32>() / n,
-                "mean_change_p_malignant": deltas.iter().sum::<f32>() / n,
-            })
-        })
-        .collect();
+    let head = photos.fit(&(0..s.len()).collect::<Vec<_>>());
+    let effects = photos.field_effects(&head, p_mal);
     Ok((head, serde_json::json!({ "by_source": rows, "field_effects": effects, "masked_copies": MASKED_COPIES })))
+}
+
+/// The photos the head is fitted on: calibrated logits, labels, contexts, and a stable key
+/// each (for the masked copies' draws).
+struct Photos<'a> {
+    s: &'a [Vec<f32>],
+    y: &'a [usize],
+    contexts: &'a [Context],
+    keys: &'a [String],
+}
+
+impl Photos<'_> {
+    /// Fits the head on the photos `idx`.
+    fn fit(&self, idx: &[usize]) -> ContextHead {
+        fit(self.s, self.y, self.contexts, self.keys, idx)
+    }
+
+    /// Each photo's probabilities with context from a head fitted on the other fold (two folds,
+    /// by `groups`: a lesion's or patient's photos stay in one).
+    fn out_of_fold(&self, groups: &[&str]) -> Vec<Vec<f32>> {
+        let folds: Vec<usize> = groups.iter().map(|g| fold_of(g)).collect();
+        let mut with = vec![Vec::new(); self.s.len()];
+        for f in 0..2 {
+            let head = self.fit(&(0..self.s.len()).filter(|&i| folds[i] != f).collect::<Vec<_>>());
+            for i in (0..self.s.len()).filter(|&i| folds[i] == f) {
+                with[i] = probs_with(&self.s[i], &head.offsets(&self.contexts[i]));
+            }
+        }
+        with
+    }
+
+    /// Each field's mean change of P(malignant) (`p_mal` of the probabilities) when `head` is
+    /// given that field alone, over the photos that have it.
+    fn field_effects(&self, head: &ContextHead, p_mal: impl Fn(&[f32]) -> f32) -> Vec<serde_json::Value> {
+        FIELDS
+            .iter()
+            .map(|field| {
+                let idx: Vec<usize> = (0..self.s.len()).filter(|&i| self.contexts[i].has(field)).collect();
+                let deltas: Vec<f32> = idx
+                    .iter()
+                    .map(|&i| {
+                        let alone = head.offsets(&self.contexts[i].only(|f| f == *field));
+                        p_mal(&probs_with(&self.s[i], &alone)) - p_mal(&softmax(&self.s[i]))
+                    })
+                    .collect();
+                let n = deltas.len().max(1) as f32;
+                serde_json::json!({
+                    "field": field, "photos_with_it": idx.len(),
+                    "mean_abs_change_p_malignant": deltas.iter().map(|d| d.abs()).sum::<f32>() / n,
+                    "mean_change_p_malignant": deltas.iter().sum::<f32>() / n,
+                })
+            })
+            .collect()
+    }
 }

@@ -61,20 +61,6 @@ fn masked(context: &Context, key: &str, r: u64) -> Context {
     context.only(|field| fnv1a(&format!("{key}/{r}/{field}")).is_multiple_of(2))
 }
 
-/// Fits the head on the photos `idx`.
-fn fit(s: &[Vec<f32>], y: &[usize], contexts: &[Context], keys: &[String], idx: &[usize]) -> ContextHead {
-    let mut rows = Vec::new();
-    for &i in idx {
-        rows.push(Row { s: s[i].clone(), y: y[i], f: contexts[i].features() });
-        for r in 0..MASKED_COPIES {
-            rows.push(Row { s: s[i].clone(), y: y[i], f: masked(&contexts[i], &keys[i], r).features() });
-        }
-    }
-    let k = s.first().map_or(0, Vec::len);
-    let p = minimise(ContextLoss(&rows), vec![0.0; k * FEATURES]);
-    ContextHead { weights: p.chunks(FEATURES).map(|w| w.iter().map(|&x| x as f32).collect()).collect() }
-}
-
 fn probs_with(s: &[f32], offsets: &[f32]) -> Vec<f32> {
     softmax(&s.iter().zip(offsets).map(|(a, b)| a + b).collect::<Vec<_>>())
 }
@@ -146,7 +132,17 @@ struct Photos<'a> {
 impl Photos<'_> {
     /// Fits the head on the photos `idx`.
     fn fit(&self, idx: &[usize]) -> ContextHead {
-        fit(self.s, self.y, self.contexts, self.keys, idx)
+        let mut rows = Vec::new();
+        for &i in idx {
+            let (s, y, context) = (&self.s[i], self.y[i], &self.contexts[i]);
+            rows.push(Row { s: s.clone(), y, f: context.features() });
+            for r in 0..MASKED_COPIES {
+                rows.push(Row { s: s.clone(), y, f: masked(context, &self.keys[i], r).features() });
+            }
+        }
+        let k = self.s.first().map_or(0, Vec::len);
+        let p = minimise(ContextLoss(&rows), vec![0.0; k * FEATURES]);
+        ContextHead { weights: p.chunks(FEATURES).map(|w| w.iter().map(|&x| x as f32).collect()).collect() }
     }
 
     /// Each photo's probabilities with context from a head fitted on the other fold (two folds,

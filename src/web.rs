@@ -177,9 +177,31 @@ pub struct Engine {
 }
 
 struct Inner {
+    /// What runs now: on WebGPU, until the browser takes the device away; then on the CPU.
+    running: RefCell<Rc<Running>>,
+    /// `model.json` and the weights, kept on WebGPU only, to load the model on the CPU then.
+    model: Option<(String, Vec<u8>)>,
+}
+
+/// The classifier on one backend.
+struct Running {
     classifier: Classifier,
     backend: &'static str,
     fallback_reason: Option<String>,
+}
+
+/// A failed readback as a short cause: the error's last own words ("Destroyed: Device was
+/// destroyed."), without the chain of "Caused by" headings and the empty backtrace around them.
+fn readback_error(e: impl std::fmt::Debug) -> EngineError {
+    let text = format!("{e:?}");
+    let cause = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Backtrace"))
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .last()
+        .unwrap_or("no reason given");
+    EngineError::Readback(cause.trim_end_matches('.').to_string())
 }
 
 /// Where errors become sentences: a rejected promise's `Error.message` is the error's own
@@ -223,20 +245,58 @@ impl Engine {
                 Err(reason) => (Device::flex(), "cpu", Some(EngineError::WebGpuUnavailable(reason).to_string())),
             },
         };
+        let model = (backend == "webgpu").then(|| (model_json.to_string(), weights.clone()));
         let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), device)?;
+        let running = Running { classifier, backend, fallback_reason };
         Ok(Engine {
-            inner: Rc::new(Inner { classifier, backend, fallback_reason }),
+            inner: Rc::new(Inner { running: RefCell::new(Rc::new(running)), model }),
         })
     }
 
-    /// The backend in use: "webgpu" or "cpu".
+    /// The backend in use: "webgpu", or "cpu" (from the start, or since WebGPU stopped working).
     pub fn backend_name(&self) -> &'static str {
-        self.inner.backend
+        self.running().backend
     }
 
-    /// The loaded classifier.
-    pub fn classifier(&self) -> &Classifier {
-        &self.inner.classifier
+    /// What runs now. A clone of the `Rc`, not a borrow: a switch to the CPU during another
+    /// photo's await must not find the cell borrowed.
+    fn running(&self) -> Rc<Running> {
+        self.inner.running.borrow().clone()
+    }
+
+    /// Runs `work` on the current backend. When WebGPU fails in it (the browser took the device
+    /// back: the GPU process restarted, a phone reclaimed memory), the model is loaded on the
+    /// CPU, which takes over for good, and `work` runs again there; so the photo is still
+    /// checked, and the next ones too, where every call would otherwise fail until a reload.
+    async fn on_backend<T, F, Fut>(&self, work: F) -> Result<T, EngineError>
+    where
+        F: Fn(Rc<Running>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngineError>>,
+    {
+        let running = self.running();
+        match work(running.clone()).await {
+            Err(EngineError::Readback(cause)) if running.backend == "webgpu" => work(self.switch_to_cpu(&running, &cause)?).await,
+            done => done,
+        }
+    }
+
+    /// Loads the model on the CPU in place of `failed` (unless another call has already), and
+    /// makes later engines on this page start there too: the lost device cannot be made again.
+    fn switch_to_cpu(&self, failed: &Rc<Running>, cause: &str) -> Result<Rc<Running>, EngineError> {
+        WEBGPU.with(|w| *w.borrow_mut() = Some(Err(format!("it stopped working on this page ({cause})"))));
+        let current = self.running();
+        if !Rc::ptr_eq(&current, failed) {
+            return Ok(current);
+        }
+        let Some((json, weights)) = self.inner.model.clone() else {
+            return Err(EngineError::Readback(cause.to_string()));
+        };
+        let reason = format!("WebGPU stopped working ({cause}), so the processor checks the photos from now on");
+        let meta = ModelMeta::from_json(json.as_bytes())?;
+        let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), Device::flex())?;
+        let cpu = Rc::new(Running { classifier, backend: "cpu", fallback_reason: Some(reason) });
+        *self.inner.running.borrow_mut() = cpu.clone();
+        Ok(cpu)
     }
 
     /// Runs the network on preprocessed inputs and reads the logits back asynchronously (the
@@ -244,24 +304,23 @@ impl Engine {
     /// image only). The context is an argument, not engine state, because one loaded engine
     /// serves every element on a page.
     pub async fn predict_inputs(&self, inputs: &[f32], context: &Context) -> Result<Vec<Prediction>, EngineError> {
-        let c = &self.inner.classifier;
-        let data = c
-            .outputs(inputs)?
-            .into_data_async()
-            .await
-            .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-        Ok(c.scores(data, inputs)?.iter().map(|s| c.prediction_with(s, context)).collect())
+        self.on_backend(|running| async move {
+            let c = &running.classifier;
+            let data = c.outputs(inputs)?.into_data_async().await.map_err(readback_error)?;
+            Ok(c.scores(data, inputs)?.iter().map(|s| c.prediction_with(s, context)).collect())
+        })
+        .await
     }
 
     /// Decodes an image file (JPEG, PNG, WebP; EXIF orientation applied) and classifies it.
     pub async fn predict_file(&self, bytes: &[u8], context: &Context) -> Result<Prediction, EngineError> {
-        let input = self.inner.classifier.input_from_bytes(bytes)?;
+        let input = self.running().classifier.input_from_bytes(bytes)?;
         self.predict_one(&input, context).await
     }
 
     /// Classifies an RGBA frame (a canvas's `ImageData`).
     pub async fn predict_rgba(&self, rgba: &[u8], width: u32, height: u32, context: &Context) -> Result<Prediction, EngineError> {
-        let input = self.inner.classifier.input_from_rgba(rgba, width, height)?;
+        let input = self.running().classifier.input_from_rgba(rgba, width, height)?;
         self.predict_one(&input, context).await
     }
 
@@ -273,14 +332,13 @@ impl Engine {
     /// Where the network looked on an image, on an occlusion `grid` (the page and the CLI use
     /// the default one), read back asynchronously.
     pub async fn saliency_of(&self, img: &image::RgbImage, grid: &OcclusionConfig) -> Result<Saliency, EngineError> {
-        let c = &self.inner.classifier;
-        let input = c.meta().preprocess.to_input(img);
-        let data = c
-            .occlusion_logits(&input, grid)?
-            .into_data_async()
-            .await
-            .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-        Ok(c.saliency(data, grid)?)
+        self.on_backend(|running| async move {
+            let c = &running.classifier;
+            let input = c.meta().preprocess.to_input(img);
+            let data = c.occlusion_logits(&input, grid)?.into_data_async().await.map_err(readback_error)?;
+            Ok(c.saliency(data, grid)?)
+        })
+        .await
     }
 
     /// The map for `img` as JavaScript gets it: the [`Saliency`] fields, `map` as a
@@ -335,13 +393,13 @@ impl Engine {
     /// "webgpu" or "cpu".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.inner.backend.to_string()
+        self.backend_name().to_string()
     }
 
-    /// Why WebGPU was not used under "auto", if it was not.
+    /// Why WebGPU is not used, if it is not: under "auto", or since it stopped working.
     #[wasm_bindgen(getter, js_name = fallbackReason)]
     pub fn fallback_reason(&self) -> Option<String> {
-        self.inner.fallback_reason.clone()
+        self.running().fallback_reason.clone()
     }
 
     /// Checks a patient context as `classifyFile` and `classifyRgba` take it and returns the
@@ -355,13 +413,14 @@ impl Engine {
     /// bench feeds them to onnxruntime to check that it gives the same probabilities).
     #[wasm_bindgen(js_name = inputFile)]
     pub fn input_file(&self, bytes: Vec<u8>) -> Result<Vec<f32>, JsValue> {
-        self.inner.classifier.input_from_bytes(&bytes).map_err(|e| js_err(EngineError::from(e)))
+        self.running().classifier.input_from_bytes(&bytes).map_err(|e| js_err(EngineError::from(e)))
     }
 
     /// Model name, high-risk threshold, input size and the taxonomy nodes the results refer to.
     #[wasm_bindgen(js_name = modelInfo)]
     pub fn model_info(&self) -> Result<JsValue, JsValue> {
-        let c = &self.inner.classifier;
+        let running = self.running();
+        let c = &running.classifier;
         let meta = c.meta();
         let tax = c.taxonomy();
         let tree = c
@@ -404,7 +463,7 @@ impl Engine {
         let engine = self.clone();
         future_to_promise(async move {
             let t0 = js_sys::Date::now();
-            let input = engine.inner.classifier.meta().preprocess.to_input(&DrawnLesion::default().image());
+            let input = engine.running().classifier.meta().preprocess.to_input(&DrawnLesion::default().image());
             engine.predict_inputs(&input, &Context::default()).await.map_err(js_err)?;
             Ok((js_sys::Date::now() - t0).into())
         })

@@ -41,7 +41,7 @@
 // the style sheet (derm-screen-style.js) are separate modules; this file is the element around
 // them.
 
-import { guarded, hasCrashed, isSupported, loadEngine, mb, progressText } from './engine.js';
+import { followBackend, guarded, hasCrashed, isSupported, loadEngine, mb, progressText } from './engine.js';
 import { backendLabel, el, resultView, riskText, saliencyView } from './result-view.js';
 import { contextForm } from './context-form.js';
 import { firstPicture, guideSquare, hasTorch, openCamera, setTorch, stopTracks } from './camera.js';
@@ -122,6 +122,9 @@ export class DermScreen extends HTMLElement {
   // Why the last load failed, until the next: a photo that waited for it is not blamed.
   #loadError = null;
   #lastTiming = null;
+  // The backend the status line last named: where the engine has since left WebGPU, the next
+  // "Done" says why.
+  #backendNamed = null;
   #stream = null;
   // Bumped by every start and stop of the camera: a camera granted to a request that is no
   // longer the latest (a second tap, or a stop during the permission prompt) is turned off.
@@ -418,6 +421,7 @@ export class DermScreen extends HTMLElement {
       const where = loaded.backend === 'webgpu' ? 'on the graphics chip (WebGPU)' : 'on the processor (CPU)';
       const why = loaded.backendReason ? ` (${loaded.backendReason})` : '';
       this.#setStatus(`Ready. Runs ${where}${why}, on this device only.`);
+      this.#backendNamed = loaded.backend;
       this.#setInputsEnabled(true);
       this.#loaded = loaded;
       this.#settleReady(this.#resolveReady, loaded);
@@ -554,6 +558,7 @@ export class DermScreen extends HTMLElement {
       result = await guarded(call(loaded.engine, context));
       ms = performance.now() - t0;
     } while (loaded !== this.#loaded);
+    followBackend(loaded);
     const { engine, backend, model } = loaded;
     this.#lastTiming = { ms, backend };
     // A map explains a diagnosis, and the answers move a risk; a gated photo has neither.
@@ -610,7 +615,10 @@ export class DermScreen extends HTMLElement {
       // first, or the page would look as if the tap did nothing.
       await afterPaint();
       await work();
-      this.#setStatus(`Done in ${Math.round(this.#lastTiming.ms)} ms (${backendLabel(this.#lastTiming.backend)}).${note ? ` Checked ${note}` : ''}`);
+      const { ms, backend } = this.#lastTiming;
+      const moved = backend !== this.#backendNamed && this.#loaded?.backendReason ? ` ${this.#loaded.backendReason}.` : '';
+      this.#backendNamed = backend;
+      this.#setStatus(`Done in ${Math.round(ms)} ms (${backendLabel(backend)}).${moved}${note ? ` Checked ${note}` : ''}`);
       this.#reveal(this.#$('.result').firstElementChild);
     } catch (e) {
       if (e === this.#loadError) {

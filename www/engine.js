@@ -208,6 +208,17 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
 }
 
 /**
+ * Brings `loaded` (what `loadEngine` resolved to) up to date after a check: where WebGPU stops
+ * working on a page, the engine moves to the CPU for good (src/web.rs) and says why.
+ */
+export function followBackend(loaded) {
+  const { engine } = loaded;
+  if (engine.backend === loaded.backend) return;
+  loaded.backend = engine.backend;
+  loaded.backendReason = loaded.fallbackReason = engine.fallbackReason ?? null;
+}
+
+/**
  * WebGPU asked for (a host's backend="webgpu", ?backend=webgpu) on an adapter that then fails
  * to start: the CPU, with the reason shown. (No adapter at all is settled in resolveBackend.)
  */

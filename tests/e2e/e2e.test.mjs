@@ -353,6 +353,49 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  // A phone's browser can take the graphics chip back (the GPU process restarted, memory ran
+  // short in the background): the photo is still checked, on the CPU, and so are the next ones.
+  test('WebGPU lost after loading: the photo is checked on the CPU as the CLI checks it, and the page says why', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.addInitScript(() => {
+      const requestDevice = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function kept(...args) {
+        const device = await requestDevice.apply(this, args);
+        (window.__gpuDevices ??= []).push(device);
+        return device;
+      };
+    });
+    const { page, ready, problems } = await openApp(context, site.url, { backend: 'webgpu' });
+    assert.equal(ready.backend, 'webgpu');
+    await page.evaluate(async () => {
+      for (const device of window.__gpuDevices) device.destroy();
+      await Promise.all(window.__gpuDevices.map((d) => d.lost));
+    });
+    // The first photo after the loss says why the CPU checked it; the next is checked there too.
+    for (const [dx, said] of [['mel', /\(CPU\)\. WebGPU stopped working \(.+\), so the processor checks the photos from now on\.$/], ['nv', /\(CPU\)\.$/]]) {
+      const s = samples.find((x) => x.dx === dx);
+      const event = await armOutcome(page);
+      await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+      const { result, error } = await event();
+      assert.equal(error, undefined, `${dx}: ${error}`);
+      assert.ok(maxDiff(result, cli.get(s.image)) <= PARITY_TOLERANCE, dx);
+      await page.locator('derm-screen .status').getByText('Done').waitFor();
+      const status = await page.locator('derm-screen .status').innerText();
+      assert.match(status, said);
+    }
+    const after = await page.evaluate(async () => {
+      const el = document.querySelector('derm-screen');
+      const r = await el.ready;
+      const map = await el.showSaliency();
+      return { timing: el.lastTiming.backend, backend: r.backend, reason: r.backendReason, mapSize: map.size };
+    });
+    assert.deepEqual([after.timing, after.backend], ['cpu', 'cpu']);
+    assert.ok(after.mapSize > 0, 'where the model looked is drawn on the CPU too');
+    assert.match(after.reason, /WebGPU stopped working/);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('auto measures a hardware adapter against the CPU, keeps the faster and remembers it', async () => {
     const context = await browser.newContext();
     // This Chromium's only adapter is SwiftShader. Presented as hardware, it makes auto measure

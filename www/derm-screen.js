@@ -625,6 +625,11 @@ export class DermScreen extends HTMLElement {
         // A photo dropped or pasted during the load waited for it: the load's error (with its
         // "Try again") is what to read, not advice to try another photo.
         this.#setStatus(`The classifier could not be loaded, so ${label} was not checked.`);
+      } else if (hasCrashed()) {
+        // Only a reload brings the engine back: advice to try another photo would send the
+        // person round in circles.
+        this.#setStatus(`The classifier stopped working, so ${label} was not checked.`);
+        this.#showError('engine', e.message);
       } else {
         this.#setStatus('That photo could not be checked.');
         this.#showError('input', explain(e));

@@ -340,6 +340,26 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     rmSync(dirname(bigFile), { recursive: true, force: true });
   });
 
+  // What the Rust panic hook reports (src/web.rs), called as it calls it: no input is known to
+  // panic, and one that did would be fixed, not kept as a test.
+  test('the engine crashed: a photo chosen then is not blamed, the page says to reload, the last result stays', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples[0].file));
+    await page.locator('derm-screen .result').waitFor();
+    const before = await resultText(page);
+    await page.evaluate(() => globalThis.__dermscreenPanic('panicked at src/example.rs:1:1'));
+    const outcome = await armOutcome(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', samples[1].file));
+    const { error } = await outcome();
+    assert.match(error, /^The classifier crashed earlier \(panicked at src\/example\.rs:1:1\)\. Reload the page\.$/);
+    assert.equal(await page.locator('derm-screen .error').innerText(), error);
+    assert.match(await page.locator('derm-screen .status').innerText(), /^The classifier stopped working, so .+ was not checked\.$/);
+    assert.equal(await resultText(page), before, 'the previous result is still shown');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('the WebGPU backend, chosen explicitly, runs through the UI', async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const { page, ready, problems } = await openApp(context, site.url, { backend: 'webgpu' });

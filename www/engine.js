@@ -242,7 +242,11 @@ async function measureBackends(open, meta, onProgress) {
   // A remembered WebGPU that no longer starts (a driver update, a blocklist) is measured again.
   const reopened = saved && (await open(saved.backend).catch(() => null));
   if (reopened) {
-    return { ...reopened, reason: `chosen earlier on this device by measurement: WebGPU ${ms(saved.webgpuMs)}, CPU ${ms(saved.cpuMs)} per photo` };
+    // (One that stopped working as it warmed up says so instead, and runs on the CPU.)
+    const reason = reopened.engine.backend === saved.backend
+      ? `chosen earlier on this device by measurement: WebGPU ${ms(saved.webgpuMs)}, CPU ${ms(saved.cpuMs)} per photo`
+      : reopened.engine.fallbackReason;
+    return { ...reopened, reason };
   }
   let gpu;
   try {
@@ -250,9 +254,17 @@ async function measureBackends(open, meta, onProgress) {
   } catch (e) {
     return { ...(await open('cpu')), reason: `WebGPU could not start (${e.message})` };
   }
+  // WebGPU that stops working while it warms up or is timed has moved to the CPU (src/web.rs):
+  // there is nothing to compare, and nothing to remember for the next visit.
+  if (gpu.engine.backend !== 'webgpu') return { ...gpu, reason: gpu.engine.fallbackReason };
   const cpu = await open('cpu');
   await onProgress({ phase: 'measure' });
   const webgpuMs = await guarded(gpu.engine.warmUp());
+  if (gpu.engine.backend !== 'webgpu') {
+    const reason = gpu.engine.fallbackReason;
+    gpu.engine.free();
+    return { ...cpu, reason };
+  }
   const cpuMs = await guarded(cpu.engine.warmUp());
   const [winner, loser] = webgpuMs < cpuMs ? [gpu, cpu] : [cpu, gpu];
   loser.engine.free();

@@ -446,6 +446,52 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
+  test('auto: WebGPU lost while it is measured, or as a remembered choice warms up, is not chosen: the CPU runs, and says why', async () => {
+    const context = await browser.newContext();
+    await context.addInitScript(() => {
+      for (const proto of [globalThis.GPUAdapterInfo?.prototype, globalThis.GPUAdapter?.prototype]) {
+        if (proto && 'isFallbackAdapter' in proto) Object.defineProperty(proto, 'isFallbackAdapter', { get: () => false });
+      }
+      const devices = [];
+      const requestDevice = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function kept(...args) {
+        const device = await requestDevice.apply(this, args);
+        devices.push(device);
+        return device;
+      };
+      // The device goes as the status line names the step (`lose-webgpu-at`; a mutation
+      // observer's callback runs before the paint the load waits for).
+      customElements.whenDefined('derm-screen').then(() => {
+        const status = document.querySelector('derm-screen').shadowRoot.querySelector('.status-text');
+        new MutationObserver(() => {
+          if (status.textContent.startsWith(localStorage.getItem('lose-webgpu-at'))) for (const d of devices) d.destroy();
+        }).observe(status, { childList: true, characterData: true, subtree: true });
+      });
+    });
+    const lostReason = /^WebGPU stopped working \(.+\), so the processor checks the photos from now on$/;
+    // Lost while the two are timed against each other.
+    const setUp = await context.newPage();
+    await setUp.goto(`${site.url}/manifest.webmanifest`);
+    await setUp.evaluate(() => localStorage.setItem('lose-webgpu-at', 'Measuring'));
+    const { page, ready, problems } = await openApp(context, site.url);
+    assert.equal(ready.backend, 'cpu');
+    assert.match(ready.backendReason, lostReason);
+    assert.equal(await page.evaluate(() => localStorage.getItem('dermscreen-backend-choice')), null);
+    const { result } = await classifyInPage(page, samples[0].file);
+    assert.ok(maxDiff(result, cli.get(samples[0].image)) <= PARITY_TOLERANCE);
+    assert.deepEqual(problems, []);
+    // A WebGPU remembered as the faster, lost while it warms up on the next visit.
+    await page.evaluate((sha) => {
+      localStorage.setItem('dermscreen-backend-choice', JSON.stringify({ id: `${sha}|${navigator.userAgent}`, backend: 'webgpu', webgpuMs: 10, cpuMs: 20 }));
+      localStorage.setItem('lose-webgpu-at', 'Preparing');
+    }, ready.model.weights_sha256);
+    const again = await openApp(context, site.url);
+    assert.equal(again.ready.backend, 'cpu');
+    assert.match(again.ready.backendReason, lostReason);
+    assert.deepEqual(again.problems, []);
+    await context.close();
+  });
+
   // A guard on the WebGPU path's shape: a change that multiplies dispatches, submits or
   // readbacks, or creates pipelines or buffers per photo, fails here (SwiftShader is enough to
   // count calls, not to time them). Measured here: see target/e2e/webgpu-calls-per-photo.json

@@ -39,6 +39,9 @@ pub enum PreprocessError {
     TooLarge { width: u32, height: u32 },
     #[error("image too large: {width}x{height} px needs {megabytes} MB to decode, over the {} MB limit; save it as an 8-bit JPEG or PNG", DECODE_BUDGET / 1_000_000)]
     TooLargeToDecode { width: u32, height: u32, megabytes: u64 },
+    /// Within the budget, but the memory is not there (in a browser: the page's allowance).
+    #[error("not enough memory: a {width}x{height} px photo needs {megabytes} MB to decode, more than can be had here now (a browser gives a page less than the device has); use a smaller copy of it, such as a screenshot or one sent by e-mail or chat")]
+    OutOfMemory { width: u32, height: u32, megabytes: u64 },
     /// A phone's "copy subject" cut-out: the skin around the spot is see-through.
     #[error("cut-out picture: {percent}% of its middle is see-through, and the skin around the spot matters; choose the photo as it was taken")]
     SeeThrough { percent: u32 },

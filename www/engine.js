@@ -19,6 +19,16 @@ globalThis.__dermscreenPanic = (message) => {
   crashListeners.clear();
 };
 
+// A trap in the engine that no panic announced first: in wasm, running out of memory aborts
+// without one. It is thrown from one of the module's own tasks, not to the call it belonged to,
+// whose promise would never settle ("Starting the classifier…" or "Checking…" for ever).
+const WASM = new URL('./pkg/dermscreen_bg.wasm', import.meta.url).href;
+globalThis.addEventListener?.('error', (event) => {
+  if (crashed === null && event.error instanceof WebAssembly.RuntimeError && event.filename === WASM) {
+    globalThis.__dermscreenPanic(`out of memory, or a fault inside it: ${event.error.message}`);
+  }
+});
+
 /** Races a call into wasm against a crash, which would otherwise leave its promise pending forever. */
 export function guarded(promise) {
   if (crashed) return Promise.reject(new Error(`The classifier crashed earlier (${crashed}). Reload the page.`));
@@ -175,10 +185,13 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
   onProgress({ phase: 'engine' });
   const wasm = await loadWasm().catch((e) => {
     // A download that failed or broke off is a TypeError (of the module's import or of the
-    // wasm's streaming compile); a browser that cannot compile or link the engine throws others.
-    throw new Error(e instanceof TypeError
-      ? `Could not download the classifier engine (${e.message}). Check the connection and try again.`
-      : `The classifier engine could not start (${e.message}). This browser may be too old.`);
+    // wasm's streaming compile); a browser that could not give the engine its memory (a phone
+    // short of it) a RangeError; one that cannot compile or link the engine throws others.
+    if (e instanceof TypeError) throw new Error(`Could not download the classifier engine (${e.message}). Check the connection and try again.`);
+    if (e instanceof RangeError && /memory/i.test(e.message)) {
+      throw new Error(`The classifier engine could not start: the browser could not give it memory (${e.message}). Close other tabs or apps and try again.`);
+    }
+    throw new Error(`The classifier engine could not start (${e.message}). This browser may be too old.`);
   });
   const metaResponse = await fetchOk(modelUrl, 'the model description');
   const metaText = await metaResponse.text().catch((e) => { throw brokeOff('the model description', e); });

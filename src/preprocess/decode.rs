@@ -122,10 +122,18 @@ fn format_name(format: ImageFormat) -> &'static str {
     }
 }
 
-/// Refuses a decode that would not fit the budget, from the header's numbers alone.
+/// Refuses a decode that would not fit the budget, from the header's numbers alone, or that
+/// this process cannot get the memory for: the decoded pixels are asked for (and handed back)
+/// before the decoder asks, because in wasm a failed allocation aborts, and a browser that gives
+/// the page less than the budget (a phone's) would lose the engine and leave the photo's check
+/// pending forever. Natively the request is only address space: it costs microseconds.
 fn check_budget(width: u32, height: u32, decoded_bytes: u64) -> Result<(), PreprocessError> {
+    let megabytes = decoded_bytes.div_ceil(1_000_000);
     if decoded_bytes > DECODE_BUDGET {
-        return Err(PreprocessError::TooLargeToDecode { width, height, megabytes: decoded_bytes.div_ceil(1_000_000) });
+        return Err(PreprocessError::TooLargeToDecode { width, height, megabytes });
+    }
+    if Vec::<u8>::new().try_reserve_exact(decoded_bytes as usize).is_err() {
+        return Err(PreprocessError::OutOfMemory { width, height, megabytes });
     }
     Ok(())
 }

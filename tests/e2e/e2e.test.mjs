@@ -1923,3 +1923,56 @@ describe('without WebGPU, with a camera (fake device)', () => {
     }
   });
 });
+
+// A phone's browser may give a page far less wasm memory than a desktop's. In wasm running out
+// of memory aborts the engine without a panic; each case must end in words, never in a check or
+// a load that stays pending. V8's page limit stands in for the phone.
+describe('with less memory than a page usually gets (--wasm-max-mem-pages)', () => {
+  test('a photo that needs more memory than the page has: says so, and the next photo is checked', async () => {
+    const browser = await launch({ webgpu: false, wasmPages: 2500 }); // 160 MB
+    const context = await browser.newContext({ viewport: { width: 360, height: 780 } });
+    const { page, problems } = await openApp(context, site.url);
+    // A 50 MP photo (8160x6120) needs 150 MB for its pixels, and about 20 MB more for the engine.
+    const big = Buffer.from(await page.evaluate(async (file) => {
+      const original = await (await fetch(`/__samples/${file}`)).blob();
+      const canvas = new OffscreenCanvas(8160, 6120);
+      canvas.getContext('2d').drawImage(await createImageBitmap(original), 0, 0, canvas.width, canvas.height);
+      const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.9 })).arrayBuffer());
+      let text = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(text);
+    }, samples[0].file), 'base64');
+    const refused = await armOutcome(page);
+    await fileInput(page).setInputFiles({ name: 'IMG_50MP.jpg', mimeType: 'image/jpeg', buffer: big });
+    const { error } = await refused();
+    assert.match(error, /^IMG_50MP\.jpg: not enough memory: a 8160x6120 px photo needs 150 MB to decode, more than can be had here now \(a browser gives a page less than the device has\); use a smaller copy of it/);
+    assert.equal(await page.locator('derm-screen .status').innerText(), 'That photo could not be checked.');
+    const s = samples.find((x) => x.dx === 'bcc');
+    const checked = await armOutcome(page);
+    await fileInput(page).setInputFiles(join(DATA, 'images', s.file));
+    const { result } = await checked();
+    assert.ok(maxDiff(result, cli.get(s.image)) <= PARITY_TOLERANCE);
+    assert.deepEqual(problems, []);
+    await browser.close();
+  });
+
+  test('an engine that runs out of memory, starting or loading the model: the page says so instead of "Starting" for ever', async () => {
+    for (const [pages, said] of [
+      [20, /^The classifier engine could not start: the browser could not give it memory \(.+\)\. Close other tabs or apps and try again\.$/],
+      [100, /^The classifier crashed \(out of memory, or a fault inside it: unreachable\)\. Reload the page to start again\.$/],
+    ]) {
+      const browser = await launch({ webgpu: false, wasmPages: pages });
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(site.url);
+      const failed = await page.evaluate(async () => {
+        await customElements.whenDefined('derm-screen');
+        const late = new Promise((resolve) => { setTimeout(() => resolve('still loading after 60 s'), 60_000); });
+        return Promise.race([document.querySelector('derm-screen').ready.then(() => 'loaded', (e) => e.message), late]);
+      });
+      assert.match(failed, said, `${pages} pages`);
+      assert.equal(await page.locator('derm-screen .status').innerText(), 'The classifier could not be loaded.');
+      assert.equal(await page.locator('derm-screen .error').innerText().then((t) => t.split('\n')[0]), failed);
+      await browser.close();
+    }
+  });
+});

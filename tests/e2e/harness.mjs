@@ -81,12 +81,14 @@ const QUIET = ['--disable-background-networking', '--disable-component-update', 
 /**
  * Launches headless Chromium. `webgpu`: with --enable-unsafe-webgpu (headless Chromium here then
  * offers a SwiftShader adapter); without it the browser has no WebGPU, as on many phones.
- * `fakeCamera`: a synthetic camera that the page may use without a prompt.
+ * `fakeCamera`: a synthetic camera that the page may use without a prompt. `wasmPages`: the most
+ * memory a wasm module may have, in 64 KiB pages (V8's limit), as a phone gives a page less.
  */
-export function launch({ webgpu = true, fakeCamera = false } = {}) {
+export function launch({ webgpu = true, fakeCamera = false, wasmPages = null } = {}) {
   const args = [...QUIET];
   if (webgpu) args.push('--enable-unsafe-webgpu');
   if (fakeCamera) args.push('--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream');
+  if (wasmPages) args.push(`--js-flags=--wasm-max-mem-pages=${wasmPages}`);
   return chromium.launch({ executablePath: CHROMIUM, args });
 }
 

@@ -179,8 +179,9 @@ pub struct Engine {
 struct Inner {
     /// What runs now: on WebGPU, until the browser takes the device away; then on the CPU.
     running: RefCell<Rc<Running>>,
-    /// `model.json` and the weights, kept on WebGPU only, to load the model on the CPU then.
-    model: Option<(String, Vec<u8>)>,
+    /// The weights, kept on WebGPU only, to load the model on the CPU then (its `model.json`
+    /// is the running classifier's).
+    weights: Option<Vec<u8>>,
 }
 
 /// The classifier on one backend.
@@ -245,11 +246,11 @@ impl Engine {
                 Err(reason) => (Device::flex(), "cpu", Some(EngineError::WebGpuUnavailable(reason).to_string())),
             },
         };
-        let model = (backend == "webgpu").then(|| (model_json.to_string(), weights.clone()));
+        let kept = (backend == "webgpu").then(|| weights.clone());
         let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), device)?;
         let running = Running { classifier, backend, fallback_reason };
         Ok(Engine {
-            inner: Rc::new(Inner { running: RefCell::new(Rc::new(running)), model }),
+            inner: Rc::new(Inner { running: RefCell::new(Rc::new(running)), weights: kept }),
         })
     }
 
@@ -288,11 +289,11 @@ impl Engine {
         if !Rc::ptr_eq(&current, failed) {
             return Ok(current);
         }
-        let Some((json, weights)) = self.inner.model.clone() else {
+        let Some(weights) = self.inner.weights.clone() else {
             return Err(EngineError::Readback(cause.to_string()));
         };
         let reason = format!("WebGPU stopped working ({cause}), so the processor checks the photos from now on");
-        let meta = ModelMeta::from_json(json.as_bytes())?;
+        let meta = failed.classifier.meta().clone();
         let classifier = Classifier::from_parts(meta, weights, Taxonomy::bundled(), Device::flex())?;
         let cpu = Rc::new(Running { classifier, backend: "cpu", fallback_reason: Some(reason) });
         *self.inner.running.borrow_mut() = cpu.clone();

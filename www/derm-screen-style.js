@@ -73,6 +73,8 @@ progress { width: 100%; height: 0.75rem; }
 .error { border-left: 4px solid var(--ds-high); background: var(--ds-error); padding: 0.5rem 0.75rem; margin: 0.75rem 0; }
 .error button { display: block; margin-top: 0.5rem; }
 .result { border: 1px solid var(--ds-line); border-radius: 0.75rem; padding: var(--ds-gap); margin-top: 0.75rem; }
+/* The size and spacing the heading had as an h3. */
+.result h2 { font-size: 1.17em; margin-block: 1em; }
 /* The words go under the photo where they would not fit beside it (large text on a phone). */
 .result-head { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 .result-head > div { flex: 1 1 8rem; }

@@ -327,6 +327,8 @@ export class DermScreen extends HTMLElement {
       figure = saliencyView(s);
       figure.id = 'saliency-figure';
       toggle.after(figure);
+      // Named only now: an aria-controls pointing at no element is invalid ARIA.
+      toggle.setAttribute('aria-controls', figure.id);
       this.#emit('saliency', { class: s.class, name: s.name, probability: s.probability, size: s.size, ms: s.ms });
     }
     figure.hidden = false;
@@ -366,7 +368,7 @@ export class DermScreen extends HTMLElement {
   #saliencyToggle() {
     const toggle = el('button', {
       type: 'button', class: 'secondary saliency-toggle', text: 'Show where the model looked',
-      'aria-pressed': 'false', 'aria-controls': 'saliency-figure',
+      'aria-pressed': 'false',
     });
     toggle.addEventListener('click', () => {
       if (toggle.getAttribute('aria-pressed') === 'true') { this.#hideSaliency(); return; }

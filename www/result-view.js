@@ -116,7 +116,8 @@ export function resultView(r, model, { previewBlob, backend, ms }) {
       : '',
     population,
     unsure,
-    el('h3', { text: 'Most likely diagnoses' }), top,
+    // h2: under a page's h1 (this app's, a host's title); h3 there skipped a level for screen readers.
+    el('h2', { text: 'Most likely diagnoses' }), top,
     el('details', { class: 'tree' }, el('summary', { text: 'All groups and diagnoses' }), tree(r, model)),
     meta,
   ];

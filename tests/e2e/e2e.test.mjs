@@ -17,6 +17,7 @@ import {
   launch, maxDiff, openApp, sampleImages, serveSite, validationPhoto,
 } from './harness.mjs';
 import { openComparison, parity } from './onnx_compare.mjs';
+import axe from 'axe-core';
 
 mkdirSync(OUT, { recursive: true });
 const samples = sampleImages(1);
@@ -67,6 +68,13 @@ function jpegClaiming(path, width, height) {
 /** The first half of a file: a photo cut off in transfer. */
 const halfOf = (path) => { const b = readFileSync(path); return b.subarray(0, b.length >> 1); };
 const fileInput = (page) => page.locator('derm-screen input[type=file]');
+
+/** axe-core's violations on the page, one line each (rule, what it asks, where), shadow DOM included. */
+async function axeViolations(page) {
+  await page.evaluate(axe.source); // through DevTools, so the page's CSP does not block it
+  return page.evaluate(async () => (await window.axe.run(document)).violations
+    .flatMap((v) => v.nodes.map((n) => `${v.id} (${v.help}): ${n.target.flat().join(' >> ')}`)));
+}
 
 /**
  * In the page (through `page.evaluate` or `page.addInitScript`): records in `window.__watch`
@@ -1691,6 +1699,39 @@ describe('without WebGPU, with a camera (fake device)', () => {
     assert.equal(await page.evaluate(() => document.querySelector('derm-screen').shadowRoot.activeElement?.className), 'secondary start-camera');
     assert.equal(await page.locator('derm-screen .start-camera').isVisible(), true);
     await context.close();
+  });
+
+  // What a screen reader or a switch user meets, checked by axe-core (WCAG 2 A and AA and its best
+  // practices) in each state a person can bring about, in light and dark.
+  test('an accessibility checker finds nothing wrong: start, details, result with map and tree, a refusal, the camera', async () => {
+    for (const colorScheme of ['light', 'dark']) {
+      const context = await browser.newContext({ viewport: { width: 360, height: 780 }, colorScheme, permissions: ['camera'] });
+      const { page, problems } = await openApp(context, site.url, { backend: 'cpu' });
+      const found = [];
+      const check = async (state) => found.push(...(await axeViolations(page)).map((v) => `${colorScheme}, ${state}: ${v}`));
+      await check('at the start');
+      await page.locator('derm-screen details.context summary').click();
+      await page.locator('derm-screen input[name=age]').fill('720');
+      await check('the details open, an age refused');
+      const result = await armResult(page);
+      await fileInput(page).setInputFiles(join(DATA, 'images', samples.find((x) => x.dx === 'mel').file));
+      await result();
+      await check('a result');
+      await page.locator('derm-screen input[name=bled][value=true]').check();
+      await page.locator('derm-screen .saliency-toggle').click();
+      await page.locator('derm-screen figure.saliency').waitFor();
+      await page.locator('derm-screen .result details summary').click();
+      await check('the map, the tree and the offer to check again');
+      await fileInput(page).setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') });
+      await page.locator('derm-screen .error').waitFor();
+      await check('a file refused');
+      await page.locator('derm-screen .start-camera').click();
+      await page.locator('derm-screen .capture').waitFor();
+      await check('the camera open');
+      assert.deepEqual(problems, []);
+      await context.close();
+      assert.deepEqual(found, [], 'axe-core finds no violation');
+    }
   });
 
   // A phone's camera can take a second or more to send its first picture after the page shows

@@ -121,6 +121,14 @@ cmd_site() {
     cp -r www/. "$site/"
     wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$site/pkg" \
         target/wasm32-unknown-unknown/web/dermscreen.wasm
+    # The same engine without WebGPU, for pages that run on the CPU (www/engine.js picks it): in
+    # its own target folder, as other rustflags would rebuild the first one's every crate. The
+    # flags repeat .cargo/config.toml's, which RUSTFLAGS replaces; a warning in the code this cfg
+    # compiles fails the build, as clippy (which builds the other) would (dependencies' lints are capped).
+    CARGO_TARGET_DIR=target/wasm-cpu-only RUSTFLAGS="-C target-feature=+simd128 --cfg dermscreen_cpu_only -D warnings" \
+        cargo rustc --lib --profile web --target wasm32-unknown-unknown --crate-type cdylib
+    wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$site/pkg-cpu" \
+        target/wasm-cpu-only/wasm32-unknown-unknown/web/dermscreen.wasm
     cp model/model.json model/model.bpk "$site/model/"
     (
         cd "$site"
@@ -140,7 +148,7 @@ cmd_site() {
         done)"
         sed -i "s|^const BUILD = .*|const BUILD = '$build';|; s|^const FILES = .*|const FILES = { \"./\": null, ${list%,} };|" sw.js
     )
-    echo "build.sh: web app in $site/ ($(du -sh "$site" | cut -f1)); wasm $(stat -c %s "$site/pkg/dermscreen_bg.wasm") bytes"
+    echo "build.sh: web app in $site/ ($(du -sh "$site" | cut -f1)); wasm $(stat -c %s "$site/pkg/dermscreen_bg.wasm") bytes, CPU-only $(stat -c %s "$site/pkg-cpu/dermscreen_bg.wasm")"
 }
 
 need_e2e() {

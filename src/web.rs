@@ -4,6 +4,10 @@
 //! CPU backend (SIMD128, one thread) otherwise. Everything that can fail returns a rejected
 //! promise whose `Error.message` reads as a sentence; results are read back from the GPU only
 //! asynchronously. The JSON a result carries is the CLI's `--format json` object.
+//!
+//! Built with `--cfg dermscreen_cpu_only` (the CPU-only engine of `./build.sh site`, a quarter of
+//! the download), there is no WebGPU: `auto` runs on the CPU and `webgpu` rejects, as where a
+//! browser has no adapter.
 
 use crate::classifier::{Classifier, ClassifierError, ImageResult, ModelMeta, Prediction, UNSURE_BELOW};
 use crate::context::{Context, FIELDS, SITES};
@@ -13,6 +17,7 @@ use crate::saliency::{self, OcclusionConfig, Saliency, OVERLAY_SIDE};
 use crate::synthetic::DrawnLesion;
 use crate::taxonomy::Taxonomy;
 use burn::prelude::*;
+#[cfg(not(dermscreen_cpu_only))]
 use burn::tensor::wgpu::WgpuBackend;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -102,11 +107,14 @@ async fn webgpu_device() -> Result<Device, String> {
     if let Some(known) = WEBGPU.with(|w| w.borrow().clone()) {
         return known;
     }
+    #[cfg(not(dermscreen_cpu_only))]
     let result = Device::wgpu_options()
         .graphics_api(WgpuBackend::WebGpu)
         .init_async()
         .await
         .map_err(|e| e.to_string());
+    #[cfg(dermscreen_cpu_only)]
+    let result = Err("this copy of the engine is built for the CPU only".to_string());
     WEBGPU.with(|w| *w.borrow_mut() = Some(result.clone()));
     result
 }

@@ -16,14 +16,23 @@ document.addEventListener('paste', (e) => {
 
 if ('serviceWorker' in navigator) {
   const note = document.querySelector('.offline');
-  // Only a page that an older version already controlled has an update to announce.
-  const updating = navigator.serviceWorker.controller !== null;
+  const { loadedBuilds } = await import('./engine.js');
   // Registered once the classifier has loaded (or failed to): the worker saves the same files,
   // and started beside the page's own downloads it fetched the engine a second time, sharing the
   // connection with the first. After them it revalidates each file (sw.js): one the browser's
   // cache kept comes back as a 304, not a second download; one it did not keep (some browsers
   // keep no 17 MB entry) is downloaded again, but no longer alongside the page's own.
-  screen.ready.catch(() => {}).then(() => navigator.serviceWorker.register('sw.js')).then(
+  // The worker keeps the engine build(s) this page used (sw.js), named in its address.
+  let updating = false;
+  screen.ready.catch(() => {}).then(() => {
+    const builds = loadedBuilds();
+    const script = new URL(builds.length ? `sw.js?engine=${builds.join(',')}` : 'sw.js', location.href);
+    // Only a page that an older version already controlled has an update to announce; one that
+    // names another engine build installs the worker again for that build, which is no update.
+    const controller = navigator.serviceWorker.controller;
+    updating = controller !== null && new URL(controller.scriptURL).search === script.search;
+    return navigator.serviceWorker.register(script);
+  }).then(
     (reg) => {
       reg.addEventListener('updatefound', () => {
         const next = reg.installing;

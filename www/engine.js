@@ -2,12 +2,16 @@
 // choice and a guard against crashes inside wasm. No DOM here; <derm-screen> and other hosts
 // build on it.
 
-const PKG = new URL('./pkg/dermscreen.js', import.meta.url);
+// Two builds of the same engine (build.sh): `full`, with WebGPU, and `cpu`, without it, a quarter
+// of the download, for pages that run on the CPU. Each folder has its wasm and its JS bindings.
+const PKGS = { full: 'pkg', cpu: 'pkg-cpu' };
+const bindings = (kind) => new URL(`./${PKGS[kind]}/dermscreen.js`, import.meta.url).href;
+const wasmUrl = (kind) => new URL(`./${PKGS[kind]}/dermscreen_bg.wasm`, import.meta.url).href;
 
-// One wasm instance and one engine per (model, backend) per page: WebGPU can be initialised
-// only once per page, and the weights need not be downloaded twice.
-let wasmModule = null;
-let wasmExports = null;
+// At most one wasm instance of each build and one engine per (model, backend) per page: WebGPU
+// can be initialised only once per page, and the weights need not be downloaded twice.
+const wasmModules = {};
+const wasmExports = {};
 let crashed = null;
 const crashListeners = new Set();
 const engines = new Map();
@@ -22,9 +26,9 @@ globalThis.__dermscreenPanic = (message) => {
 // A trap in the engine that no panic announced first: in wasm, running out of memory aborts
 // without one. It is thrown from one of the module's own tasks, not to the call it belonged to,
 // whose promise would never settle ("Starting the classifier…" or "Checking…" for ever).
-const WASM = new URL('./pkg/dermscreen_bg.wasm', import.meta.url).href;
+const WASM = Object.keys(PKGS).map(wasmUrl);
 globalThis.addEventListener?.('error', (event) => {
-  if (crashed === null && event.error instanceof WebAssembly.RuntimeError && event.filename === WASM) {
+  if (crashed === null && event.error instanceof WebAssembly.RuntimeError && WASM.includes(event.filename)) {
     globalThis.__dermscreenPanic(`out of memory, or a fault inside it: ${event.error.message}`);
   }
 });
@@ -54,15 +58,43 @@ export function isSupported() {
 
 /** Bytes of the engine's wasm memory (it can only grow), or 0 before the engine starts. */
 export function wasmMemoryBytes() {
-  return wasmExports?.memory?.buffer.byteLength ?? 0;
+  return Object.values(wasmExports).reduce((sum, e) => sum + (e.memory?.buffer.byteLength ?? 0), 0);
 }
 
-function loadWasm() {
-  if (!wasmModule) {
-    wasmModule = import(PKG.href).then(async (m) => { wasmExports = await m.default(); return m; });
-    wasmModule.catch(() => { wasmModule = null; });
+/** The engine builds this page has loaded (`full`, `cpu`): what the service worker keeps offline. */
+export const loadedBuilds = () => Object.keys(wasmExports);
+
+function loadWasm(kind) {
+  if (!wasmModules[kind]) {
+    wasmModules[kind] = import(bindings(kind)).then(async (m) => { wasmExports[kind] = await m.default(); return m; });
+    wasmModules[kind].catch(() => { delete wasmModules[kind]; });
   }
-  return wasmModule;
+  return wasmModules[kind];
+}
+
+/** Whether this device saved an engine build for offline use (the service worker's cache). */
+async function saved(kind) {
+  try { return Boolean(await caches.match(wasmUrl(kind))); } catch { return false; }
+}
+
+/**
+ * The engine build for `backend` ("cpu" the CPU-only one, else the one with WebGPU), or where it
+ * cannot be downloaded and the other is saved on the device (offline, after visits that used the
+ * other) the other: the full build runs the CPU too, and the CPU-only one runs a WebGPU request
+ * on the CPU, with `reason` saying why. A download that broke off is not retried as the other
+ * build, which is no more likely to arrive.
+ */
+async function engineBuild(backend) {
+  const [kind, other] = backend === 'cpu' ? ['cpu', 'full'] : ['full', 'cpu'];
+  try {
+    return { wasm: await loadWasm(kind), backend, reason: null };
+  } catch (e) {
+    // A failed download is a TypeError; an engine that cannot start would fail as the other too.
+    if (!(e instanceof TypeError) || !(await saved(other))) throw e;
+    const wasm = await loadWasm(other).catch(() => { throw e; });
+    return other === 'full' ? { wasm, backend, reason: null }
+      : { wasm, backend: 'cpu', reason: `the WebGPU engine could not be downloaded (${e.message})` };
+  }
 }
 
 async function fetchOk(url, what) {
@@ -180,10 +212,10 @@ function rememberChoice(choice) {
 
 const ms = (t) => `${Math.round(t).toLocaleString('en')} ms`;
 
-async function startEngine(modelUrl, backend, reason, onProgress) {
+async function startEngine(modelUrl, requested, resolvedReason, onProgress) {
   const started = performance.now();
   onProgress({ phase: 'engine' });
-  const wasm = await loadWasm().catch((e) => {
+  const { wasm, backend, reason: buildReason } = await engineBuild(requested).catch((e) => {
     // A download that failed or broke off is a TypeError (of the module's import or of the
     // wasm's streaming compile); a browser that could not give the engine its memory (a phone
     // short of it) a RangeError; one that cannot compile or link the engine throws others.
@@ -205,6 +237,7 @@ async function startEngine(modelUrl, backend, reason, onProgress) {
     await onProgress({ phase: 'warmup' });
     return { engine, warmUpMs: await guarded(engine.warmUp()) };
   };
+  const reason = buildReason ?? resolvedReason;
   const chosen = backend === 'measure' ? await measureBackends(open, meta, onProgress)
     : backend === 'webgpu' ? await webgpuOrCpu(open)
       : { ...(await open(backend)), reason };

@@ -4,6 +4,13 @@
 const BUILD = 'dev';
 const FILES = {/* build.sh: path -> SHA-256 of the engine's wasm and the model, else null */};
 const CACHE = `dermscreen-${BUILD}`;
+// The engine builds to keep (engine.js: `full` with WebGPU, `cpu` without), as the page that
+// registered this worker used them (`sw.js?engine=cpu`); none named, both. The other build's
+// files are left to the network: a phone that runs on the CPU never downloads the WebGPU engine.
+const ENGINE_FOLDERS = { full: 'pkg/', cpu: 'pkg-cpu/' };
+const named = new URL(self.location.href).searchParams.get('engine');
+const keep = named ? named.split(',') : Object.keys(ENGINE_FOLDERS);
+const wanted = (path) => Object.entries(ENGINE_FOLDERS).every(([build, folder]) => !path.startsWith(folder) || keep.includes(build));
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
 
@@ -27,10 +34,17 @@ async function fetchChecked(path, sha256) {
 // Every file is checked before any is saved: a refused build saves nothing, and the next visit's
 // registration tries again. (A build that runs out of space midway leaves what it saved, unused,
 // until a later build's activation deletes it; deleting it here could take the running worker's
-// cache with it, as a new sw.js alone keeps the build's name.)
+// cache with it, as a new sw.js alone keeps the build's name.) Files this build's cache already
+// holds are not fetched again: a page that moves to the other engine build registers the worker
+// anew (another `?engine=`), and only that build is downloaded.
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
-    const checked = await Promise.all(Object.entries(FILES).map(async ([path, sha256]) => [path, await fetchChecked(path, sha256)]));
+    // (caches.match with a cacheName creates no cache: a refused build leaves none behind.)
+    const missing = [];
+    for (const [path, sha256] of Object.entries(FILES)) {
+      if (wanted(path) && !(await caches.match(path, { cacheName: CACHE }))) missing.push([path, sha256]);
+    }
+    const checked = await Promise.all(missing.map(async ([path, sha256]) => [path, await fetchChecked(path, sha256)]));
     const cache = await caches.open(CACHE);
     await Promise.all(checked.map(([path, response]) => cache.put(path, response)));
     await self.skipWaiting();

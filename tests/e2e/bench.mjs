@@ -12,11 +12,15 @@ import { SITE, classifyInPage, countGpuCalls, gpuCallsFor, launch, median, openA
 
 const n = Number(process.argv[2] ?? 10);
 
+// The engine with WebGPU, and the CPU-only one that a page running on the CPU downloads instead.
 const wasm = join(SITE, 'pkg/dermscreen_bg.wasm');
+const wasmCpu = join(SITE, 'pkg-cpu/dermscreen_bg.wasm');
 console.log(JSON.stringify({
   bench: 'web_download',
   wasm_bytes: statSync(wasm).size,
   wasm_gzip_bytes: gzipSync(readFileSync(wasm), { level: 9 }).length,
+  wasm_cpu_only_bytes: statSync(wasmCpu).size,
+  wasm_cpu_only_gzip_bytes: gzipSync(readFileSync(wasmCpu), { level: 9 }).length,
   weights_bytes: statSync(join(SITE, 'model/model.bpk')).size,
 }));
 

@@ -1132,9 +1132,10 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     await context.close();
   });
 
-  test('works offline after the first visit (service worker), saved after the first load, not beside it', async () => {
+  test('works offline after the first visit (service worker), saved after the first load, not beside it; a CPU page never downloads the WebGPU engine', async () => {
     const own = await serveSite();
-    const big = ['/pkg/dermscreen_bg.wasm', '/model/model.bpk', '/model/model.json'];
+    // Here auto runs on the CPU (SwiftShader is a software adapter): the CPU-only engine build.
+    const big = ['/pkg-cpu/dermscreen_bg.wasm', '/model/model.bpk', '/model/model.json'];
     const context = await browser.newContext();
     const { page } = await openApp(context, own.url);
     await page.evaluate(() => navigator.serviceWorker.ready);
@@ -1161,6 +1162,37 @@ describe('with WebGPU (headless Chromium with --enable-unsafe-webgpu)', () => {
     const event = await armResult(page);
     await fileInput(page).setInputFiles(join(DATA, 'images', samples[3].file));
     assert.ok(maxDiff((await event()).detail, cli.get(samples[3].image)) <= PARITY_TOLERANCE);
+    // The WebGPU build (four times the download) was fetched by neither the page nor the worker.
+    assert.equal(own.sent['/pkg/dermscreen_bg.wasm'], undefined, 'the WebGPU engine was never downloaded');
+    // Offline, WebGPU asked for: its build was never saved, so the saved CPU-only one runs, and says why.
+    const { page: asked, ready } = await openApp(context, own.url, { backend: 'webgpu' });
+    assert.equal(ready.backend, 'cpu');
+    assert.match(ready.fallbackReason, /^the WebGPU engine could not be downloaded \(.+\)$/);
+    const again = await armResult(asked);
+    await fileInput(asked).setInputFiles(join(DATA, 'images', samples[3].file));
+    assert.ok(maxDiff((await again()).detail, cli.get(samples[3].image)) <= PARITY_TOLERANCE);
+    await context.close();
+    own.server.close();
+  });
+
+  test('a page that moves from the CPU to WebGPU saves that engine build too, and nothing else again; offline both run', async () => {
+    const own = await serveSite();
+    const context = await browser.newContext();
+    const { page: cpu } = await openApp(context, own.url);
+    await cpu.waitForFunction(() => navigator.serviceWorker.controller?.scriptURL.endsWith('sw.js?engine=cpu'));
+    const { page: gpu, ready } = await openApp(context, own.url, { backend: 'webgpu' });
+    assert.equal(ready.backend, 'webgpu');
+    // The worker is registered again for the build this page ran, and saves only that build.
+    await gpu.waitForFunction(async () => navigator.serviceWorker.controller?.scriptURL.endsWith('sw.js?engine=full')
+      && Boolean(await caches.match('/pkg/dermscreen_bg.wasm')));
+    assert.equal(own.sent['/model/model.bpk'], 1, 'the model is downloaded once, by the first visit');
+    assert.equal(own.sent['/pkg-cpu/dermscreen_bg.wasm'], 1, 'the CPU-only build is downloaded once');
+    await gpu.locator('.offline', { hasText: 'Saved on this device: works offline from now on.' }).waitFor();
+    await context.setOffline(true);
+    for (const [page, backend] of [[cpu, 'cpu'], [gpu, 'webgpu']]) {
+      await page.reload();
+      assert.equal(await page.evaluate(async () => (await document.querySelector('derm-screen').ready).backend), backend);
+    }
     await context.close();
     own.server.close();
   });
@@ -1592,7 +1624,7 @@ describe('without WebGPU, with a camera (fake device)', () => {
     // The site, with the engine's wasm, the model's description and its weights each cut off
     // halfway, once, in the order the page asks for them; then the weights' server ends early
     // without an error (half the bytes, no length given).
-    const faults = [['/pkg/dermscreen_bg.wasm', 'cut'], ['/model/model.json', 'cut'], ['/model/model.bpk', 'cut'], ['/model/model.bpk', 'short']];
+    const faults = [['/pkg-cpu/dermscreen_bg.wasm', 'cut'], ['/model/model.json', 'cut'], ['/model/model.bpk', 'cut'], ['/model/model.bpk', 'short']];
     // The first fault waits until the test has dropped a photo, which then waits for the model.
     let release;
     const dropped = new Promise((r) => { release = r; });
@@ -1998,8 +2030,9 @@ describe('with less memory than a page usually gets (--wasm-max-mem-pages)', () 
   });
 
   test('an engine that runs out of memory, starting or loading the model: the page says so instead of "Starting" for ever', async () => {
+    // (The CPU-only engine these pages load asks for 19 pages to start, the WebGPU one 42.)
     for (const [pages, said] of [
-      [20, /^The classifier engine could not start: the browser could not give it memory \(.+\)\. Close other tabs or apps and try again\.$/],
+      [10, /^The classifier engine could not start: the browser could not give it memory \(.+\)\. Close other tabs or apps and try again\.$/],
       [100, /^The classifier crashed \(out of memory, or a fault inside it: unreachable\)\. Reload the page to start again\.$/],
     ]) {
       const browser = await launch({ webgpu: false, wasmPages: pages });

@@ -26,7 +26,8 @@ export async function openComparison(browser, samples, onnx = ONNX) {
   await page.goto(`${site.url}/__bench/blank.html`);
   const onnxFile = onnx.split('/').pop();
   await page.evaluate(async (onnxFile) => {
-    const m = await import('/pkg/dermscreen.js');
+    // The engine build a page runs on the CPU (www/engine.js).
+    const m = await import('/pkg-cpu/dermscreen.js');
     await m.default();
     const get = async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const meta = await (await fetch('/model/model.json')).json();
